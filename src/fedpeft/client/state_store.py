@@ -1,0 +1,78 @@
+"""Per-client state that survives across rounds (optimiser moments, later residuals and personal layers).
+
+Kept in memory up to a byte budget; beyond it the least recently used clients spill to safetensors files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+from safetensors.torch import load_file, save_file
+
+from fedpeft.model.state import TensorDict
+
+
+class ClientStateStore:
+    """A dict-like store of tensor dicts keyed by client id, spilling to disk past ``max_bytes``.
+
+    Example:
+        >>> import torch, tempfile
+        >>> store = ClientStateStore(tempfile.mkdtemp(), max_bytes=0)
+        >>> store.put("c1", {"m": torch.ones(3)}); store.get("c1")["m"].tolist()
+        [1.0, 1.0, 1.0]
+    """
+
+    def __init__(self, spill_dir: str | Path, max_bytes: int = 1 << 30) -> None:
+        self.spill_dir = Path(spill_dir)
+        self.max_bytes = max_bytes
+        self._memory: OrderedDict[str, TensorDict] = OrderedDict()
+        self._on_disk: set[str] = set()
+        self._bytes = 0
+
+    def __contains__(self, client_id: str) -> bool:
+        return client_id in self._memory or client_id in self._on_disk
+
+    def __len__(self) -> int:
+        return len(self._memory) + len(self._on_disk)
+
+    @property
+    def bytes_in_memory(self) -> int:
+        return self._bytes
+
+    def get(self, client_id: str) -> TensorDict | None:
+        if client_id in self._memory:
+            self._memory.move_to_end(client_id)
+            return self._memory[client_id]
+        if client_id in self._on_disk:
+            return load_file(str(self._path(client_id)))
+        return None
+
+    def put(self, client_id: str, state: TensorDict) -> None:
+        old = self._memory.pop(client_id, None)
+        if old is not None:
+            self._bytes -= _nbytes(old)
+        self._memory[client_id] = state
+        self._bytes += _nbytes(state)
+        self._on_disk.discard(client_id)
+        while self._bytes > self.max_bytes and self._memory:
+            victim, tensors = self._memory.popitem(last=False)
+            self._bytes -= _nbytes(tensors)
+            self._spill(victim, tensors)
+
+    def _spill(self, client_id: str, tensors: TensorDict) -> None:
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        path = self._path(client_id)
+        tmp = path.with_suffix(".tmp")
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+        os.replace(tmp, path)  # atomic: a crash never leaves a half-written state file
+        self._on_disk.add(client_id)
+
+    def _path(self, client_id: str) -> Path:
+        return self.spill_dir / f"{hashlib.sha1(client_id.encode()).hexdigest()[:20]}.safetensors"
+
+
+def _nbytes(tensors: TensorDict) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors.values())

@@ -1,0 +1,92 @@
+"""Local training on one client's examples: the same loop for every PEFT method."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from fedpeft.config.schema import ClientConfig
+from fedpeft.data.batching import TokenizedDataset, shuffled_batches
+from fedpeft.model.state import TensorDict, TrainableState
+
+
+@dataclass(frozen=True)
+class LocalResult:
+    steps: int
+    samples: int
+    loss: float
+    seconds: float
+
+
+class LocalTrainer:
+    """Runs local epochs (or a fixed number of steps) of the configured optimiser on trainable tensors.
+
+    Example:
+        >>> trainer = LocalTrainer(model, TrainableState(model), ClientConfig(lr=1e-3))  # doctest: +SKIP
+        >>> result, opt_state = trainer.train(data, np.random.default_rng(0))  # doctest: +SKIP
+    """
+
+    def __init__(self, model: nn.Module, state: TrainableState, cfg: ClientConfig) -> None:
+        self.model = model
+        self.state = state
+        self.cfg = cfg
+
+    def make_optimizer(self) -> torch.optim.Optimizer:
+        params = list(self.state.params.values())
+        if self.cfg.optimizer == "sgd":
+            return torch.optim.SGD(
+                params, lr=self.cfg.lr, momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay
+            )
+        return torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+
+    def train(
+        self, data: TokenizedDataset, rng: np.random.Generator, opt_state: TensorDict | None = None
+    ) -> tuple[LocalResult, TensorDict | None]:
+        """Train in place; return the result and the optimiser state to keep (if configured)."""
+        start = time.perf_counter()
+        opt = self.make_optimizer()
+        if opt_state is not None:
+            opt.load_state_dict(unflatten_optimizer_state(opt_state, opt))
+        params = list(self.state.params.values())
+        self.model.train()
+        steps = samples = 0
+        loss_sum = torch.zeros(())
+        for _epoch in range(self.cfg.local_epochs if self.cfg.local_steps is None else 1_000_000):
+            for idx in shuffled_batches(len(data), self.cfg.batch_size, rng):
+                loss = self.model(**data.batch(idx)).loss
+                loss.backward()
+                if self.cfg.max_grad_norm is not None:
+                    torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                loss_sum += loss.detach()
+                steps += 1
+                samples += len(idx)
+                if self.cfg.local_steps is not None and steps >= self.cfg.local_steps:
+                    break
+            if self.cfg.local_steps is not None and steps >= self.cfg.local_steps:
+                break
+        result = LocalResult(steps, samples, float(loss_sum) / max(steps, 1), time.perf_counter() - start)
+        return result, flatten_optimizer_state(opt) if self.cfg.keep_optimizer_state else None
+
+
+def flatten_optimizer_state(opt: torch.optim.Optimizer) -> TensorDict:
+    """Optimiser moments as a flat tensor dict ("<param index>.<name>"), safe to store as safetensors."""
+    flat: TensorDict = {}
+    for index, entries in opt.state_dict()["state"].items():
+        for key, value in entries.items():
+            if isinstance(value, torch.Tensor):
+                flat[f"{index}.{key}"] = value.detach().clone()
+    return flat
+
+
+def unflatten_optimizer_state(flat: TensorDict, opt: torch.optim.Optimizer) -> dict:  # type: ignore[type-arg]
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in flat.items():
+        index, key = name.split(".", 1)
+        state.setdefault(int(index), {})[key] = value
+    return {"state": state, "param_groups": opt.state_dict()["param_groups"]}

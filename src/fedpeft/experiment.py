@@ -1,0 +1,257 @@
+"""Build everything a run needs from its config, run the rounds, write the outputs.
+
+config -> data (load, split, partition) -> model (base + PEFT method) -> client -> strategy -> simulator
+-> evaluation -> ledger and report.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from fedpeft.client import ClientStateStore, FederatedClient, LocalTrainer
+from fedpeft.config.schema import RunConfig
+from fedpeft.data import TextDataset, TokenizedDataset, load_dataset, local_holdout, partition, tokenize
+from fedpeft.data import Partition, train_test_split
+from fedpeft.evaluation import metrics, per_client_metrics, predict
+from fedpeft.methods import METHODS
+from fedpeft.model import TrainableState, count_parameters, load_sequence_classifier
+from fedpeft.report import Ledger, RunDir, summary_text
+from fedpeft.report.plots import plot_curves, plot_partition
+from fedpeft.runtime import RoundOutcome, Simulator
+from fedpeft.strategy import STRATEGIES
+
+log = logging.getLogger("fedpeft")
+
+
+@dataclass
+class Setup:
+    """Everything built from a config before the first round (shared by runs and benchmarks)."""
+
+    cfg: RunConfig
+    train: TextDataset
+    test: TextDataset
+    partition: Partition
+    model: nn.Module
+    tokenizer: Any
+    trainable: TrainableState
+    client_data: dict[str, TokenizedDataset]
+    test_data: TokenizedDataset
+    local_test: TokenizedDataset | None
+    local_groups: list[tuple[str, np.ndarray]]
+
+
+def configure_torch(cfg: RunConfig) -> None:
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+
+
+def build(cfg: RunConfig) -> Setup:
+    """Load and split the data, partition it, and build the shared model with the PEFT method applied."""
+    configure_torch(cfg)
+    dataset = load_dataset(cfg.data)
+    train, test = train_test_split(dataset, cfg.data, cfg.seed)
+    parts = partition(train.labels, train.groups, cfg.partition, cfg.seed)
+    train_idx, local_idx = local_holdout(parts.indices, cfg.data.local_test_fraction, cfg.seed)
+    model, tokenizer = load_sequence_classifier(
+        cfg.model.name,
+        train.label_names,
+        seed=cfg.seed,
+        pooling=cfg.model.pooling,
+        trust_remote_code=cfg.model.trust_remote_code,
+    )
+    model = METHODS.get(cfg.peft.method).apply(model, cfg.peft, "sequence_classification")
+    trainable = TrainableState(model)
+    tokens = tokenize(train, tokenizer, cfg.data.max_length)
+    client_data = {cid: tokens.subset(idx) for cid, idx in zip(parts.client_ids, train_idx)}
+    local_test, groups = None, []
+    if cfg.data.local_test_fraction > 0:
+        flat = np.concatenate(local_idx)
+        local_test = tokens.subset(flat)
+        offsets = np.cumsum([0] + [len(i) for i in local_idx])
+        groups = [(cid, np.arange(offsets[k], offsets[k + 1])) for k, cid in enumerate(parts.client_ids)]
+    return Setup(
+        cfg, train, test, Partition(parts.client_ids, train_idx), model, tokenizer, trainable,
+        client_data, tokenize(test, tokenizer, cfg.data.max_length), local_test, groups,
+    )
+
+
+def evaluate(setup: Setup, state: dict[str, torch.Tensor]) -> tuple[dict[str, float], dict[str, Any] | None]:
+    """Central test metrics of ``state``, and per-client metrics on local held-out examples if configured."""
+    setup.trainable.load(state)
+    num_labels = setup.train.num_labels
+    central = metrics(predict(setup.model, setup.test_data, setup.cfg.eval.batch_size), num_labels)
+    if setup.local_test is None:
+        return central, None
+    pred = predict(setup.model, setup.local_test, setup.cfg.eval.batch_size)
+    clients = per_client_metrics(pred, setup.local_groups, num_labels)
+    accs = np.sort([m["accuracy"] for m in clients.values()])
+    worst = accs[: max(1, int(np.ceil(0.1 * len(accs))))]
+    return central, {
+        "mean": float(accs.mean()),
+        "worst_10pct": float(worst.mean()),
+        "clients": len(accs),
+        "by_client": clients,
+    }
+
+
+def run_experiment(cfg: RunConfig, progress: bool | None = None) -> dict[str, Any]:
+    """Run the configured federated job end to end; return (and save) the summary."""
+    started = time.perf_counter()
+    run = RunDir.create(cfg)
+    show_bars = sys.stderr.isatty() if progress is None else progress
+    say = tqdm.write if show_bars else print
+    say(f"fedpeft: run '{cfg.name}' -> {run.path}/")
+    setup = build(cfg)
+    report_partition(setup, run)
+    say(
+        f"fedpeft: {len(setup.train):,} training examples over {len(setup.client_data)} clients "
+        f"({cfg.partition.method}); {setup.trainable.numel():,} trainable parameters; built in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
+    sim = Simulator(
+        FederatedClient(
+            LocalTrainer(setup.model, setup.trainable, cfg.clients), setup.trainable, setup.client_data,
+            ClientStateStore(run.path / "client_state"), cfg.seed,
+        ),
+        STRATEGIES.get(cfg.strategy.name)(cfg),
+        list(setup.client_data),
+        setup.trainable.snapshot(),
+        seed=cfg.seed,
+        min_updates=cfg.strategy.min_updates,
+    )
+    ledger = Ledger(*count_parameters(setup.model))
+    start = time.perf_counter()
+    initial, _ = evaluate(setup, sim.global_state)
+    ledger.seconds["evaluate"] += time.perf_counter() - start
+    run.append_metrics({"round": 0, "test": initial})
+    last_test, last_clients, accepted = initial, None, 0
+    rounds = tqdm(range(1, cfg.rounds + 1), desc="rounds", unit="round", disable=not show_bars)
+    for r in rounds:
+        clients_bar = tqdm(total=min(cfg.clients.per_round, len(setup.client_data)), desc=f"round {r} clients",
+                           unit="client", leave=False, disable=not show_bars)
+        outcome = sim.run_round(r, on_client=lambda _cid: clients_bar.update())
+        clients_bar.close()
+        test, clients, eval_s = None, None, 0.0
+        due = r == cfg.rounds or (cfg.eval.every > 0 and r % cfg.eval.every == 0)
+        if due:
+            start = time.perf_counter()
+            test, clients = evaluate(setup, sim.global_state)
+            eval_s = time.perf_counter() - start
+            last_test, last_clients = test, clients
+        ledger.add_round(
+            bytes_up=outcome.bytes_up, bytes_down=outcome.bytes_down, train_seconds=outcome.train_seconds,
+            aggregate_seconds=outcome.aggregate_seconds, evaluate_seconds=eval_s,
+            failed=outcome.status != "ok", rejected=len(outcome.rejected), samples=outcome.samples,
+        )
+        accepted += len(outcome.accepted)
+        run.append_metrics(round_record(outcome, test, clients, eval_s))
+        say(round_line(outcome, test))
+        rounds.set_postfix(acc=f"{last_test['accuracy']:.3f}")
+    rounds.close()
+    summary = finish(setup, sim, run, ledger, initial, last_test, last_clients, accepted, started)
+    say(summary_text(summary))
+    return summary
+
+
+def round_record(
+    outcome: RoundOutcome, test: dict[str, float] | None, clients: dict[str, Any] | None, eval_s: float
+) -> dict[str, Any]:
+    return {
+        "round": outcome.round,
+        "status": outcome.status,
+        "sampled": len(outcome.sampled),
+        "accepted": len(outcome.accepted),
+        "rejected": outcome.rejected,
+        "train_loss": outcome.train_loss,
+        "samples": outcome.samples,
+        "bytes_up": outcome.bytes_up,
+        "bytes_down": outcome.bytes_down,
+        "seconds": {"train": outcome.train_seconds, "aggregate": outcome.aggregate_seconds, "evaluate": eval_s},
+        "test": test,
+        "per_client": clients,
+    }
+
+
+def round_line(outcome: RoundOutcome, test: dict[str, float] | None) -> str:
+    quality = f"test acc {test['accuracy']:.3f} f1 {test['macro_f1']:.3f}" if test else "no eval"
+    status = "" if outcome.status == "ok" else f" [{outcome.status.upper()}]"
+    dropped = f", {len(outcome.rejected)} rejected" if outcome.rejected else ""
+    return (
+        f"round {outcome.round:>3}{status}: {len(outcome.accepted)}/{len(outcome.sampled)} updates{dropped}, "
+        f"train loss {outcome.train_loss:.3f}, {quality}, up {outcome.bytes_up / 1e6:.2f} MB, "
+        f"{outcome.train_seconds:.1f} s"
+    )
+
+
+def report_partition(setup: Setup, run: RunDir) -> None:
+    hist = setup.partition.label_histograms(setup.train.labels, setup.train.num_labels)
+    run.write_json(
+        "partition.json",
+        {
+            "method": setup.cfg.partition.method,
+            "label_names": setup.train.label_names,
+            "clients": [
+                {"id": cid, "size": int(sum(h)), "labels": h} for cid, h in zip(setup.partition.client_ids, hist)
+            ],
+        },
+    )
+    if setup.cfg.output.plot:
+        plot_partition(hist, setup.train.label_names, run.path / "partition.png")
+
+
+def finish(
+    setup: Setup, sim: Simulator, run: RunDir, ledger: Ledger, initial: dict[str, float],
+    final: dict[str, float], clients: dict[str, Any] | None, accepted: int, started: float,
+) -> dict[str, Any]:
+    cfg = setup.cfg
+    setup.trainable.load(sim.global_state)
+    if cfg.output.save_adapter:
+        folder = run.path / "adapter"
+        METHODS.get(cfg.peft.method).save(setup.model, folder)
+        setup.tokenizer.save_pretrained(str(folder))
+        run.write_json("adapter/fedpeft.json", {
+            "method": cfg.peft.method, "model": cfg.model.name, "label_names": setup.train.label_names,
+        })
+    sizes = np.array(setup.partition.sizes())
+    counts = np.bincount(setup.test.labels, minlength=setup.test.num_labels)
+    summary = {
+        "name": cfg.name,
+        "run_dir": str(run.path),
+        "rounds": cfg.rounds,
+        "clients_per_round": min(cfg.clients.per_round, len(sizes)),
+        "updates_accepted": accepted,
+        "wall_seconds": time.perf_counter() - started,
+        "initial": initial,
+        "final": final,
+        "per_client": None if clients is None else {k: v for k, v in clients.items() if k != "by_client"},
+        "data": {
+            "dataset": cfg.data.dataset,
+            "train_examples": len(setup.train),
+            "test_examples": len(setup.test),
+            "partition": cfg.partition.method,
+            "num_clients": len(sizes),
+            "client_sizes": {"min": int(sizes.min()), "median": float(np.median(sizes)), "max": int(sizes.max())},
+            "majority_baseline": float(counts.max() / counts.sum()),
+        },
+        "model": {
+            "name": cfg.model.name,
+            "method": cfg.peft.method,
+            "family": METHODS.get(cfg.peft.method).family,
+        },
+        "ledger": ledger.totals(),
+    }
+    run.write_json("summary.json", summary)
+    if cfg.output.plot:
+        plot_curves(run.read_metrics(), run.path / "curves.png", summary["data"]["majority_baseline"])
+    return summary

@@ -1,0 +1,6 @@
+"""PEFT methods, one module each, registered by name with their family."""
+
+from fedpeft.methods import full, lora  # noqa: F401  (registration)
+from fedpeft.methods.registry import METHODS, MethodSpec
+
+__all__ = ["METHODS", "MethodSpec"]

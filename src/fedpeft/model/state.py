@@ -1,0 +1,55 @@
+"""Read and write the trainable tensors of a model: the only state that travels between client and server."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+TensorDict = dict[str, torch.Tensor]
+
+
+class TrainableState:
+    """A handle on a model's trainable parameters, by name, for fast swapping in and out.
+
+    Example:
+        >>> m = nn.Linear(2, 1); m.bias.requires_grad_(False)
+        Parameter containing:...
+        >>> ts = TrainableState(m); list(ts.names)
+        ['weight']
+        >>> ts.load({"weight": torch.zeros(1, 2)}); float(m.weight.abs().sum())
+        0.0
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.params: dict[str, nn.Parameter] = {
+            n: p for n, p in model.named_parameters() if p.requires_grad
+        }
+        if not self.params:
+            raise ValueError("the model has no trainable parameters")
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.params)
+
+    def numel(self) -> int:
+        return sum(p.numel() for p in self.params.values())
+
+    def snapshot(self) -> TensorDict:
+        """Detached copies of the current trainable tensors."""
+        return {n: p.detach().clone() for n, p in self.params.items()}
+
+    @torch.no_grad()
+    def load(self, state: TensorDict) -> None:
+        """Copy ``state`` into the model's trainable parameters in place (same names and shapes)."""
+        for n, p in self.params.items():
+            p.copy_(state[n])
+
+    def spec(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        return {n: (tuple(p.shape), p.dtype) for n, p in self.params.items()}
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total

@@ -1,0 +1,69 @@
+"""Plots a person reads faster than a table: curves per round, label mix per client."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _pyplot():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(records: list[dict[str, Any]], path: Path, baseline: float | None = None) -> Path:
+    """Test accuracy / macro-F1 and loss per round (round 0 is the model before training)."""
+    plt = _pyplot()
+    rows = [r for r in records if r.get("test")]
+    rounds = [r["round"] for r in rows]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax1.plot(rounds, [r["test"]["accuracy"] for r in rows], marker="o", label="accuracy")
+    ax1.plot(rounds, [r["test"]["macro_f1"] for r in rows], marker=".", label="macro-F1")
+    if baseline is not None:
+        ax1.axhline(baseline, ls="--", c="grey", lw=1, label=f"majority class ({baseline:.3f})")
+    ax1.set_xlabel("round")
+    ax1.set_title("central test set")
+    ax1.legend(loc="lower right")
+    ax1.grid(alpha=0.3)
+    ax2.plot(rounds, [r["test"]["loss"] for r in rows], marker="o", label="test loss")
+    train = [(r["round"], r["train_loss"]) for r in records if r.get("train_loss") is not None]
+    if train:
+        ax2.plot(*zip(*train), marker=".", label="clients' train loss")
+    ax2.set_xlabel("round")
+    ax2.set_title("loss")
+    ax2.legend()
+    ax2.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_partition(
+    histograms: list[list[int]], label_names: list[str], path: Path, max_clients: int = 60
+) -> Path:
+    """Stacked bars of each client's label counts (the largest clients when there are many)."""
+    plt = _pyplot()
+    counts = np.asarray(histograms)
+    order = np.argsort(-counts.sum(1), kind="stable")[:max_clients]
+    counts = counts[order]
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    bottom = np.zeros(len(counts))
+    for j, name in enumerate(label_names):
+        ax.bar(range(len(counts)), counts[:, j], bottom=bottom, label=name, width=0.85)
+        bottom += counts[:, j]
+    shown = f"largest {len(counts)} of {len(histograms)}" if len(histograms) > len(counts) else "all"
+    ax.set_title(f"label mix per client ({shown} clients)")
+    ax.set_xlabel("client (by size)")
+    ax.set_ylabel("training examples")
+    ax.legend(ncol=min(len(label_names), 6), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

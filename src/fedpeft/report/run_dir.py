@@ -1,0 +1,70 @@
+"""The run folder: runs/<name>/ with config.yaml, metrics.jsonl, partition.json, summary.json, plots, adapter."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from fedpeft.config.load import dump_yaml
+from fedpeft.config.schema import RunConfig
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+class RunDir:
+    """Creates a fresh folder for a run and writes its files atomically.
+
+    Example:
+        >>> import tempfile
+        >>> cfg = RunConfig(name="demo", output={"dir": tempfile.mkdtemp()})
+        >>> RunDir.create(cfg).path.name
+        'demo'
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, cfg: RunConfig) -> RunDir:
+        root = Path(cfg.output.dir)
+        path = root / cfg.name
+        suffix = 2
+        while not cfg.output.overwrite and path.exists() and any(path.iterdir()):
+            path = root / f"{cfg.name}-{suffix}"
+            suffix += 1
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "metrics.jsonl").write_text("")
+        run = cls(path)
+        run.write_text("config.yaml", dump_yaml(cfg))
+        return run
+
+    def write_text(self, name: str, text: str) -> Path:
+        target = self.path / name
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+        return target
+
+    def write_json(self, name: str, data: Any) -> Path:
+        return self.write_text(name, json.dumps(_jsonable(data), indent=2) + "\n")
+
+    def append_metrics(self, record: dict[str, Any]) -> None:
+        with open(self.path / "metrics.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(_jsonable(record)) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        lines = (self.path / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]

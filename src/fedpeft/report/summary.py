@@ -1,0 +1,62 @@
+"""The plain-words summary printed at the end of a run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    return f"{n:.2f} GB"
+
+
+def human_count(n: float) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n:,.0f}"
+
+
+def human_seconds(s: float) -> str:
+    return f"{s:.1f} s" if s < 90 else f"{int(s // 60)} min {s % 60:.0f} s"
+
+
+def summary_text(summary: dict[str, Any]) -> str:
+    """Say what happened: data, model, quality before and after, cost, failures, where the files are."""
+    d, m, q, c = summary["data"], summary["model"], summary["final"], summary["ledger"]
+    first = summary.get("initial") or {}
+    sizes = d["client_sizes"]
+    lines = [
+        f"fedpeft run '{summary['name']}' finished in {human_seconds(summary['wall_seconds'])}.",
+        f"  Data:    {d['dataset']}: {d['train_examples']:,} training / {d['test_examples']:,} test examples, "
+        f"{d['partition']} split over {d['num_clients']} clients (sizes {sizes['min']}-{sizes['max']}, "
+        f"median {sizes['median']:g}); {summary['clients_per_round']} clients per round, "
+        f"{summary['rounds']} rounds.",
+        f"  Model:   {m['name']} + {m['method']} ({m['family']}): {human_count(c['trainable_params'])} trainable "
+        f"of {human_count(c['total_params'])} parameters ({100 * c['trainable_fraction']:.2f}%).",
+    ]
+    before = f"{first['accuracy']:.3f} -> " if "accuracy" in first else ""
+    lines.append(
+        f"  Quality: test accuracy {before}{q['accuracy']:.3f}, macro-F1 {q['macro_f1']:.3f}, loss "
+        f"{q['loss']:.3f}; majority-class baseline {d['majority_baseline']:.3f}."
+    )
+    if summary.get("per_client"):
+        pc = summary["per_client"]
+        lines.append(
+            f"  Clients: per-client accuracy mean {pc['mean']:.3f}, worst 10% {pc['worst_10pct']:.3f} "
+            f"over {pc['clients']} clients with held-out examples."
+        )
+    per = c["bytes_up"] / max(summary["updates_accepted"] + c["rejected_updates"], 1)
+    lines.append(
+        f"  Cost:    {human_bytes(c['bytes_up'])} up, {human_bytes(c['bytes_down'])} down "
+        f"({human_bytes(per)} per client update); time: local training "
+        f"{human_seconds(c['seconds']['train'])}, aggregation {human_seconds(c['seconds']['aggregate'])}, "
+        f"evaluation {human_seconds(c['seconds']['evaluate'])}; peak memory {c['peak_rss_mb'] / 1024:.2f} GiB."
+    )
+    if c["failed_rounds"] or c["rejected_updates"]:
+        lines.append(
+            f"  Issues:  {c['failed_rounds']} round(s) failed, {c['rejected_updates']} update(s) rejected "
+            "(reasons in metrics.jsonl)."
+        )
+    lines.append(f"  Outputs: {summary['run_dir']}/ (metrics.jsonl, summary.json, curves.png, adapter/)")
+    return "\n".join(lines)
