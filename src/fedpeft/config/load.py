@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from fedpeft.config.schema import RunConfig
 from fedpeft.errors import ConfigError
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -19,20 +23,37 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key.strip():
         raise ConfigError(f"override {text!r} is not of the form key.path=value (e.g. rounds=10)")
     parts = key.strip().split(".")
-    if any(not p for p in parts):
-        raise ConfigError(f"override key {key!r} has an empty part; write e.g. clients.per_round=8")
+    if not all(_KEY.match(p) for p in parts):
+        raise ConfigError(f"override key {key!r} is not a dotted path of names; write e.g. clients.per_round=8")
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {text!r}: value is not valid YAML ({exc})") from None
-    return parts, value
+    return parts, _number(value)
+
+
+def _number(value: Any) -> Any:
+    """YAML 1.1 reads '1e-3' as a string; users mean a number."""
+    if isinstance(value, str):
+        try:
+            return float(value) if _FLOAT.match(value) else value
+        except ValueError:
+            return value
+    return value
 
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
-    """Return a copy of ``data`` with each dotted override set (nested sections created as needed)."""
+    """Return a copy of ``data`` with each dotted override set (nested sections created as needed).
+
+    Changing a section's tag (``peft.method=full`` on a LoRA section) starts that section afresh, since the
+    old method's keys mean nothing to the new one.
+    """
     out = _deep_copy(data)
     for text in overrides:
         parts, value = parse_override(text)
+        if _is_tag_key(parts) and isinstance(out.get(parts[0]), dict):
+            if out[parts[0]].get(parts[1]) != value:
+                out[parts[0]] = {}
         node = out
         for i, part in enumerate(parts[:-1]):
             child = node.setdefault(part, {})
@@ -77,7 +98,15 @@ def read_yaml(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
-    return data
+    return _numbers_deep(data)
+
+
+def _numbers_deep(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _numbers_deep(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_numbers_deep(v) for v in data]
+    return _number(data)
 
 
 def validate(data: Mapping[str, Any]) -> RunConfig:
@@ -92,7 +121,7 @@ def format_errors(exc: ValidationError) -> str:
     lines = [f"invalid config ({exc.error_count()} problem{'s' if exc.error_count() > 1 else ''}):"]
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
-        key = ".".join(p for p in loc if p not in ("lora", "full")) or "<top level>"
+        key = ".".join(p for i, p in enumerate(loc) if not _is_tag(loc[:i], p)) or "<top level>"
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(loc[:-1])
             hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
@@ -107,20 +136,40 @@ def format_errors(exc: ValidationError) -> str:
 
 
 def _allowed_keys(section_path: list[str]) -> list[str]:
+    """Field names of the section at ``section_path``, following discriminated unions by their tag."""
     model: type[BaseModel] = RunConfig
+    members: dict[str, type[BaseModel]] = {}
     for part in section_path:
-        if part in ("lora", "full"):
-            from fedpeft.config import schema
-
-            model = {"lora": schema.LoraMethod, "full": schema.FullMethod}[part]
+        if part in members:
+            model, members = members[part], {}
             continue
         field = model.model_fields.get(part)
-        ann = getattr(field, "annotation", None) if field else None
+        ann = field.annotation if field else None
         if isinstance(ann, type) and issubclass(ann, BaseModel):
             model = ann
+        elif field is not None and field.discriminator and get_args(ann):
+            members = {
+                str(m.model_fields[str(field.discriminator)].default): m
+                for m in get_args(ann)
+                if isinstance(m, type) and issubclass(m, BaseModel)
+            }
         else:
             return []
     return sorted(model.model_fields)
+
+
+def _is_tag_key(parts: list[str]) -> bool:
+    """True for a top-level union section's discriminator key, e.g. ["peft", "method"]."""
+    field = RunConfig.model_fields.get(parts[0]) if len(parts) == 2 else None
+    return bool(field and field.discriminator == parts[1])
+
+
+def _is_tag(parent: list[str], part: str) -> bool:
+    """True when ``part`` is a union tag pydantic inserted into an error location (e.g. peft.lora.r)."""
+    field = RunConfig.model_fields.get(parent[0]) if len(parent) == 1 else None
+    return bool(field and field.discriminator and part in {
+        str(m.model_fields[str(field.discriminator)].default) for m in get_args(field.annotation)
+    })
 
 
 def dump_yaml(cfg: RunConfig) -> str:

@@ -1,0 +1,24 @@
+from pathlib import Path
+
+import torch
+
+from fedpeft.client.state_store import ClientStateStore
+
+
+def test_store_spills_least_recently_used_and_reads_back(tmp_path: Path) -> None:
+    store = ClientStateStore(tmp_path, max_bytes=2 * 40)  # room for two clients of 10 float32
+    for i in range(4):
+        store.put(f"c{i}", {"m": torch.full((10,), float(i))})
+    assert len(store) == 4 and store.bytes_in_memory <= 80
+    assert len(list(tmp_path.glob("*.safetensors"))) == 2
+    for i in range(4):
+        assert store.get(f"c{i}")["m"].tolist() == [float(i)] * 10
+    assert store.get("unknown") is None
+
+
+def test_put_replaces_a_spilled_client(tmp_path: Path) -> None:
+    store = ClientStateStore(tmp_path, max_bytes=0)
+    store.put("x/y odd id", {"m": torch.zeros(2)})
+    store.put("x/y odd id", {"m": torch.ones(2)})
+    assert store.get("x/y odd id")["m"].tolist() == [1.0, 1.0]
+    assert not list(tmp_path.glob("*.tmp"))

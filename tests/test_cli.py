@@ -1,0 +1,39 @@
+import json
+from pathlib import Path
+
+import yaml
+
+from fedpeft.cli import main
+
+
+def test_validate_reports_ok_and_errors(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("rounds: 2\n")
+    assert main(["validate", str(cfg), "clients.per_round=4", "--show"]) == 0
+    out = capsys.readouterr().out
+    assert "valid" in out and "per_round: 4" in out
+    assert main(["validate", str(cfg), "clients.per_rnd=4"]) == 2
+    assert "clients.per_rnd: unknown key" in capsys.readouterr().err
+
+
+def test_datasets_and_methods_list_registered_names(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["datasets"]) == 0
+    assert "rotten_tomatoes" in capsys.readouterr().out
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "lora" in out and "reparameterised" in out
+
+
+def test_run_from_yaml_with_overrides(tiny_config: dict, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config))
+    assert main(["run", str(cfg), "rounds=1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "round   1:" in out and "finished in" in out and "test accuracy" in out
+    summary = json.loads(next(Path(tiny_config["output"]["dir"]).glob("*/summary.json")).read_text())
+    assert summary["rounds"] == 1
+
+
+def test_missing_config_file_exits_2(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["run", "/no/such.yaml"]) == 2
+    assert "does not exist" in capsys.readouterr().err
