@@ -1,0 +1,63 @@
+"""The real packaged MiniLM on small slices of the real Rotten Tomatoes data."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from peft import PeftModel
+
+import fedpeft
+from fedpeft.config import load_config
+from fedpeft.evaluation import metrics, predict
+from fedpeft.experiment import build
+from fedpeft.model import load_sequence_classifier
+
+pytestmark = pytest.mark.integration
+
+QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
+SMALL = [
+    "rounds=2", "clients.per_round=3", "clients.local_steps=2", "data.max_train_examples=600",
+    "data.max_test_examples=64", "data.max_length=32", "partition.min_examples_per_client=1",
+    "output.plot=false",
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    out = tmp_path_factory.mktemp("runs")
+    return fedpeft.run(QUICKSTART, [*SMALL, f"output.dir={out}"], progress=False)
+
+
+def test_quickstart_slice_runs_on_the_real_model_and_data(run: dict) -> None:
+    led = run["ledger"]
+    assert run["model"] == {"name": "minilm", "method": "lora", "family": "reparameterised"}
+    assert 300_000 < led["trainable_params"] < 400_000 and led["total_params"] > 22_000_000
+    # LoRA on every BERT linear layer plus the head: about 1.4 MB of float32 deltas per client update
+    per_update = led["bytes_up"] / (2 * 3)
+    assert 4 * led["trainable_params"] < per_update < 4 * led["trainable_params"] * 1.05
+    assert run["data"]["partition"] == "natural" and run["data"]["num_clients"] > 100
+    assert led["failed_rounds"] == 0 and run["final"] != run["initial"]
+
+
+def test_saved_adapter_loads_with_peft_and_gives_the_same_predictions(run: dict) -> None:
+    cfg = load_config(Path(run["run_dir"]) / "config.yaml")
+    setup = build(cfg)
+    adapter = Path(run["run_dir"]) / "adapter"
+    cfg_json = json.loads((adapter / "adapter_config.json").read_text())
+    assert cfg_json["peft_type"] == "LORA" and cfg_json["r"] == 8
+    base, _ = load_sequence_classifier("minilm", ["rotten", "fresh"], seed=99)
+    model = PeftModel.from_pretrained(base, str(adapter))
+    got = metrics(predict(model, setup.test_data, 64), 2)
+    assert got["accuracy"] == pytest.approx(run["final"]["accuracy"], abs=1e-12)
+    assert got["loss"] == pytest.approx(run["final"]["loss"], abs=1e-5)
+
+
+def test_only_trainable_tensors_are_exchanged() -> None:
+    cfg = load_config(QUICKSTART, SMALL)
+    setup = build(cfg)
+    names = setup.trainable.names
+    assert names and all("lora_" in n or "classifier" in n for n in names)
+    frozen = [n for n, p in setup.model.named_parameters() if not p.requires_grad]
+    assert any("word_embeddings" in n for n in frozen)
+    assert torch.is_tensor(next(iter(setup.trainable.snapshot().values())))
