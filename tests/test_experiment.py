@@ -117,3 +117,12 @@ def test_bad_lora_targets_list_the_linear_layers(tiny_config: dict) -> None:
 
     with pytest.raises(ModelError, match="query"):
         fedpeft.run(tiny_config, ["peft.target_modules=[nope]"], progress=False)
+
+
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_default_lora_targets_come_from_peft_per_architecture(tiny_config: dict, pooling: str) -> None:
+    tiny_config["peft"].pop("target_modules")
+    setup = build(load_config(tiny_config, [f"model.pooling={pooling}"]))
+    adapted = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in setup.trainable.names if ".lora_" in n}
+    assert adapted == {"query", "value"}  # peft's default for BERT
+    assert any("classifier" in n for n in setup.trainable.names)

@@ -20,8 +20,16 @@ from tqdm.auto import tqdm
 
 from fedpeft.client import ClientStateStore, FederatedClient, LocalTrainer
 from fedpeft.config.schema import RunConfig
-from fedpeft.data import TextDataset, TokenizedDataset, load_dataset, local_holdout, partition, tokenize
-from fedpeft.data import Partition, train_test_split
+from fedpeft.data import (
+    Partition,
+    TextDataset,
+    TokenizedDataset,
+    load_dataset,
+    local_holdout,
+    partition,
+    tokenize,
+    train_test_split,
+)
 from fedpeft.evaluation import metrics, per_client_metrics, predict
 from fedpeft.methods import METHODS
 from fedpeft.model import TrainableState, count_parameters, load_sequence_classifier

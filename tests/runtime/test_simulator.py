@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from fedpeft.client import ClientStateStore, FederatedClient, FitReply, LocalTrainer
+from fedpeft.client import ClientStateStore, FederatedClient, FitInstruction, FitReply, LocalTrainer
 from fedpeft.config.schema import ClientConfig
 from fedpeft.model.state import TrainableState
 from fedpeft.pipeline import codec
@@ -39,7 +39,7 @@ def test_one_client_round_equals_that_clients_local_training(tmp_path) -> None:
     (cid,) = out.accepted
     # Replay the same client alone from the same start: the global state must equal its local result.
     ts.load(start)
-    reply = sim.client.fit(__import__("fedpeft").client.FitInstruction(1, cid, codec.encode(start)))
+    reply = sim.client.fit(FitInstruction(1, cid, codec.encode(start)))
     local = {k: start[k] + v for k, v in codec.decode(reply.payload, sim.spec).items()}
     assert all(torch.allclose(sim.global_state[k], local[k], atol=1e-7) for k in local)
 

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from fedpeft.client.state_store import ClientStateStore
 from fedpeft.client.trainer import LocalTrainer
@@ -66,7 +67,6 @@ class FederatedClient:
         self.spec = trainable.spec()
 
     def fit(self, ins: FitInstruction) -> FitReply:
-        import torch
         global_state = codec.decode(ins.payload, self.spec, sender="server")
         self.trainable.load(global_state)
         seed = client_seed(self.seed, ins.round, ins.client_id)
