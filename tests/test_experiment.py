@@ -86,11 +86,21 @@ def test_both_poolings_train(tiny_config: dict, pooling: str) -> None:
     assert summary["ledger"]["rounds"] == 1 and np.isfinite(summary["final"]["loss"])
 
 
-def test_full_finetuning_baseline_sends_every_parameter(tiny_config: dict) -> None:
-    summary = fedpeft.run(tiny_config, ["peft.method=full", "rounds=1", "output.save_adapter=false"], progress=False)
+@pytest.mark.parametrize("pooling", ["cls", "mean"])
+def test_full_finetuning_baseline_sends_and_saves_every_parameter(
+    tiny_config: dict, tiny_model_dir: Path, pooling: str
+) -> None:
+    from fedpeft.methods import METHODS
+
+    summary = fedpeft.run(tiny_config, ["peft.method=full", "rounds=1", f"model.pooling={pooling}"], progress=False)
     led = summary["ledger"]
     assert led["trainable_params"] == led["total_params"]
     assert led["bytes_up"] > 3 * 4 * led["total_params"]
+    base, _ = load_sequence_classifier(str(tiny_model_dir), ["neg", "pos"], seed=5, pooling=pooling)
+    model = METHODS.get("full").load(base, Path(summary["run_dir"]) / "adapter")
+    setup = build(load_config(tiny_config, [f"model.pooling={pooling}"]))
+    pred = predict(model, setup.test_data, 64)
+    assert abs(pred.losses.mean() - summary["final"]["loss"]) < 1e-5
 
 
 def test_all_updates_failing_is_recorded_not_raised(tiny_config: dict, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -233,7 +233,7 @@ def finish(
         })
     sizes = np.array(setup.partition.sizes())
     counts = np.bincount(setup.test.labels, minlength=setup.test.num_labels)
-    summary = {
+    summary: dict[str, Any] = {
         "name": cfg.name,
         "run_dir": str(run.path),
         "rounds": cfg.rounds,

@@ -84,7 +84,7 @@ def flatten_optimizer_state(opt: torch.optim.Optimizer) -> TensorDict:
     return flat
 
 
-def unflatten_optimizer_state(flat: TensorDict, opt: torch.optim.Optimizer) -> dict:  # type: ignore[type-arg]
+def unflatten_optimizer_state(flat: TensorDict, opt: torch.optim.Optimizer) -> dict:
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in flat.items():
         index, key = name.split(".", 1)

@@ -64,7 +64,7 @@ class LoraMethod(Section):
 
     method: Literal["lora"] = "lora"
     r: int = Field(8, ge=1)
-    alpha: float = Field(16.0, gt=0.0)
+    alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r)")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     target_modules: list[str] | Literal["all-linear"] | None = Field(
         None, description="module names to adapt; None picks peft's default for the architecture"

@@ -42,7 +42,7 @@ class TokenizedDataset:
         return TokenizedDataset([self.input_ids[i] for i in idx], self.labels[idx], self.pad_id)
 
 
-def tokenize(ds: TextDataset, tokenizer, max_length: int) -> TokenizedDataset:  # type: ignore[no-untyped-def]
+def tokenize(ds: TextDataset, tokenizer, max_length: int) -> TokenizedDataset:
     enc = tokenizer(ds.texts, truncation=True, max_length=max_length)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return TokenizedDataset(list(enc["input_ids"]), ds.labels, int(pad))

@@ -83,7 +83,7 @@ def read_hub(cfg: DataConfig) -> pd.DataFrame:
             f"could not load Hugging Face dataset {cfg.hf_id!r} split {cfg.hf_split!r}: {exc}. "
             "Without hub access, point data.hf_id at a local folder, or use dataset: csv/jsonl/parquet."
         ) from None
-    return ds.to_pandas()  # type: ignore[union-attr]
+    return ds.to_pandas()
 
 
 def load_dataset(cfg: DataConfig) -> TextDataset:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from safetensors.torch import load_model, save_model
 from torch import nn
 
 from fedpeft.methods.registry import MethodSpec, register
+
+WEIGHTS = "model.safetensors"
 
 
 def apply_full(model: nn.Module, cfg: object, task: str) -> nn.Module:
@@ -16,11 +19,15 @@ def apply_full(model: nn.Module, cfg: object, task: str) -> nn.Module:
 
 
 def save_full(model: nn.Module, folder: Path) -> None:
-    model.save_pretrained(str(folder))  # type: ignore[operator]
+    """All weights as one safetensors file (works for any module, tied weights included)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(folder / WEIGHTS))
 
 
 def load_full(base: nn.Module, folder: Path) -> nn.Module:
-    return type(base).from_pretrained(str(folder))  # type: ignore[attr-defined,no-any-return]
+    """Load saved weights into a freshly built model of the same architecture."""
+    load_model(base, str(folder / WEIGHTS))
+    return base
 
 
 FULL = register(MethodSpec("full", "baseline", apply_full, save_full, load_full))

@@ -26,7 +26,7 @@ def apply_lora(model: nn.Module, cfg: object, task: str) -> nn.Module:
         task_type=PEFT_TASKS[task],
     )
     try:
-        return get_peft_model(model, peft_cfg)  # type: ignore[arg-type]
+        return get_peft_model(model, peft_cfg)
     except ValueError as exc:
         names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear)})
         raise ModelError(
@@ -40,7 +40,7 @@ def save_peft(model: nn.Module, folder: Path) -> None:
 
 
 def load_peft(base: nn.Module, folder: Path) -> nn.Module:
-    return PeftModel.from_pretrained(base, str(folder))  # type: ignore[arg-type]
+    return PeftModel.from_pretrained(base, str(folder))
 
 
 LORA = register(MethodSpec("lora", "reparameterised", apply_lora, save_peft, load_peft))

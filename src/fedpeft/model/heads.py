@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from transformers import PretrainedConfig
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 
@@ -29,10 +30,12 @@ class MeanPoolingClassifier(nn.Module):
 
     def __init__(self, encoder: nn.Module, num_labels: int, dropout: float = 0.1) -> None:
         super().__init__()
+        config = encoder.config
+        assert isinstance(config, PretrainedConfig)
         self.encoder = encoder
-        self.config = encoder.config  # peft reads model_type from here to pick default target modules
+        self.config = config  # peft reads model_type from here to pick default target modules
         self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(encoder.config.hidden_size, num_labels)
+        self.classifier = nn.Linear(int(config.hidden_size), num_labels)
 
     def forward(
         self,
