@@ -73,13 +73,52 @@ class LoraMethod(Section):
     use_dora: bool = False
 
 
+class IA3Method(Section):
+    """(IA)^3: learned scaling vectors on keys, values and feed-forward activations, through peft."""
+
+    method: Literal["ia3"] = "ia3"
+    target_modules: list[str] | None = Field(None, description="None picks peft's default for the architecture")
+    feedforward_modules: list[str] | None = None
+
+
+class VeraMethod(Section):
+    """VeRA: frozen shared random low-rank matrices (same seed on every client), trained scaling vectors."""
+
+    method: Literal["vera"] = "vera"
+    r: int = Field(256, ge=1)
+    target_modules: list[str] | None = Field(None, description="layers must share one shape (e.g. query, value)")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    d_initial: float = Field(0.1, gt=0.0)
+
+
+class BitFitMethod(Section):
+    """BitFit: only the bias terms (and the new task head) train."""
+
+    method: Literal["bitfit"] = "bitfit"
+
+
+class LayerNormMethod(Section):
+    """LayerNorm-only: only normalisation weights and biases (and the new task head) train."""
+
+    method: Literal["layernorm"] = "layernorm"
+
+
+class HeadMethod(Section):
+    """Head-only (linear probe): only the new task head trains."""
+
+    method: Literal["head"] = "head"
+
+
 class FullMethod(Section):
     """Full fine-tuning: every parameter trains and travels. The baseline for comparisons."""
 
     method: Literal["full"] = "full"
 
 
-PeftMethodConfig = Annotated[Union[LoraMethod, FullMethod], Field(discriminator="method")]
+PeftMethodConfig = Annotated[
+    Union[LoraMethod, IA3Method, VeraMethod, BitFitMethod, LayerNormMethod, HeadMethod, FullMethod],
+    Field(discriminator="method"),
+]
 
 
 class ModelConfig(Section):

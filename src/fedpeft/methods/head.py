@@ -1,0 +1,5 @@
+"""Head-only (linear probe): the base stays frozen; only the new task head trains."""
+
+from fedpeft.methods.selective import selective_method
+
+HEAD = selective_method("head", lambda model: set(), "")

@@ -1,0 +1,21 @@
+"""(IA)^3 (Liu et al., 2022) through peft; saved in the Hugging Face PEFT format."""
+
+from __future__ import annotations
+
+from peft import IA3Config
+from torch import nn
+
+from fedpeft.config.schema import IA3Method
+from fedpeft.methods.peft_common import PEFT_TASKS, load_peft, save_peft, wrap
+from fedpeft.methods.registry import MethodSpec, register
+
+
+def apply_ia3(model: nn.Module, cfg: object, task: str) -> nn.Module:
+    assert isinstance(cfg, IA3Method)
+    peft_cfg = IA3Config(
+        target_modules=cfg.target_modules, feedforward_modules=cfg.feedforward_modules, task_type=PEFT_TASKS[task]
+    )
+    return wrap(model, peft_cfg, "IA3")
+
+
+IA3 = register(MethodSpec("ia3", "additive", apply_ia3, save_peft, load_peft))
