@@ -258,6 +258,7 @@ def finish(
             "family": METHODS.get(cfg.peft.method).family,
         },
         "ledger": ledger.totals(),
+        "outputs": (["curves.png"] if cfg.output.plot else []) + (["adapter/"] if cfg.output.save_adapter else []),
     }
     run.write_json("summary.json", summary)
     if cfg.output.plot:

@@ -11,6 +11,7 @@ from fedpeft.evaluation import predict
 from fedpeft.experiment import build
 from fedpeft.methods import METHODS
 from fedpeft.model import load_sequence_classifier
+from fedpeft.pipeline import codec
 
 METHOD_OVERRIDES = {
     "lora": ["peft.method=lora", "peft.r=2"],
@@ -37,8 +38,6 @@ def test_method_trains_federated_and_round_trips(tiny_config: dict, tiny_model_d
     frozen = {n for n, p in setup.model.named_parameters() if not p.requires_grad}
     summary = fedpeft.run(cfg, progress=False)
     # only trainable tensors travel: one client update = one payload of exactly the trainable state
-    from fedpeft.pipeline import codec
-
     assert summary["ledger"]["bytes_up"] == len(codec.encode(start))
     assert set(start).isdisjoint(frozen)
     if method != "full":

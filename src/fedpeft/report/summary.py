@@ -58,5 +58,6 @@ def summary_text(summary: dict[str, Any]) -> str:
             f"  Issues:  {c['failed_rounds']} round(s) failed, {c['rejected_updates']} update(s) rejected "
             "(reasons in metrics.jsonl)."
         )
-    lines.append(f"  Outputs: {summary['run_dir']}/ (metrics.jsonl, summary.json, curves.png, adapter/)")
+    files = ["metrics.jsonl", "summary.json", *summary.get("outputs", [])]
+    lines.append(f"  Outputs: {summary['run_dir']}/ ({', '.join(files)})")
     return "\n".join(lines)
