@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,6 +57,7 @@ class Setup:
     test_data: TokenizedDataset
     local_test: TokenizedDataset | None
     local_groups: list[tuple[str, np.ndarray]]
+    method_setup: dict[str, Any]
 
 
 def configure_torch(cfg: RunConfig) -> None:
@@ -78,10 +80,10 @@ def build(cfg: RunConfig) -> Setup:
         pooling=cfg.model.pooling,
         trust_remote_code=cfg.model.trust_remote_code,
     )
-    model = METHODS.get(cfg.peft.method).apply(model, cfg.peft, "sequence_classification")
-    trainable = TrainableState(model)
     tokens = tokenize(train, tokenizer, cfg.data.max_length)
     client_data = {cid: tokens.subset(idx) for cid, idx in zip(parts.client_ids, train_idx)}
+    model, method_setup = apply_method(cfg, model, client_data)
+    trainable = TrainableState(model)
     local_test, groups = None, []
     if cfg.data.local_test_fraction > 0:
         flat = np.concatenate(local_idx)
@@ -90,8 +92,28 @@ def build(cfg: RunConfig) -> Setup:
         groups = [(cid, np.arange(offsets[k], offsets[k + 1])) for k, cid in enumerate(parts.client_ids)]
     return Setup(
         cfg, train, test, Partition(parts.client_ids, train_idx), model, tokenizer, trainable,
-        client_data, tokenize(test, tokenizer, cfg.data.max_length), local_test, groups,
+        client_data, tokenize(test, tokenizer, cfg.data.max_length), local_test, groups, method_setup,
     )
+
+
+def apply_method(cfg: RunConfig, model: nn.Module, client_data: dict[str, TokenizedDataset]) -> tuple[nn.Module, dict]:
+    """Apply the PEFT method; methods that choose their weights from data see a seeded sample of clients,
+    each scoring on its own examples."""
+    spec, task = METHODS.get(cfg.peft.method), "sequence_classification"
+    if spec.calibrate is None:
+        return spec.apply(model, cfg.peft, task), {}
+    rng = np.random.default_rng([cfg.seed, 0xF15E])
+    ids = list(client_data)
+    limit = getattr(cfg.peft, "fisher_clients", None) or len(ids)
+    chosen = [ids[i] for i in sorted(rng.choice(len(ids), size=min(limit, len(ids)), replace=False))]
+    per_client = getattr(cfg.peft, "fisher_examples", 32)
+
+    def batches(data: TokenizedDataset) -> Iterator[dict[str, torch.Tensor]]:
+        order = rng.permutation(len(data))[:per_client]
+        for start in range(0, len(order), cfg.clients.batch_size):
+            yield data.batch(order[start : start + cfg.clients.batch_size])
+
+    return spec.calibrate(model, cfg.peft, task, (batches(client_data[c]) for c in chosen))
 
 
 def evaluate(setup: Setup, state: dict[str, torch.Tensor]) -> tuple[dict[str, float], dict[str, Any] | None]:
@@ -226,7 +248,7 @@ def finish(
     setup.trainable.load(sim.global_state)
     if cfg.output.save_adapter:
         folder = run.path / "adapter"
-        METHODS.get(cfg.peft.method).save(setup.model, folder)
+        METHODS.get(cfg.peft.method).save(setup.model, folder, cfg.peft, "sequence_classification")
         setup.tokenizer.save_pretrained(str(folder))
         run.write_json("adapter/fedpeft.json", {
             "method": cfg.peft.method, "model": cfg.model.name, "label_names": setup.train.label_names,
@@ -256,6 +278,7 @@ def finish(
             "name": cfg.model.name,
             "method": cfg.peft.method,
             "family": METHODS.get(cfg.peft.method).family,
+            "setup": setup.method_setup,
         },
         "ledger": ledger.totals(),
         "outputs": (["curves.png"] if cfg.output.plot else []) + (["adapter/"] if cfg.output.save_adapter else []),

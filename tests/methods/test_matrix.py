@@ -21,6 +21,12 @@ METHOD_OVERRIDES = {
     "layernorm": ["peft.method=layernorm"],
     "head": ["peft.method=head"],
     "full": ["peft.method=full"],
+    "houlsby": ["peft.method=houlsby", "peft.reduction_factor=8"],
+    "pfeiffer": ["peft.method=pfeiffer", "peft.reduction_factor=8"],
+    "prompt": ["peft.method=prompt", "peft.num_virtual_tokens=4"],
+    "prefix": ["peft.method=prefix", "peft.num_virtual_tokens=4"],
+    "top_layers": ["peft.method=top_layers", "peft.k=1"],
+    "sparse": ["peft.method=sparse", "peft.density=0.05"],
 }
 
 

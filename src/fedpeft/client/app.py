@@ -14,7 +14,7 @@ import torch
 
 from fedpeft.client.state_store import ClientStateStore
 from fedpeft.client.trainer import LocalTrainer
-from fedpeft.data.batching import TokenizedDataset
+from fedpeft.data.batching import ClientDataset
 from fedpeft.model.state import TrainableState
 from fedpeft.pipeline import codec
 
@@ -55,7 +55,7 @@ class FederatedClient:
         self,
         trainer: LocalTrainer,
         trainable: TrainableState,
-        data: Mapping[str, TokenizedDataset],
+        data: Mapping[str, ClientDataset],
         store: ClientStateStore,
         seed: int,
     ) -> None:

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from fedpeft.config.schema import ClientConfig
-from fedpeft.data.batching import TokenizedDataset, shuffled_batches
+from fedpeft.data.batching import ClientDataset, shuffled_batches
 from fedpeft.model.state import TensorDict, TrainableState
 
 
@@ -44,7 +44,7 @@ class LocalTrainer:
         return torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
 
     def train(
-        self, data: TokenizedDataset, rng: np.random.Generator, opt_state: TensorDict | None = None
+        self, data: ClientDataset, rng: np.random.Generator, opt_state: TensorDict | None = None
     ) -> tuple[LocalResult, TensorDict | None]:
         """Train in place; return the result and the optimiser state to keep (if configured)."""
         start = time.perf_counter()

@@ -5,13 +5,26 @@ The YAML file mirrors these classes one to one; see configs/quickstart.yaml for 
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
+from fedpeft.config.methods import (  # noqa: F401  (re-exported: methods import their configs from here)
+    AdapterMethod,
+    BitFitMethod,
+    FullMethod,
+    HeadMethod,
+    IA3Method,
+    LayerNormMethod,
+    LoraMethod,
+    PeftMethodConfig,
+    PrefixTuningMethod,
+    PromptTuningMethod,
+    SparseMethod,
+    TopLayersMethod,
+    VeraMethod,
+)
+from fedpeft.config.section import Section
 
 
 class DataConfig(Section):
@@ -59,68 +72,6 @@ class PartitionConfig(Section):
     min_examples_per_client: int = Field(1, ge=1)
 
 
-class LoraMethod(Section):
-    """Low-rank adaptation through the peft library (rsLoRA and DoRA are flags of it)."""
-
-    method: Literal["lora"] = "lora"
-    r: int = Field(8, ge=1)
-    alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r)")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    target_modules: list[str] | Literal["all-linear"] | None = Field(
-        None, description="module names to adapt; None picks peft's default for the architecture"
-    )
-    use_rslora: bool = False
-    use_dora: bool = False
-
-
-class IA3Method(Section):
-    """(IA)^3: learned scaling vectors on keys, values and feed-forward activations, through peft."""
-
-    method: Literal["ia3"] = "ia3"
-    target_modules: list[str] | None = Field(None, description="None picks peft's default for the architecture")
-    feedforward_modules: list[str] | None = None
-
-
-class VeraMethod(Section):
-    """VeRA: frozen shared random low-rank matrices (same seed on every client), trained scaling vectors."""
-
-    method: Literal["vera"] = "vera"
-    r: int = Field(256, ge=1)
-    target_modules: list[str] | None = Field(None, description="layers must share one shape (e.g. query, value)")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    d_initial: float = Field(0.1, gt=0.0)
-
-
-class BitFitMethod(Section):
-    """BitFit: only the bias terms (and the new task head) train."""
-
-    method: Literal["bitfit"] = "bitfit"
-
-
-class LayerNormMethod(Section):
-    """LayerNorm-only: only normalisation weights and biases (and the new task head) train."""
-
-    method: Literal["layernorm"] = "layernorm"
-
-
-class HeadMethod(Section):
-    """Head-only (linear probe): only the new task head trains."""
-
-    method: Literal["head"] = "head"
-
-
-class FullMethod(Section):
-    """Full fine-tuning: every parameter trains and travels. The baseline for comparisons."""
-
-    method: Literal["full"] = "full"
-
-
-PeftMethodConfig = Annotated[
-    Union[LoraMethod, IA3Method, VeraMethod, BitFitMethod, LayerNormMethod, HeadMethod, FullMethod],
-    Field(discriminator="method"),
-]
-
-
 class ModelConfig(Section):
     name: str = Field("minilm", description="'minilm' (packaged), a Hugging Face model id or a local folder")
     pooling: Literal["auto", "cls", "mean"] = Field(
@@ -129,6 +80,9 @@ class ModelConfig(Section):
         "last hidden states; 'auto' picks mean for sentence-transformers checkpoints, else cls",
     )
     trust_remote_code: bool = False
+    num_layers: int | None = Field(
+        None, ge=1, description="keep only the first N transformer blocks (quick runs on a cut-down model)"
+    )
 
 
 class ClientConfig(Section):

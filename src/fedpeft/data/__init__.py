@@ -1,4 +1,4 @@
-from fedpeft.data.batching import TokenizedDataset, tokenize
+from fedpeft.data.batching import ArrayDataset, CausalLMDataset, ClientDataset, TokenizedDataset, tokenize
 from fedpeft.data.dataset import TextDataset
 from fedpeft.data.partition import PARTITIONERS, Partition, partition
 from fedpeft.data.sources import DATASETS, load_dataset
@@ -9,6 +9,9 @@ __all__ = [
     "PARTITIONERS",
     "Partition",
     "TextDataset",
+    "ArrayDataset",
+    "CausalLMDataset",
+    "ClientDataset",
     "TokenizedDataset",
     "load_dataset",
     "local_holdout",

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from fedpeft.data.dataset import TextDataset
+
+
+class ClientDataset(Protocol):
+    """What local training needs from a client's examples: a size and batches by index."""
+
+    def __len__(self) -> int: ...
+
+    def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]: ...
 
 
 @dataclass(frozen=True)
@@ -40,6 +49,63 @@ class TokenizedDataset:
 
     def subset(self, idx: np.ndarray) -> TokenizedDataset:
         return TokenizedDataset([self.input_ids[i] for i in idx], self.labels[idx], self.pad_id)
+
+
+@dataclass(frozen=True)
+class CausalLMDataset:
+    """Token sequences for language modelling; ``loss_from[i]`` tokens of example i are context only
+    (a prompt), so the loss covers the rest (an answer). Padding never counts.
+
+    Example:
+        >>> lm = CausalLMDataset([[5, 6, 7], [5, 8]], np.array([1, 0]), pad_id=0)
+        >>> lm.batch(np.array([0, 1]))["labels"].tolist()
+        [[-100, 6, 7], [5, 8, -100]]
+    """
+
+    input_ids: list[list[int]]
+    loss_from: np.ndarray
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
+        rows = [self.input_ids[i] for i in idx]
+        width = max(len(r) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for j, (i, r) in enumerate(zip(idx, rows)):
+            ids[j, : len(r)] = torch.tensor(r, dtype=torch.long)
+            mask[j, : len(r)] = 1
+            labels[j, int(self.loss_from[i]) : len(r)] = ids[j, int(self.loss_from[i]) : len(r)]
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+    def subset(self, idx: np.ndarray) -> CausalLMDataset:
+        return CausalLMDataset([self.input_ids[i] for i in idx], self.loss_from[idx], self.pad_id)
+
+
+@dataclass(frozen=True)
+class ArrayDataset:
+    """Examples held as equal-length tensors (images as ``pixel_values``, ``labels``); batches index them.
+
+    Example:
+        >>> ds = ArrayDataset({"pixel_values": torch.zeros(4, 3, 8, 8), "labels": torch.arange(4)})
+        >>> ds.batch(np.array([1, 3]))["labels"].tolist()
+        [1, 3]
+    """
+
+    tensors: dict[str, torch.Tensor]
+
+    def __len__(self) -> int:
+        return len(next(iter(self.tensors.values())))
+
+    def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
+        index = torch.as_tensor(idx, dtype=torch.long)
+        return {k: v[index] for k, v in self.tensors.items()}
+
+    def subset(self, idx: np.ndarray) -> ArrayDataset:
+        return ArrayDataset(self.batch(idx))
 
 
 def tokenize(ds: TextDataset, tokenizer, max_length: int) -> TokenizedDataset:

@@ -1,6 +1,19 @@
 """PEFT methods, one module each, registered by name with their family."""
 
-from fedpeft.methods import bitfit, full, head, ia3, layernorm, lora, vera  # noqa: F401  (registration)
+from fedpeft.methods import (  # noqa: F401  (registration)
+    adapters,
+    bitfit,
+    full,
+    head,
+    ia3,
+    layernorm,
+    lora,
+    prefix_tuning,
+    prompt_tuning,
+    sparse,
+    top_layers,
+    vera,
+)
 from fedpeft.methods.registry import METHODS, MethodSpec
 
 __all__ = ["METHODS", "MethodSpec"]

@@ -18,7 +18,7 @@ def apply_full(model: nn.Module, cfg: object, task: str) -> nn.Module:
     return model
 
 
-def save_full(model: nn.Module, folder: Path) -> None:
+def save_full(model: nn.Module, folder: Path, cfg: object = None, task: str = "") -> None:
     """All weights as one safetensors file (works for any module, tied weights included)."""
     folder.mkdir(parents=True, exist_ok=True)
     save_model(model, str(folder / WEIGHTS))

@@ -2,4 +2,4 @@
 
 from fedpeft.methods.selective import selective_method
 
-HEAD = selective_method("head", lambda model: set(), "")
+HEAD = selective_method("head", lambda model, cfg: set(), "")

@@ -6,14 +6,17 @@ from peft import IA3Config
 from torch import nn
 
 from fedpeft.config.schema import IA3Method
-from fedpeft.methods.peft_common import PEFT_TASKS, load_peft, save_peft, wrap
+from fedpeft.methods.peft_common import PEFT_TASKS, default_targets, load_peft, save_peft, wrap
 from fedpeft.methods.registry import MethodSpec, register
 
 
 def apply_ia3(model: nn.Module, cfg: object, task: str) -> nn.Module:
     assert isinstance(cfg, IA3Method)
+    targets = default_targets(model, task, cfg.target_modules)
+    feedforward: list[str] | None = [] if targets is not cfg.target_modules and cfg.feedforward_modules is None else None
     peft_cfg = IA3Config(
-        target_modules=cfg.target_modules, feedforward_modules=cfg.feedforward_modules, task_type=PEFT_TASKS[task]
+        target_modules=targets, feedforward_modules=feedforward or cfg.feedforward_modules,
+        task_type=PEFT_TASKS[task],
     )
     return wrap(model, peft_cfg, "IA3")
 

