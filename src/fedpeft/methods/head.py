@@ -2,4 +2,7 @@
 
 from fedpeft.methods.selective import selective_method
 
-HEAD = selective_method("head", lambda model, cfg: set(), "")
+HEAD = selective_method(
+    "head", lambda model, cfg: set(),
+    "it has no new task head (a causal LM's output layer is its tied input embedding)",
+)

@@ -13,9 +13,11 @@ from fedpeft.methods.registry import MethodSpec, register
 def apply_ia3(model: nn.Module, cfg: object, task: str) -> nn.Module:
     assert isinstance(cfg, IA3Method)
     targets = default_targets(model, task, cfg.target_modules)
-    feedforward: list[str] | None = [] if targets is not cfg.target_modules and cfg.feedforward_modules is None else None
+    feedforward = cfg.feedforward_modules
+    if feedforward is None and targets is not cfg.target_modules:
+        feedforward = []  # a CNN's 1x1 convs: scale their outputs
     peft_cfg = IA3Config(
-        target_modules=targets, feedforward_modules=feedforward or cfg.feedforward_modules,
+        target_modules=targets, feedforward_modules=feedforward,
         task_type=PEFT_TASKS[task],
     )
     return wrap(model, peft_cfg, "IA3")

@@ -25,7 +25,10 @@ def wrap(model: nn.Module, peft_cfg: PeftConfig, label: str) -> nn.Module:
     try:
         return get_peft_model(model, peft_cfg)
     except ValueError as exc:
-        names = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, ADAPTABLE)})
+        names = sorted({
+            n if n.rsplit(".", 1)[-1].isdigit() else n.rsplit(".", 1)[-1]
+            for n, m in model.named_modules() if isinstance(m, ADAPTABLE)
+        })[:20]
         raise ModelError(
             f"{label} could not be applied: {exc}. Set peft.target_modules to some of this model's linear "
             f"layers: {names}"

@@ -28,7 +28,7 @@ def selective_method(name: str, selector: Selector, missing: str) -> MethodSpec:
 
     def apply(model: nn.Module, cfg: object, task: str) -> nn.Module:
         chosen = selector(model, cfg)
-        if not chosen and name != "head":
+        if not chosen and not (name == "head" and head_parameters(model)):
             raise ModelError(f"{name} does not apply to this model: {missing}; pick another peft.method")
         return select(model, chosen)
 
