@@ -39,10 +39,37 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 def _cmd_methods(args: argparse.Namespace) -> int:
     from fedpeft.methods import METHODS
+    from fedpeft.report.method_costs import default_config, first_sentence
 
-    print("PEFT methods (peft.method):")
-    for name in METHODS.names():
-        print(f"  {name:<10} {METHODS.get(name).family}")
+    if args.config is None and args.model is None:
+        print("PEFT methods (peft.method):")
+        for name in METHODS.names():
+            spec = METHODS.get(name)
+            summary = spec.summary or first_sentence(type(default_config(name)).__doc__)
+            print(f"  {name:<11} {spec.family:<16} {summary}")
+        print("trainable parameters and bytes per round on a model: fedpeft methods --model minilm "
+              "(or a config file: fedpeft methods configs/quickstart.yaml)")
+        return 0
+    return _method_costs(args)
+
+
+def _method_costs(args: argparse.Namespace) -> int:
+    from fedpeft.config import load_config
+    from fedpeft.model.load import infer_task, load_model
+    from fedpeft.report.method_costs import cost_table, method_costs
+
+    cfg = load_config(args.config or {}, [*args.overrides, *([f"model.name={args.model}"] if args.model else [])])
+    task = infer_task(cfg.model.name)
+    labels = [str(i) for i in range(args.labels)]
+    if task == "sequence_classification" and args.config is not None:
+        from fedpeft.data import load_dataset
+
+        labels = load_dataset(cfg.data).label_names
+    base, _ = load_model(cfg.model.name, task, labels, seed=cfg.seed, pooling=cfg.model.pooling,
+                         trust_remote_code=cfg.model.trust_remote_code, num_layers=cfg.model.num_layers)
+    print(f"{cfg.model.name} ({task}, {len(labels)} labels):" if task != "causal_lm" else f"{cfg.model.name} ({task}):")
+    costs = method_costs(base, task, cfg.peft if args.config else None)
+    print(cost_table(costs, cfg.clients.per_round))
     return 0
 
 
@@ -60,7 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--show", action="store_true", help="print the resolved config with every default")
     val.set_defaults(func=_cmd_validate)
     sub.add_parser("datasets", help="list built-in datasets").set_defaults(func=_cmd_datasets)
-    sub.add_parser("methods", help="list PEFT methods").set_defaults(func=_cmd_methods)
+    met = sub.add_parser("methods", help="list PEFT methods; with a model or config, what each costs on it")
+    met.add_argument("config", nargs="?", help="a run config: its model, method settings and clients per round")
+    met.add_argument("overrides", nargs="*")
+    met.add_argument("--model", help="a model alias, id or folder (e.g. minilm, smollm2, mobilenet_v2)")
+    met.add_argument("--labels", type=int, default=2, help="classes of the new head when no config gives data")
+    met.set_defaults(func=_cmd_methods)
     return parser
 
 

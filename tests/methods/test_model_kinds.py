@@ -34,7 +34,7 @@ REFUSED = {
     ("decoder", "head"): "no new task head",
     ("cnn", "prompt"): "needs token embeddings",
     ("cnn", "prefix"): "needs token embeddings",
-    ("cnn", "vera"): "could not be applied",
+    ("cnn", "vera"): "linear layers only",
 }
 
 

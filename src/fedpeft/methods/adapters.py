@@ -3,7 +3,8 @@
 A small residual bottleneck (down-projection, activation, zero-initialised up-projection) is attached to
 the output of chosen modules through a forward hook, so the base model's own parameter names and code stay
 untouched. Houlsby places one after the attention output projection and one after the feed-forward output
-of every block; Pfeiffer only the latter. On a CNN an adapter made of 1x1 convolutions follows every block.
+of every block; Pfeiffer only the latter. On a CNN (both variants) an adapter made of
+1x1 convolutions follows every inverted-residual block.
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ def output_width(module: nn.Module) -> tuple[int, bool]:
 def adapter_targets(model: nn.Module, cfg: AdapterMethod, task: str) -> list[str]:
     if task == "image_classification" and cfg.target_modules is None:
         container, blocks = body_blocks(model)
-        return [f"{container}.{i}" for i in range(len(blocks))]
+        residual = [i for i, b in enumerate(blocks) if type(b).__name__ == "InvertedResidual"]
+        return [f"{container}.{i}" for i in (residual or range(len(blocks)))]
     if cfg.target_modules is not None:
         patterns: tuple[str, ...] = tuple(cfg.target_modules)
     else:
@@ -91,5 +93,11 @@ def apply_adapters(model: nn.Module, cfg: object, task: str) -> nn.Module:
     return select(model, added)
 
 
-HOULSBY = register(MethodSpec("houlsby", "additive", apply_adapters, save_trainable, load_own))
-PFEIFFER = register(MethodSpec("pfeiffer", "additive", apply_adapters, save_trainable, load_own))
+HOULSBY = register(MethodSpec(
+    "houlsby", "additive", apply_adapters, save_trainable, load_own,
+    summary="Bottleneck adapters after the attention output and the feed-forward output of every block",
+))
+PFEIFFER = register(MethodSpec(
+    "pfeiffer", "additive", apply_adapters, save_trainable, load_own,
+    summary="Bottleneck adapters after the feed-forward output of every block only",
+))

@@ -31,6 +31,7 @@ class MethodSpec:
     apply: Callable[[nn.Module, object, str], nn.Module]
     save: Callable[[nn.Module, Path, object, str], None]
     load: Callable[[nn.Module, Path], nn.Module]
+    summary: str = ""  # one line for listings; defaults to the first sentence of the config's docstring
     calibrate: Callable[[nn.Module, object, str, Iterable[Iterable[Batch]]], tuple[nn.Module, dict]] | None = None
 
 

@@ -172,4 +172,5 @@ def load_sparse(base: nn.Module, folder: Path) -> nn.Module:
     return copy_into(apply_masks(base, load_file(str(folder / MASK))), tensors, folder)
 
 
-SPARSE = register(MethodSpec("sparse", "selective", apply_sparse, save_sparse, load_sparse, calibrate_sparse))
+SPARSE = register(MethodSpec("sparse", "selective", apply_sparse, save_sparse, load_sparse,
+                                calibrate=calibrate_sparse))

@@ -7,12 +7,15 @@ from peft import VeraConfig
 from torch import nn
 
 from fedpeft.config.schema import VeraMethod
+from fedpeft.errors import ModelError
 from fedpeft.methods.peft_common import PEFT_TASKS, load_peft, save_peft, wrap
 from fedpeft.methods.registry import MethodSpec, register
 
 
 def apply_vera(model: nn.Module, cfg: object, task: str) -> nn.Module:
     assert isinstance(cfg, VeraMethod)
+    if task == "image_classification":
+        raise ModelError("VeRA (peft) adapts linear layers only, and a CNN's layers are convolutions; pick lora")
     peft_cfg = VeraConfig(
         r=cfg.r, target_modules=cfg.target_modules, vera_dropout=cfg.dropout, d_initial=cfg.d_initial,
         task_type=PEFT_TASKS[task],

@@ -48,8 +48,10 @@ def convert_gguf(gguf_file: Path) -> Path:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_file.parent), **kwargs)
     except (ImportError, OSError, ValueError) as exc:
         raise ModelError(f"could not read {gguf_file}: {exc} (GGUF loading needs the `gguf` package)") from None
+    # the weights are dequantised float32 now; save_pretrained refuses while the GGUF markers remain
     if hasattr(model.config, "quantization_config"):
-        del model.config.quantization_config  # save_pretrained refuses a dequantised model that keeps it
+        del model.config.quantization_config
+    setattr(model, "hf_quantizer", None)
     model.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
     if target.exists():  # another process finished first

@@ -30,7 +30,7 @@ def load_image_classifier(source: str, num_labels: int, *, seed: int, width_mult
 
             state = load_file(str(path))
         else:  # restricted unpickler: tensors and plain containers only, never arbitrary objects
-            state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+            state = torch.load(str(path), map_location="cpu", weights_only=True)
         try:
             model.load_state_dict(state)
         except RuntimeError as exc:

@@ -1,0 +1,105 @@
+"""Every PEFT method on the quickstart workload: same data, split, clients, rounds and seed.
+
+Each method runs as a full fedpeft job (configs/quickstart.yaml with peft.method and a learning rate typical
+for that family; nothing else changes). The table gives the family, trainable parameters, uplink bytes per
+client per round (the real encoded payload), final accuracy / macro-F1 on the 1,000 held-out snippets and
+wall time. Results are appended to runs/benchmarks/methods.jsonl as each method finishes.
+
+Run: .venv/bin/python benchmarks/methods.py [--only lora,full] [--rounds 10] [extra overrides ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import fedpeft
+
+QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+# name -> overrides on top of the quickstart config (LoRA keeps the quickstart's own settings)
+METHODS: dict[str, list[str]] = {
+    "full": ["peft.method=full", "clients.lr=1e-4"],
+    "lora": [],
+    "dora": ["peft.use_dora=true"],
+    "vera": ["peft.method=vera", "peft.r=256", "clients.lr=5e-3"],
+    "ia3": ["peft.method=ia3", "clients.lr=5e-3"],
+    "houlsby": ["peft.method=houlsby", "peft.reduction_factor=16", "clients.lr=1e-3"],
+    "pfeiffer": ["peft.method=pfeiffer", "peft.reduction_factor=16", "clients.lr=1e-3"],
+    "prompt": ["peft.method=prompt", "peft.num_virtual_tokens=20", "clients.lr=3e-2"],
+    "prefix": ["peft.method=prefix", "peft.num_virtual_tokens=20", "clients.lr=1e-2"],
+    "bitfit": ["peft.method=bitfit", "clients.lr=5e-3"],
+    "layernorm": ["peft.method=layernorm", "clients.lr=5e-3"],
+    "head": ["peft.method=head", "clients.lr=5e-3"],
+    "top_layers(k=2)": ["peft.method=top_layers", "peft.k=2", "clients.lr=2e-4"],
+    "sparse-magnitude": ["peft.method=sparse", "peft.density=0.01", "peft.selection=magnitude", "clients.lr=5e-4"],
+    "sparse-random": ["peft.method=sparse", "peft.density=0.01", "peft.selection=random", "clients.lr=5e-4"],
+    "sparse-fisher": ["peft.method=sparse", "peft.density=0.01", "peft.selection=fisher", "clients.lr=5e-4"],
+}
+
+
+def lr_of(overrides: list[str]) -> str:
+    return next((o.split("=", 1)[1] for o in overrides if o.startswith("clients.lr=")), "1e-3")
+
+
+def row(name: str, s: dict) -> dict:
+    led = s["ledger"]
+    return {
+        "method": name,
+        "family": s["model"]["family"],
+        "trainable_params": led["trainable_params"],
+        "uplink_bytes_per_client_round": led["bytes_up"] / max(s["updates_accepted"], 1),
+        "accuracy": s["final"]["accuracy"],
+        "macro_f1": s["final"]["macro_f1"],
+        "wall_seconds": s["wall_seconds"],
+    }
+
+
+def table(rows: list[dict], lrs: dict[str, str]) -> str:
+    lines = [
+        "| method | family | lr | trainable params | uplink / client / round | accuracy | macro-F1 | wall time |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        up = r["uplink_bytes_per_client_round"]
+        size = f"{up / 1e6:.2f} MB" if up >= 1e5 else f"{up / 1e3:.1f} kB"
+        lines.append(
+            f"| {r['method']} | {r['family']} | {lrs.get(r['method'], '')} | {r['trainable_params']:,} | {size} | "
+            f"{r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['wall_seconds'] / 60:.1f} min |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="comma-separated method names from the table")
+    parser.add_argument("--out", default="runs/benchmarks", help="folder for runs and methods.jsonl")
+    parser.add_argument("overrides", nargs="*", help="extra overrides for every method, e.g. rounds=2")
+    args = parser.parse_args()
+    names = args.only.split(",") if args.only else list(METHODS)
+    unknown = set(names) - set(METHODS)
+    if unknown:
+        sys.exit(f"unknown method(s) {sorted(unknown)}; choose from {list(METHODS)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in names:
+        started = time.perf_counter()
+        run_name = "methods-" + name.replace("(", "").replace(")", "").replace("=", "")
+        summary = fedpeft.run(
+            QUICKSTART,
+            [*METHODS[name], *args.overrides, f"name={run_name}", f"output.dir={out}", "output.overwrite=true"],
+            progress=False,
+        )
+        rows.append(row(name, summary))
+        with open(out / "methods.jsonl", "a") as fh:
+            fh.write(json.dumps(rows[-1]) + "\n")
+        print(f"[{name}] done in {time.perf_counter() - started:.0f} s", flush=True)
+    print(table(rows, {n: lr_of(METHODS[n]) for n in names}))
+    print(f"\nReproduce: .venv/bin/python benchmarks/methods.py {' '.join(sys.argv[1:])}".rstrip())
+
+
+if __name__ == "__main__":
+    main()
