@@ -37,3 +37,18 @@ def test_run_from_yaml_with_overrides(tiny_config: dict, tmp_path: Path, capsys)
 def test_missing_config_file_exits_2(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["run", "/no/such.yaml"]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_methods_on_a_config_measures_each_method(tiny_config: dict, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    from fedpeft.config import load_config
+    from fedpeft.experiment import build
+
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config))
+    assert main(["methods", str(cfg)]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}
+    assert set(rows) >= {"lora", "houlsby", "sparse", "full"}
+    expected = build(load_config(tiny_config)).trainable.numel()  # the configured method, as a run builds it
+    method = load_config(tiny_config).peft.method
+    assert rows[method].split()[2] == f"{expected:,}"
+    assert "refused" not in "".join(rows.values())
