@@ -136,3 +136,17 @@ def test_default_lora_targets_come_from_peft_per_architecture(tiny_config: dict,
     adapted = {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in setup.trainable.names if ".lora_" in n}
     assert adapted == {"query", "value"}  # peft's default for BERT
     assert any("classifier" in n for n in setup.trainable.names)
+
+
+def test_fisher_mask_is_agreed_by_a_seeded_client_sample_and_reported(tiny_config: dict) -> None:
+    overrides = ["peft.method=sparse", "peft.selection=fisher", "peft.density=0.1", "peft.fisher_clients=2",
+                 "peft.fisher_examples=8", "rounds=1"]
+    a, b = build(load_config(tiny_config, overrides)), build(load_config(tiny_config, overrides))
+    assert a.method_setup["clients"] == 2 and a.method_setup["bytes_up_once"] > 0
+    masks = [{n: m.parametrizations.weight[0].index for n, m in s.model.named_modules() if hasattr(m, "parametrizations")} for s in (a, b)]
+    assert masks[0].keys() == masks[1].keys() and all(torch.equal(masks[0][k], masks[1][k]) for k in masks[0])
+    summary = fedpeft.run(load_config(tiny_config, overrides), progress=False)
+    assert summary["model"]["setup"]["mask_selection"] == "fisher"
+    from fedpeft.report import summary_text
+
+    assert "Fisher scores of 2 clients" in summary_text(summary)

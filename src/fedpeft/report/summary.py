@@ -35,6 +35,12 @@ def summary_text(summary: dict[str, Any]) -> str:
         f"  Model:   {m['name']} + {m['method']} ({m['family']}): {human_count(c['trainable_params'])} trainable "
         f"of {human_count(c['total_params'])} parameters ({100 * c['trainable_fraction']:.2f}%).",
     ]
+    setup = m.get("setup") or {}
+    if setup.get("mask_selection") == "fisher":
+        lines[-1] += (
+            f" Mask agreed from the Fisher scores of {setup['clients']} clients "
+            f"({setup['bytes_up_once'] / 1e6:.2f} MB up, once)."
+        )
     before = f"{first['accuracy']:.3f} -> " if "accuracy" in first else ""
     lines.append(
         f"  Quality: test accuracy {before}{q['accuracy']:.3f}, macro-F1 {q['macro_f1']:.3f}, loss "
