@@ -27,6 +27,12 @@ METHOD_OVERRIDES = {
     "prefix": ["peft.method=prefix", "peft.num_virtual_tokens=4"],
     "top_layers": ["peft.method=top_layers", "peft.k=1"],
     "sparse": ["peft.method=sparse", "peft.density=0.05"],
+    "loha": ["peft.method=loha", "peft.options.r=2"],
+    "lokr": ["peft.method=lokr", "peft.options.r=2"],
+    "oft": ["peft.method=oft"],
+    "fourierft": ["peft.method=fourierft", "peft.options.n_frequency=16"],
+    "hra": ["peft.method=hra"],
+    "p_tuning": ["peft.method=p_tuning", "peft.options.num_virtual_tokens=4"],
 }
 
 

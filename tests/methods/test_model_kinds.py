@@ -26,7 +26,8 @@ from fedpeft.strategy.fedavg import FedAvg
 TASKS = {"encoder": "sequence_classification", "decoder": "causal_lm", "cnn": "image_classification"}
 SMALL = {
     "lora": {"r": 2}, "vera": {"r": 4}, "houlsby": {"reduction_factor": 4}, "pfeiffer": {"reduction_factor": 4},
-    "prompt": {"num_virtual_tokens": 3}, "prefix": {"num_virtual_tokens": 3}, "sparse": {"density": 0.05},
+    "prompt": {"num_virtual_tokens": 3}, "fourierft": {"options": {"n_frequency": 16}},
+    "p_tuning": {"options": {"num_virtual_tokens": 3}}, "prefix": {"num_virtual_tokens": 3}, "sparse": {"density": 0.05},
 }
 CASES = sorted(METHODS.names()) + ["sparse-fisher", "sparse-random"]
 REFUSED = {
@@ -34,6 +35,8 @@ REFUSED = {
     ("decoder", "head"): "no new task head",
     ("cnn", "prompt"): "needs token embeddings",
     ("cnn", "prefix"): "needs token embeddings",
+    ("cnn", "p_tuning"): "needs token embeddings",
+    ("cnn", "fourierft"): "only the following modules are supported",
     ("cnn", "vera"): "linear layers only",
 }
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
@@ -73,6 +73,14 @@ class PrefixTuningMethod(Section):
     encoder_hidden_size: int | None = Field(None, ge=1, description="MLP width when projection is on")
 
 
+class PeftLibraryMethod(Section):
+    """More methods straight from the peft library (LoHa, LoKr, OFT, FourierFT, HRA, P-tuning), with
+    ``options`` passed to peft's own config class (e.g. ``{r: 8, target_modules: [query, value]}``)."""
+
+    method: Literal["loha", "lokr", "oft", "fourierft", "hra", "p_tuning"] = "loha"
+    options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of peft's config class")
+
+
 class BitFitMethod(Section):
     """BitFit: only the bias terms (and the new task head) train."""
 
@@ -125,7 +133,7 @@ class FullMethod(Section):
 PeftMethodConfig = Annotated[
     Union[
         LoraMethod, IA3Method, VeraMethod, AdapterMethod, PromptTuningMethod, PrefixTuningMethod,
-        BitFitMethod, LayerNormMethod, HeadMethod, TopLayersMethod, SparseMethod, FullMethod,
+        PeftLibraryMethod, BitFitMethod, LayerNormMethod, HeadMethod, TopLayersMethod, SparseMethod, FullMethod,
     ],
     Field(discriminator="method"),
 ]

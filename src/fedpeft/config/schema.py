@@ -17,6 +17,7 @@ from fedpeft.config.methods import (  # noqa: F401  (re-exported: methods import
     IA3Method,
     LayerNormMethod,
     LoraMethod,
+    PeftLibraryMethod,
     PeftMethodConfig,
     PrefixTuningMethod,
     PromptTuningMethod,

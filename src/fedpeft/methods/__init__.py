@@ -8,6 +8,7 @@ from fedpeft.methods import (  # noqa: F401  (registration)
     ia3,
     layernorm,
     lora,
+    peft_library,
     prefix_tuning,
     prompt_tuning,
     sparse,

@@ -24,14 +24,13 @@ def wrap(model: nn.Module, peft_cfg: PeftConfig, label: str) -> nn.Module:
         setattr(peft_cfg, "modules_to_save", ["classifier"])
     try:
         return get_peft_model(model, peft_cfg)
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         names = sorted({
             n if n.rsplit(".", 1)[-1].isdigit() else n.rsplit(".", 1)[-1]
             for n, m in model.named_modules() if isinstance(m, ADAPTABLE)
         })[:20]
         raise ModelError(
-            f"{label} could not be applied: {exc}. Set peft.target_modules to some of this model's linear "
-            f"layers: {names}"
+            f"{label} could not be applied: {exc}. Choose its target modules among this model's layers: {names}"
         ) from None
 
 
