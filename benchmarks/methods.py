@@ -21,7 +21,6 @@ import fedpeft
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 # name -> overrides on top of the quickstart config (LoRA keeps the quickstart's own settings)
 METHODS: dict[str, list[str]] = {
-    "full": ["peft.method=full", "clients.lr=1e-4"],
     "lora": [],
     "dora": ["peft.use_dora=true"],
     "vera": ["peft.method=vera", "peft.r=256", "clients.lr=5e-3"],
@@ -37,6 +36,13 @@ METHODS: dict[str, list[str]] = {
     "sparse-magnitude": ["peft.method=sparse", "peft.density=0.01", "peft.selection=magnitude", "clients.lr=5e-4"],
     "sparse-random": ["peft.method=sparse", "peft.density=0.01", "peft.selection=random", "clients.lr=5e-4"],
     "sparse-fisher": ["peft.method=sparse", "peft.density=0.01", "peft.selection=fisher", "clients.lr=5e-4"],
+    "loha": ["peft.method=loha", "peft.options.r=8", "clients.lr=1e-3"],
+    "lokr": ["peft.method=lokr", "peft.options.r=8", "clients.lr=1e-3"],
+    "oft": ["peft.method=oft", "clients.lr=1e-3"],
+    "hra": ["peft.method=hra", "clients.lr=1e-3"],
+    "fourierft": ["peft.method=fourierft", "clients.lr=5e-3"],
+    "p_tuning": ["peft.method=p_tuning", "clients.lr=1e-2"],
+    "full": ["peft.method=full", "clients.lr=1e-4"],
 }
 
 

@@ -81,3 +81,64 @@ def tiny_config(tiny_model_dir: Path, reviews_csv: Path, tmp_path: Path) -> dict
         "eval": {"every": 1, "batch_size": 64},
         "output": {"dir": str(tmp_path / "runs"), "plot": False},
     }
+
+
+def _outputs(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return model(**batch).logits
+
+
+@pytest.fixture
+def check_method():  # type: ignore[no-untyped-def]
+    """The invariants every PEFT method keeps on any model (see tests/methods/test_model_kinds.py)."""
+    from collections.abc import Callable
+
+    from torch import nn
+
+    from fedpeft.client import ClientStateStore, FederatedClient, LocalTrainer
+    from fedpeft.config.schema import ClientConfig
+    from fedpeft.data import ClientDataset
+    from fedpeft.errors import ModelError
+    from fedpeft.methods import METHODS
+    from fedpeft.model import TrainableState
+    from fedpeft.pipeline import codec
+    from fedpeft.runtime import Simulator
+    from fedpeft.strategy.fedavg import FedAvg
+
+    def check_method(name: str, cfg: object, task: str, make: Callable[[], nn.Module], data: ClientDataset,
+                     tmp_path: Path, refused: str | None = None, lr: float = 0.05) -> None:
+        """One federated round of one client, then the invariants every method must keep (or its refusal)."""
+        spec, model = METHODS.get(name), make()
+        if refused is not None:
+            with pytest.raises(ModelError, match=refused):
+                spec.apply(model, cfg, task)
+            return
+        if spec.calibrate is not None:
+            model, _info = spec.calibrate(model, cfg, task, [iter([data.batch(np.arange(min(6, len(data))))])])
+        else:
+            model = spec.apply(model, cfg, task)
+        trainable = TrainableState(model)
+        start = trainable.snapshot()
+        frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+        trainer = LocalTrainer(model, trainable, ClientConfig(local_steps=3, batch_size=4, lr=lr))
+        client = FederatedClient(trainer, trainable, {"c0": data}, ClientStateStore(tmp_path / "state"), seed=0)
+        sim = Simulator(client, FedAvg(per_round=1), ["c0"], start, seed=0)
+    
+        outcome = sim.run_round(1)
+    
+        assert outcome.status == "ok"
+        client_state = trainable.snapshot()  # the shared model still holds what the client trained
+        for n, value in sim.global_state.items():
+            torch.testing.assert_close(value, client_state[n], atol=1e-6, rtol=0)
+        assert any(not torch.equal(start[n], client_state[n]) for n in start), "training changed nothing"
+        assert outcome.bytes_up == len(codec.encode(start))  # exactly one payload of the trainable tensors
+        for n, p in model.named_parameters():
+            if n in frozen:
+                assert torch.equal(p, frozen[n]), f"frozen {n} changed"
+        spec.save(model, tmp_path / "adapter", cfg, task)
+        loaded = spec.load(make(), tmp_path / "adapter")
+        batch = data.batch(np.arange(min(5, len(data))))
+        torch.testing.assert_close(_outputs(loaded, batch), _outputs(model, batch), atol=1e-5, rtol=1e-5)
+
+    return check_method

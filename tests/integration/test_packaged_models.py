@@ -77,3 +77,49 @@ def test_mobilenet_v2_loads_imagenet_weights_and_lora_trains_it(tmp_path: Path) 
     before = mean_loss(lora, data)
     after = one_round(lora, data, tmp_path, lr=3e-3)
     assert after < before
+
+
+TINY_OPTIONS = {"fourierft": {"options": {"n_frequency": 64}}, "prompt": {"num_virtual_tokens": 4},
+                "prefix": {"num_virtual_tokens": 4}, "p_tuning": {"options": {"num_virtual_tokens": 4}}}
+REFUSED = {
+    ("smollm2", "bitfit"): "no bias parameters",
+    ("smollm2", "head"): "no new task head",
+    **{("mobilenet_v2", m): "needs token embeddings" for m in ("prompt", "prefix", "p_tuning")},
+    ("mobilenet_v2", "vera"): "linear layers only",
+    ("mobilenet_v2", "fourierft"): "only the following modules are supported",
+}
+
+
+@pytest.fixture(scope="module")
+def packaged() -> dict:
+    """The two packaged non-encoder models (SmolLM2 cut to 2 blocks) and a few real examples for each."""
+    from sklearn.datasets import load_digits
+
+    torch.manual_seed(0)
+    lm, tok = load_model("smollm2", "causal_lm", [], seed=0, num_layers=2)
+    ids = [tok(line)["input_ids"] for line in LINES]  # type: ignore[operator]
+    digits = load_digits()
+    x = torch.tensor(digits.images[:8], dtype=torch.float32).div(16).unsqueeze(1).repeat(1, 3, 1, 1)
+    return {
+        "smollm2": (lm, CausalLMDataset(ids, np.zeros(len(ids), dtype=int), pad_id=int(tok.pad_token_id))),  # type: ignore[attr-defined]
+        "mobilenet_v2": (
+            load_model("mobilenet_v2", "image_classification", [str(i) for i in range(10)], seed=0)[0],
+            ArrayDataset({"pixel_values": torch.nn.functional.interpolate(x, size=32), "labels": torch.tensor(digits.target[:8])}),
+        ),
+    }
+
+
+@pytest.mark.parametrize("model_name", ["smollm2", "mobilenet_v2"])
+@pytest.mark.parametrize("method", sorted(METHODS.names()))
+def test_every_method_on_the_packaged_models(packaged: dict, model_name: str, method: str, tmp_path: Path, check_method) -> None:  # type: ignore[no-untyped-def]
+    import copy
+
+    from pydantic import TypeAdapter
+
+    from fedpeft.config.methods import PeftMethodConfig
+
+    base, data = packaged[model_name]
+    cfg = TypeAdapter(PeftMethodConfig).validate_python({"method": method, **TINY_OPTIONS.get(method, {})})
+    task = "causal_lm" if model_name == "smollm2" else "image_classification"
+    check_method(method, cfg, task, lambda: copy.deepcopy(base), data, tmp_path,
+                 refused=REFUSED.get((model_name, method)), lr=1e-3)

@@ -10,18 +10,12 @@ import torch
 from pydantic import TypeAdapter
 from torch import nn
 
-from fedpeft.client import ClientStateStore, FederatedClient, LocalTrainer
 from fedpeft.config.methods import PeftMethodConfig
-from fedpeft.config.schema import ClientConfig
 from fedpeft.data import ArrayDataset, CausalLMDataset, ClientDataset, TokenizedDataset
 from fedpeft.errors import ModelError
 from fedpeft.methods import METHODS
-from fedpeft.model import TrainableState
 from fedpeft.model.load import load_sequence_classifier
 from fedpeft.model.mobilenet import MobileNetV2
-from fedpeft.pipeline import codec
-from fedpeft.runtime import Simulator
-from fedpeft.strategy.fedavg import FedAvg
 
 TASKS = {"encoder": "sequence_classification", "decoder": "causal_lm", "cnn": "image_classification"}
 SMALL = {
@@ -71,45 +65,9 @@ def method_config(case: str) -> tuple[str, object]:
     return name, TypeAdapter(PeftMethodConfig).validate_python(fields)
 
 
-def outputs(model: nn.Module, batch: dict) -> torch.Tensor:
-    model.eval()
-    with torch.no_grad():
-        return model(**batch).logits
-
-
 @pytest.mark.parametrize("kind", sorted(TASKS))
 @pytest.mark.parametrize("case", CASES)
-def test_method_on_model_kind(kind: str, case: str, tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_method_on_model_kind(kind: str, case: str, tiny_model_dir: Path, tmp_path: Path, check_method) -> None:  # type: ignore[no-untyped-def]
     name, cfg = method_config(case)
-    spec, task, data = METHODS.get(name), TASKS[kind], make_data(kind)
-    model = make_model(kind, tiny_model_dir)
-    if (kind, name) in REFUSED:
-        with pytest.raises(ModelError, match=REFUSED[(kind, name)]):
-            spec.apply(model, cfg, task)
-        return
-    if spec.calibrate is not None:
-        model, _info = spec.calibrate(model, cfg, task, [iter([data.batch(np.arange(6))])])
-    else:
-        model = spec.apply(model, cfg, task)
-    trainable = TrainableState(model)
-    start = trainable.snapshot()
-    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
-    trainer = LocalTrainer(model, trainable, ClientConfig(local_steps=3, batch_size=4, lr=0.05))
-    client = FederatedClient(trainer, trainable, {"c0": data}, ClientStateStore(tmp_path / "state"), seed=0)
-    sim = Simulator(client, FedAvg(per_round=1), ["c0"], start, seed=0)
-
-    outcome = sim.run_round(1)
-
-    assert outcome.status == "ok"
-    client_state = trainable.snapshot()  # the shared model still holds what the client trained
-    for n, value in sim.global_state.items():
-        torch.testing.assert_close(value, client_state[n], atol=1e-6, rtol=0)
-    assert any(not torch.equal(start[n], client_state[n]) for n in start), "training changed nothing"
-    assert outcome.bytes_up == len(codec.encode(start))  # exactly one payload of the trainable tensors
-    for n, p in model.named_parameters():
-        if n in frozen:
-            assert torch.equal(p, frozen[n]), f"frozen {n} changed"
-    spec.save(model, tmp_path / "adapter", cfg, task)
-    loaded = spec.load(make_model(kind, tiny_model_dir), tmp_path / "adapter")
-    batch = data.batch(np.arange(5))
-    torch.testing.assert_close(outputs(loaded, batch), outputs(model, batch), atol=1e-5, rtol=1e-5)
+    check_method(name, cfg, TASKS[kind], lambda: make_model(kind, tiny_model_dir), make_data(kind), tmp_path,
+                 refused=REFUSED.get((kind, name)))
