@@ -150,3 +150,14 @@ def test_fisher_mask_is_agreed_by_a_seeded_client_sample_and_reported(tiny_confi
     from fedpeft.report import summary_text
 
     assert "Fisher scores of 2 clients" in summary_text(summary)
+
+
+def test_cut_down_model_and_non_text_models_in_run(tiny_config: dict) -> None:
+    from fedpeft.errors import ConfigError
+
+    setup = build(load_config(tiny_config, ["model.num_layers=1"]))
+    from fedpeft.model.anatomy import body_blocks
+
+    assert len(body_blocks(setup.model)[1]) == 1
+    with pytest.raises(ConfigError, match="is a causal_lm model"):
+        build(load_config(tiny_config, ["model.name=smollm2"]))

@@ -33,7 +33,9 @@ from fedpeft.data import (
 )
 from fedpeft.evaluation import metrics, per_client_metrics, predict
 from fedpeft.methods import METHODS
-from fedpeft.model import TrainableState, count_parameters, load_sequence_classifier
+from fedpeft.errors import ConfigError
+from fedpeft.model import TrainableState, count_parameters
+from fedpeft.model.load import infer_task, load_model
 from fedpeft.report import Ledger, RunDir, summary_text
 from fedpeft.report.plots import plot_curves, plot_partition
 from fedpeft.runtime import RoundOutcome, Simulator
@@ -73,12 +75,21 @@ def build(cfg: RunConfig) -> Setup:
     train, test = train_test_split(dataset, cfg.data, cfg.seed)
     parts = partition(train.labels, train.groups, cfg.partition, cfg.seed)
     train_idx, local_idx = local_holdout(parts.indices, cfg.data.local_test_fraction, cfg.seed)
-    model, tokenizer = load_sequence_classifier(
+    task = infer_task(cfg.model.name)
+    if task != "sequence_classification":
+        raise ConfigError(
+            f"model.name={cfg.model.name!r} is a {task} model, and `fedpeft run` trains text classifiers so "
+            "far; pick a text encoder (e.g. model.name=minilm) or drive the model through the Python API "
+            "(fedpeft.model.load_model, fedpeft.methods.METHODS)"
+        )
+    model, tokenizer = load_model(
         cfg.model.name,
+        task,
         train.label_names,
         seed=cfg.seed,
         pooling=cfg.model.pooling,
         trust_remote_code=cfg.model.trust_remote_code,
+        num_layers=cfg.model.num_layers,
     )
     tokens = tokenize(train, tokenizer, cfg.data.max_length)
     client_data = {cid: tokens.subset(idx) for cid, idx in zip(parts.client_ids, train_idx)}

@@ -22,8 +22,10 @@ def body_blocks(model: nn.Module) -> tuple[str, list[nn.Module]]:
     """
     best: tuple[int, str, list[nn.Module]] | None = None
     for name, module in model.named_modules():
-        if not isinstance(module, (nn.ModuleList, nn.Sequential)) or len(module) < 2:
+        if not isinstance(module, (nn.ModuleList, nn.Sequential)) or len(module) == 0:
             continue
+        if set(name.split(".")) & {*HEAD_MODULES, "lm_head"}:
+            continue  # a head is never the body, however large
         size = sum(p.numel() for p in module.parameters())
         if best is None or size > best[0]:
             best = (size, name, list(module))
