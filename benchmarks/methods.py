@@ -5,7 +5,8 @@ for that family; nothing else changes). The table gives the family, trainable pa
 client per round (the real encoded payload), final accuracy / macro-F1 on the 1,000 held-out snippets and
 wall time. Results are appended to runs/benchmarks/methods.jsonl as each method finishes.
 
-Run: .venv/bin/python benchmarks/methods.py [--only lora,full] [--rounds 10] [extra overrides ...]
+Run: .venv/bin/python benchmarks/methods.py [--only lora,full] [extra overrides, e.g. threads=1]
+     .venv/bin/python benchmarks/methods.py --report     # table and runs/benchmarks/methods.png from results
 """
 
 from __future__ import annotations
@@ -78,12 +79,54 @@ def table(rows: list[dict], lrs: dict[str, str]) -> str:
     return "\n".join(lines)
 
 
+def plot(rows: list[dict], path: Path) -> None:
+    """Accuracy against uplink bytes per client update (log scale), one labelled point per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"additive": "tab:blue", "selective": "tab:green", "reparameterised": "tab:orange", "baseline": "k"}
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for r in rows:
+        x = r["uplink_bytes_per_client_round"] / 1e6
+        ax.scatter(x, r["accuracy"], color=colours.get(r["family"], "grey"))
+        ax.annotate(r["method"], (x, r["accuracy"]), textcoords="offset points", xytext=(4, 3), fontsize=8)
+    for family, colour in colours.items():
+        ax.scatter([], [], color=colour, label=family)
+    ax.set_xscale("log")
+    ax.set_xlabel("uplink per client update (MB, log scale)")
+    ax.set_ylabel("final test accuracy")
+    ax.set_title("PEFT methods on the quickstart workload (MiniLM, Rotten Tomatoes by movie)")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(out: Path) -> None:
+    """Table and plot from every result recorded in ``out/methods.jsonl`` (the last one per method)."""
+    latest = {}
+    for line in (out / "methods.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        latest[r["method"]] = r
+    rows = [latest[n] for n in METHODS if n in latest]
+    print(table(rows, {n: lr_of(METHODS[n]) for n in latest}))
+    plot(rows, out / "methods.png")
+    print(f"\nplot: {out / 'methods.png'}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="comma-separated method names from the table")
     parser.add_argument("--out", default="runs/benchmarks", help="folder for runs and methods.jsonl")
+    parser.add_argument("--report", action="store_true", help="only print the table and plot of saved results")
     parser.add_argument("overrides", nargs="*", help="extra overrides for every method, e.g. rounds=2")
     args = parser.parse_args()
+    if args.report:
+        report(Path(args.out))
+        return
     names = args.only.split(",") if args.only else list(METHODS)
     unknown = set(names) - set(METHODS)
     if unknown:
@@ -103,7 +146,7 @@ def main() -> None:
         with open(out / "methods.jsonl", "a") as fh:
             fh.write(json.dumps(rows[-1]) + "\n")
         print(f"[{name}] done in {time.perf_counter() - started:.0f} s", flush=True)
-    print(table(rows, {n: lr_of(METHODS[n]) for n in names}))
+    report(out)
     print(f"\nReproduce: .venv/bin/python benchmarks/methods.py {' '.join(sys.argv[1:])}".rstrip())
 
 

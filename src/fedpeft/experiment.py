@@ -10,7 +10,6 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,9 +30,10 @@ from fedpeft.data import (
     tokenize,
     train_test_split,
 )
+from fedpeft.errors import ConfigError
 from fedpeft.evaluation import metrics, per_client_metrics, predict
 from fedpeft.methods import METHODS
-from fedpeft.errors import ConfigError
+from fedpeft.methods.configured import apply_configured
 from fedpeft.model import TrainableState, count_parameters
 from fedpeft.model.load import infer_task, load_model
 from fedpeft.report import Ledger, RunDir, summary_text
@@ -71,10 +71,6 @@ def configure_torch(cfg: RunConfig) -> None:
 def build(cfg: RunConfig) -> Setup:
     """Load and split the data, partition it, and build the shared model with the PEFT method applied."""
     configure_torch(cfg)
-    dataset = load_dataset(cfg.data)
-    train, test = train_test_split(dataset, cfg.data, cfg.seed)
-    parts = partition(train.labels, train.groups, cfg.partition, cfg.seed)
-    train_idx, local_idx = local_holdout(parts.indices, cfg.data.local_test_fraction, cfg.seed)
     task = infer_task(cfg.model.name)
     if task != "sequence_classification":
         raise ConfigError(
@@ -82,6 +78,10 @@ def build(cfg: RunConfig) -> Setup:
             "far; pick a text encoder (e.g. model.name=minilm) or drive the model through the Python API "
             "(fedpeft.model.load_model, fedpeft.methods.METHODS)"
         )
+    dataset = load_dataset(cfg.data)
+    train, test = train_test_split(dataset, cfg.data, cfg.seed)
+    parts = partition(train.labels, train.groups, cfg.partition, cfg.seed)
+    train_idx, local_idx = local_holdout(parts.indices, cfg.data.local_test_fraction, cfg.seed)
     model, tokenizer = load_model(
         cfg.model.name,
         task,
@@ -93,7 +93,7 @@ def build(cfg: RunConfig) -> Setup:
     )
     tokens = tokenize(train, tokenizer, cfg.data.max_length)
     client_data = {cid: tokens.subset(idx) for cid, idx in zip(parts.client_ids, train_idx)}
-    model, method_setup = apply_method(cfg, model, client_data)
+    model, method_setup = apply_configured(cfg, model, task, client_data)
     trainable = TrainableState(model)
     local_test, groups = None, []
     if cfg.data.local_test_fraction > 0:
@@ -105,26 +105,6 @@ def build(cfg: RunConfig) -> Setup:
         cfg, train, test, Partition(parts.client_ids, train_idx), model, tokenizer, trainable,
         client_data, tokenize(test, tokenizer, cfg.data.max_length), local_test, groups, method_setup,
     )
-
-
-def apply_method(cfg: RunConfig, model: nn.Module, client_data: dict[str, TokenizedDataset]) -> tuple[nn.Module, dict]:
-    """Apply the PEFT method; methods that choose their weights from data see a seeded sample of clients,
-    each scoring on its own examples."""
-    spec, task = METHODS.get(cfg.peft.method), "sequence_classification"
-    if spec.calibrate is None:
-        return spec.apply(model, cfg.peft, task), {}
-    rng = np.random.default_rng([cfg.seed, 0xF15E])
-    ids = list(client_data)
-    limit = getattr(cfg.peft, "fisher_clients", None) or len(ids)
-    chosen = [ids[i] for i in sorted(rng.choice(len(ids), size=min(limit, len(ids)), replace=False))]
-    per_client = getattr(cfg.peft, "fisher_examples", 32)
-
-    def batches(data: TokenizedDataset) -> Iterator[dict[str, torch.Tensor]]:
-        order = rng.permutation(len(data))[:per_client]
-        for start in range(0, len(order), cfg.clients.batch_size):
-            yield data.batch(order[start : start + cfg.clients.batch_size])
-
-    return spec.calibrate(model, cfg.peft, task, (batches(client_data[c]) for c in chosen))
 
 
 def evaluate(setup: Setup, state: dict[str, torch.Tensor]) -> tuple[dict[str, float], dict[str, Any] | None]:
