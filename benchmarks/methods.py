@@ -28,6 +28,8 @@ METHODS: dict[str, list[str]] = {
     "ia3": ["peft.method=ia3", "clients.lr=5e-3"],
     "houlsby": ["peft.method=houlsby", "peft.reduction_factor=16", "clients.lr=1e-3"],
     "pfeiffer": ["peft.method=pfeiffer", "peft.reduction_factor=16", "clients.lr=1e-3"],
+    "houlsby(lr=5e-3)": ["peft.method=houlsby", "peft.reduction_factor=16", "clients.lr=5e-3"],
+    "pfeiffer(lr=5e-3)": ["peft.method=pfeiffer", "peft.reduction_factor=16", "clients.lr=5e-3"],
     "prompt": ["peft.method=prompt", "peft.num_virtual_tokens=20", "clients.lr=3e-2"],
     "prefix": ["peft.method=prefix", "peft.num_virtual_tokens=20", "clients.lr=1e-2"],
     "bitfit": ["peft.method=bitfit", "clients.lr=5e-3"],
@@ -136,7 +138,7 @@ def main() -> None:
     rows = []
     for name in names:
         started = time.perf_counter()
-        run_name = "methods-" + name.replace("(", "").replace(")", "").replace("=", "")
+        run_name = "methods-" + "".join(c for c in name if c.isalnum() or c in "-_.")
         summary = fedpeft.run(
             QUICKSTART,
             [*METHODS[name], *args.overrides, f"name={run_name}", f"output.dir={out}", "output.overwrite=true"],
