@@ -12,6 +12,17 @@ import torch
 from fedpeft.data.dataset import TextDataset
 
 
+def pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask) of token rows right-padded to the longest row."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for j, r in enumerate(rows):
+        ids[j, : len(r)] = torch.tensor(r, dtype=torch.long)
+        mask[j, : len(r)] = 1
+    return ids, mask
+
+
 class ClientDataset(Protocol):
     """What local training needs from a client's examples: a size and batches by index."""
 
@@ -38,13 +49,7 @@ class TokenizedDataset:
         return len(self.input_ids)
 
     def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
-        rows = [self.input_ids[i] for i in idx]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for j, r in enumerate(rows):
-            ids[j, : len(r)] = torch.tensor(r, dtype=torch.long)
-            mask[j, : len(r)] = 1
+        ids, mask = pad([self.input_ids[i] for i in idx], self.pad_id)
         return {"input_ids": ids, "attention_mask": mask, "labels": torch.from_numpy(self.labels[idx])}
 
     def subset(self, idx: np.ndarray) -> TokenizedDataset:
@@ -70,15 +75,10 @@ class CausalLMDataset:
         return len(self.input_ids)
 
     def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
-        rows = [self.input_ids[i] for i in idx]
-        width = max(len(r) for r in rows)
-        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(rows), width), -100, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for j, (i, r) in enumerate(zip(idx, rows)):
-            ids[j, : len(r)] = torch.tensor(r, dtype=torch.long)
-            mask[j, : len(r)] = 1
-            labels[j, int(self.loss_from[i]) : len(r)] = ids[j, int(self.loss_from[i]) : len(r)]
+        ids, mask = pad([self.input_ids[i] for i in idx], self.pad_id)
+        labels = torch.where(mask.bool(), ids, -100)
+        for j, i in enumerate(idx):
+            labels[j, : int(self.loss_from[i])] = -100  # the prompt is context, not a target
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
     def subset(self, idx: np.ndarray) -> CausalLMDataset:

@@ -54,15 +54,17 @@ def candidates(model: nn.Module, include_embeddings: bool) -> dict[str, torch.Te
     """Weight matrices of linear and conv layers (and embeddings if asked), outside the task head."""
     head = head_parameters(model)
     embeddings = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    kinds: tuple[type, ...] = (nn.Linear, nn.Conv2d) + ((nn.Embedding,) if include_embeddings else ())
     out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
     for mname, module in model.named_modules():
-        kinds: tuple[type, ...] = (nn.Linear, nn.Conv2d) + ((nn.Embedding,) if include_embeddings else ())
         if not isinstance(module, kinds) or f"{mname}.weight" in head:
             continue
         assert isinstance(module, (nn.Linear, nn.Conv2d, nn.Embedding))
         if id(module.weight) in embeddings and not include_embeddings:
             continue  # e.g. an LM head tied to the input embeddings
-        if id(module.weight) not in {id(p) for p in out.values()}:
+        if id(module.weight) not in seen:  # a weight shared by two modules is masked once
+            seen.add(id(module.weight))
             out[f"{mname}.weight"] = module.weight
     if not out:
         raise ModelError("sparse: the model has no linear, conv or embedding weights to mask")
