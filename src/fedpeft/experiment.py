@@ -32,6 +32,7 @@ from fedpeft.data import (
 )
 from fedpeft.errors import ConfigError
 from fedpeft.evaluation import metrics, per_client_metrics, predict
+from fedpeft.evaluation.personalised import needs_personalisation, personalised_metrics, spread
 from fedpeft.methods import METHODS
 from fedpeft.methods.configured import apply_configured
 from fedpeft.model import TrainableState, count_parameters
@@ -39,6 +40,7 @@ from fedpeft.model.load import infer_task, load_model
 from fedpeft.report import Ledger, RunDir, summary_text
 from fedpeft.report.plots import plot_curves, plot_partition
 from fedpeft.runtime import RoundOutcome, Simulator
+from fedpeft.runtime.profiles import assign_profiles
 from fedpeft.strategy import STRATEGIES
 
 log = logging.getLogger("fedpeft")
@@ -94,6 +96,9 @@ def build(cfg: RunConfig) -> Setup:
     tokens = tokenize(train, tokenizer, cfg.data.max_length)
     client_data = {cid: tokens.subset(idx) for cid, idx in zip(parts.client_ids, train_idx)}
     model, method_setup = apply_configured(cfg, model, task, client_data)
+    prepare = STRATEGIES.get(cfg.strategy.name).prepare_model
+    if prepare is not None:
+        prepare(model)
     trainable = TrainableState(model)
     local_test, groups = None, []
     if cfg.data.local_test_fraction > 0:
@@ -116,14 +121,40 @@ def evaluate(setup: Setup, state: dict[str, torch.Tensor]) -> tuple[dict[str, fl
         return central, None
     pred = predict(setup.model, setup.local_test, setup.cfg.eval.batch_size)
     clients = per_client_metrics(pred, setup.local_groups, num_labels)
-    accs = np.sort([m["accuracy"] for m in clients.values()])
-    worst = accs[: max(1, int(np.ceil(0.1 * len(accs))))]
-    return central, {
-        "mean": float(accs.mean()),
-        "worst_10pct": float(worst.mean()),
-        "clients": len(accs),
-        "by_client": clients,
-    }
+    return central, {**spread(clients), "by_client": clients}
+
+
+def evaluate_personalised(setup: Setup, sim: Simulator, round_: int) -> dict[str, Any] | None:
+    """Per-client metrics of each client's own model (rank, personal tensors, local fine-tuning), if any
+    differs from the global one."""
+    cfg = setup.cfg
+    if setup.local_test is None or not needs_personalisation(sim.client, cfg.eval.finetune_steps):
+        return None
+    clients = personalised_metrics(
+        sim.client, sim.strategy.evaluation_state(), setup.local_groups, setup.local_test,
+        rank_of=sim.strategy.rank, finetune_steps=cfg.eval.finetune_steps, round_=round_,
+        batch_size=cfg.eval.batch_size, num_labels=setup.train.num_labels,
+    )
+    return {**spread(clients), "finetune_steps": cfg.eval.finetune_steps, "by_client": clients}
+
+
+def make_simulator(setup: Setup, run: RunDir) -> Simulator:
+    """The configured strategy, client fleet (resources, participation) and simulator for a built setup."""
+    cfg = setup.cfg
+    ids = list(setup.client_data)
+    profiles = assign_profiles(ids, cfg.resources, cfg.seed)
+    client = FederatedClient(
+        LocalTrainer(setup.model, setup.trainable, cfg.clients), setup.trainable, setup.client_data,
+        ClientStateStore(run.path / "client_state"), cfg.seed,
+    )
+    spec = STRATEGIES.get(cfg.strategy.name)
+    if cfg.resources.rank_tiers and not spec.ranks:
+        raise ConfigError(f"strategy.name={cfg.strategy.name} cannot serve clients of mixed LoRA ranks: drop "
+                          "resources.rank_tiers or pick fedavg, ffa_lora, fedsa_lora, flora, flexlora or hetlora")
+    return Simulator(
+        client, spec.build(cfg, setup.model), ids, setup.trainable.snapshot(), seed=cfg.seed,
+        min_updates=cfg.strategy.min_updates, profiles=profiles, participation=cfg.participation,
+    )
 
 
 def run_experiment(cfg: RunConfig, progress: bool | None = None) -> dict[str, Any]:
@@ -140,20 +171,10 @@ def run_experiment(cfg: RunConfig, progress: bool | None = None) -> dict[str, An
         f"({cfg.partition.method}); {setup.trainable.numel():,} trainable parameters; built in "
         f"{time.perf_counter() - started:.1f} s"
     )
-    sim = Simulator(
-        FederatedClient(
-            LocalTrainer(setup.model, setup.trainable, cfg.clients), setup.trainable, setup.client_data,
-            ClientStateStore(run.path / "client_state"), cfg.seed,
-        ),
-        STRATEGIES.get(cfg.strategy.name)(cfg),
-        list(setup.client_data),
-        setup.trainable.snapshot(),
-        seed=cfg.seed,
-        min_updates=cfg.strategy.min_updates,
-    )
+    sim = make_simulator(setup, run)
     ledger = Ledger(*count_parameters(setup.model))
     start = time.perf_counter()
-    initial, _ = evaluate(setup, sim.global_state)
+    initial, _ = evaluate(setup, sim.strategy.evaluation_state())
     ledger.seconds["evaluate"] += time.perf_counter() - start
     run.append_metrics({"round": 0, "test": initial})
     last_test, last_clients, accepted = initial, None, 0
@@ -167,13 +188,16 @@ def run_experiment(cfg: RunConfig, progress: bool | None = None) -> dict[str, An
         due = r == cfg.rounds or (cfg.eval.every > 0 and r % cfg.eval.every == 0)
         if due:
             start = time.perf_counter()
-            test, clients = evaluate(setup, sim.global_state)
+            test, clients = evaluate(setup, sim.strategy.evaluation_state())
+            if r == cfg.rounds and clients is not None:
+                clients["personalised"] = evaluate_personalised(setup, sim, r)
             eval_s = time.perf_counter() - start
             last_test, last_clients = test, clients
         ledger.add_round(
             bytes_up=outcome.bytes_up, bytes_down=outcome.bytes_down, train_seconds=outcome.train_seconds,
             aggregate_seconds=outcome.aggregate_seconds, evaluate_seconds=eval_s,
             failed=outcome.status != "ok", rejected=len(outcome.rejected), samples=outcome.samples,
+            dropped=len(outcome.dropped), late=len(outcome.late), simulated_seconds=outcome.simulated_seconds,
         )
         accepted += len(outcome.accepted)
         run.append_metrics(round_record(outcome, test, clients, eval_s))
@@ -194,6 +218,9 @@ def round_record(
         "sampled": len(outcome.sampled),
         "accepted": len(outcome.accepted),
         "rejected": outcome.rejected,
+        "dropped": outcome.dropped,
+        "late": outcome.late,
+        "simulated_seconds": outcome.simulated_seconds,
         "train_loss": outcome.train_loss,
         "samples": outcome.samples,
         "bytes_up": outcome.bytes_up,
@@ -208,6 +235,8 @@ def round_line(outcome: RoundOutcome, test: dict[str, float] | None) -> str:
     quality = f"test acc {test['accuracy']:.3f} f1 {test['macro_f1']:.3f}" if test else "no eval"
     status = "" if outcome.status == "ok" else f" [{outcome.status.upper()}]"
     dropped = f", {len(outcome.rejected)} rejected" if outcome.rejected else ""
+    dropped += f", {len(outcome.dropped)} dropped/late" if outcome.dropped else ""
+    dropped += f", {len(outcome.late)} stale used" if outcome.late else ""
     return (
         f"round {outcome.round:>3}{status}: {len(outcome.accepted)}/{len(outcome.sampled)} updates{dropped}, "
         f"train loss {outcome.train_loss:.3f}, {quality}, up {outcome.bytes_up / 1e6:.2f} MB, "
@@ -236,10 +265,11 @@ def finish(
     final: dict[str, float], clients: dict[str, Any] | None, accepted: int, started: float,
 ) -> dict[str, Any]:
     cfg = setup.cfg
-    setup.trainable.load(sim.global_state)
+    setup.trainable.load(sim.strategy.evaluation_state())
     if cfg.output.save_adapter:
         folder = run.path / "adapter"
         METHODS.get(cfg.peft.method).save(setup.model, folder, cfg.peft, "sequence_classification")
+        sim.strategy.export(folder)
         setup.tokenizer.save_pretrained(str(folder))
         run.write_json("adapter/fedpeft.json", {
             "method": cfg.peft.method, "model": cfg.model.name, "label_names": setup.train.label_names,
@@ -255,7 +285,7 @@ def finish(
         "wall_seconds": time.perf_counter() - started,
         "initial": initial,
         "final": final,
-        "per_client": None if clients is None else {k: v for k, v in clients.items() if k != "by_client"},
+        "per_client": None if clients is None else _without_by_client(clients),
         "data": {
             "dataset": cfg.data.dataset,
             "train_examples": len(setup.train),
@@ -265,6 +295,7 @@ def finish(
             "client_sizes": {"min": int(sizes.min()), "median": float(np.median(sizes)), "max": int(sizes.max())},
             "majority_baseline": float(counts.max() / counts.sum()),
         },
+        "strategy": {"name": cfg.strategy.name, "ranks": _rank_counts(sim)},
         "model": {
             "name": cfg.model.name,
             "method": cfg.peft.method,
@@ -278,3 +309,14 @@ def finish(
     if cfg.output.plot:
         plot_curves(run.read_metrics(), run.path / "curves.png", summary["data"]["majority_baseline"])
     return summary
+
+
+def _without_by_client(clients: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: (_without_by_client(v) if isinstance(v, dict) else v) for k, v in clients.items() if k != "by_client"
+    }
+
+
+def _rank_counts(sim: Simulator) -> dict[str, int] | None:
+    ranks = [p.rank for p in sim.profiles.values() if p.rank is not None]
+    return {str(r): ranks.count(r) for r in sorted(set(ranks))} or None

@@ -40,16 +40,14 @@ def test_one_client_round_equals_that_clients_local_training(tmp_path) -> None:
     # Replay the same client alone from the same start: the global state must equal its local result.
     ts.load(start)
     reply = sim.client.fit(FitInstruction(1, cid, codec.encode(start)))
-    local = {k: start[k] + v for k, v in codec.decode(reply.payload, sim.spec).items()}
+    local = {k: start[k] + v for k, v in codec.decode(reply.payload, sim.client.spec).items()}
     assert all(torch.allclose(sim.global_state[k], local[k], atol=1e-7) for k in local)
 
 
 def test_results_do_not_depend_on_client_order(tmp_path) -> None:
-    a, _ = make_sim(tmp_path / "a")
-    b, _ = make_sim(tmp_path / "b")
+    a, _ = make_sim(tmp_path / "a", per_round=4)
+    b, _ = make_sim(tmp_path / "b", per_round=4)
     b.client_ids = list(reversed(b.client_ids))
-    b.strategy = FedAvg(4)
-    a.strategy = FedAvg(4)
     a.run_round(1)
     b.run_round(1)
     assert all(torch.allclose(a.global_state[k], b.global_state[k], atol=1e-6) for k in a.global_state)

@@ -15,7 +15,7 @@ def test_fedavg_weights_by_examples_and_applies_server_lr() -> None:
         ClientUpdate("b", {"w": torch.tensor([-2.0, 4.0])}, num_examples=3),
     ]
     # Execute
-    out = FedAvg(per_round=2, server_lr=0.5).aggregate_train(1, g, ups)
+    out = FedAvg(per_round=2, server_lr=0.5).aggregate(1, g, ups)
     # Assert: mean delta = (1*[2,0] + 3*[-2,4]) / 4 = [-1, 3]; new = 1 + 0.5 * mean
     assert out["w"].tolist() == [0.5, 2.5]
 
@@ -33,7 +33,7 @@ def test_weighted_mean_matches_numpy(sizes: list[int], seed: int) -> None:
 def test_single_client_round_gives_that_clients_state() -> None:
     g = {"w": torch.randn(5)}
     d = torch.randn(5)
-    out = FedAvg(per_round=1).aggregate_train(1, g, [ClientUpdate("a", {"w": d}, 7)])
+    out = FedAvg(per_round=1).aggregate(1, g, [ClientUpdate("a", {"w": d}, 7)])
     assert torch.allclose(out["w"], g["w"] + d)
 
 
@@ -48,5 +48,5 @@ def test_sampling_is_seeded_without_replacement() -> None:
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_low_precision_state_keeps_its_dtype(dtype: torch.dtype) -> None:
     g = {"w": torch.ones(3, dtype=dtype)}
-    out = FedAvg(1).aggregate_train(1, g, [ClientUpdate("a", {"w": torch.ones(3, dtype=dtype)}, 1)])
+    out = FedAvg(1).aggregate(1, g, [ClientUpdate("a", {"w": torch.ones(3, dtype=dtype)}, 1)])
     assert out["w"].dtype == dtype and out["w"].tolist() == [2.0, 2.0, 2.0]

@@ -6,12 +6,13 @@ The same object serves every simulated client on one shared model; a Flower Clie
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
+from fedpeft.client.plugins import ClientPlugin, FitContext, Scalar, gradient_hooks
 from fedpeft.client.state_store import ClientStateStore
 from fedpeft.client.trainer import LocalTrainer
 from fedpeft.data.batching import ClientDataset
@@ -21,11 +22,13 @@ from fedpeft.pipeline import codec
 
 @dataclass(frozen=True)
 class FitInstruction:
-    """What the server sends: the round, the client it is for, and the global trainable state as bytes."""
+    """What the server sends: the round, the client it is for, tensors as bytes (the global trainable state,
+    cut to the client's rank, plus whatever its strategy sends), and a small config (rank, local steps)."""
 
     round: int
     client_id: str
     payload: bytes
+    config: dict[str, Scalar] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,15 @@ def client_seed(seed: int, round_: int, client_id: str) -> list[int]:
 class FederatedClient:
     """Local training for any client id, on one model shared by all of them.
 
+    The strategy's client plugins run inside ``fit`` (proximal terms, control variates, rank masks,
+    personal tensors). Each client's own state (plugins' tensors, optimiser moments) lives in ``store``.
+
     Example:
         >>> client = FederatedClient(trainer, trainable, {"c0": data}, store, seed=0)  # doctest: +SKIP
         >>> reply = client.fit(FitInstruction(1, "c0", codec.encode(trainable.snapshot())))  # doctest: +SKIP
     """
+
+    OPT = "opt/"
 
     def __init__(
         self,
@@ -58,29 +66,52 @@ class FederatedClient:
         data: Mapping[str, ClientDataset],
         store: ClientStateStore,
         seed: int,
+        plugins: Sequence[ClientPlugin] = (),
     ) -> None:
         self.trainer = trainer
         self.trainable = trainable
         self.data = data
         self.store = store
         self.seed = seed
+        self.plugins = list(plugins)
         self.spec = trainable.spec()
 
     def fit(self, ins: FitInstruction) -> FitReply:
-        global_state = codec.decode(ins.payload, self.spec, sender="server")
-        self.trainable.load(global_state)
-        seed = client_seed(self.seed, ins.round, ins.client_id)
+        cid = ins.client_id
+        ctx = FitContext(
+            ins.round, cid, dict(ins.config), codec.decode(ins.payload, None, sender="server"),
+            self.trainable.params, dict(self.store.get(cid) or {}), self.trainer.cfg.lr,
+        )
+        for plugin in self.plugins:
+            plugin.receive(ctx)
+        self.trainable.load(ctx.received)
+        for plugin in self.plugins:
+            plugin.start(ctx)
+        ctx.start = self.trainable.snapshot()
+        seed = client_seed(self.seed, ins.round, cid)
         torch.manual_seed(np.random.SeedSequence(seed).generate_state(1)[0])  # dropout masks
-        data = self.data[ins.client_id]
-        result, opt_state = self.trainer.train(data, np.random.default_rng(seed), self.store.get(ins.client_id))
-        if opt_state is not None:
-            self.store.put(ins.client_id, opt_state)
+        data = self.data[cid]
+        opt_state = {k[len(self.OPT):]: v for k, v in ctx.personal.items() if k.startswith(self.OPT)}
+        steps = ins.config.get("local_steps")
+        result, new_opt = self.trainer.train(
+            data, np.random.default_rng(seed), opt_state or None,
+            local_steps=None if steps is None else int(steps),
+            on_gradients=gradient_hooks(self.plugins, ctx),
+        )
+        ctx.steps = result.steps
         with torch.no_grad():
-            delta = {n: p.detach() - global_state[n] for n, p in self.trainable.params.items()}
+            ctx.update = {n: self.trainable.params[n].detach() - ctx.start[n] for n in ctx.received}
+        for plugin in self.plugins:
+            plugin.finish(ctx)
+        if new_opt is not None:
+            ctx.personal.update({self.OPT + k: v for k, v in new_opt.items()})
+        if ctx.personal:
+            self.store.put(cid, ctx.personal)
         metrics = {
             "train_loss": result.loss,
             "steps": float(result.steps),
             "samples": float(result.samples),
             "train_seconds": result.seconds,
+            **ctx.metrics,
         }
-        return FitReply(ins.client_id, codec.encode(delta), len(data), metrics)
+        return FitReply(cid, codec.encode(ctx.update), len(data), metrics)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,10 +45,20 @@ class LocalTrainer:
         return torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
 
     def train(
-        self, data: ClientDataset, rng: np.random.Generator, opt_state: TensorDict | None = None
+        self,
+        data: ClientDataset,
+        rng: np.random.Generator,
+        opt_state: TensorDict | None = None,
+        *,
+        local_steps: int | None = None,
+        on_gradients: Callable[[], None] | None = None,
     ) -> tuple[LocalResult, TensorDict | None]:
-        """Train in place; return the result and the optimiser state to keep (if configured)."""
+        """Train in place; return the result and the optimiser state to keep (if configured).
+
+        ``local_steps`` overrides the configured budget (a client's resource tier); ``on_gradients`` runs
+        after every backward pass, before clipping and the optimiser step (strategy corrections)."""
         start = time.perf_counter()
+        budget = self.cfg.local_steps if local_steps is None else local_steps
         opt = self.make_optimizer()
         if opt_state is not None:
             opt.load_state_dict(unflatten_optimizer_state(opt_state, opt))
@@ -55,10 +66,12 @@ class LocalTrainer:
         self.model.train()
         steps = samples = 0
         loss_sum = torch.zeros(())
-        for _epoch in range(self.cfg.local_epochs if self.cfg.local_steps is None else 1_000_000):
+        for _epoch in range(self.cfg.local_epochs if budget is None else 1_000_000):
             for idx in shuffled_batches(len(data), self.cfg.batch_size, rng):
                 loss = self.model(**data.batch(idx)).loss
                 loss.backward()
+                if on_gradients is not None:
+                    on_gradients()
                 if self.cfg.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
                 opt.step()
@@ -66,9 +79,9 @@ class LocalTrainer:
                 loss_sum += loss.detach()
                 steps += 1
                 samples += len(idx)
-                if self.cfg.local_steps is not None and steps >= self.cfg.local_steps:
+                if budget is not None and steps >= budget:
                     break
-            if self.cfg.local_steps is not None and steps >= self.cfg.local_steps:
+            if budget is not None and steps >= budget:
                 break
         result = LocalResult(steps, samples, float(loss_sum) / max(steps, 1), time.perf_counter() - start)
         return result, flatten_optimizer_state(opt) if self.cfg.keep_optimizer_state else None

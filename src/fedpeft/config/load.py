@@ -110,8 +110,13 @@ def _numbers_deep(data: Any) -> Any:
 
 
 def validate(data: Mapping[str, Any]) -> RunConfig:
+    data = dict(data)
+    for name, field in RunConfig.model_fields.items():  # a union section without its tag takes the default's
+        tag = field.discriminator
+        if isinstance(tag, str) and isinstance(data.get(name), Mapping) and tag not in data[name]:
+            data[name] = {tag: getattr(field.default, tag), **data[name]}
     try:
-        return RunConfig.model_validate(dict(data))
+        return RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(format_errors(exc)) from None
 

@@ -26,6 +26,11 @@ from fedpeft.config.methods import (  # noqa: F401  (re-exported: methods import
     VeraMethod,
 )
 from fedpeft.config.section import Section
+from fedpeft.config.strategies import (  # noqa: F401  (re-exported)
+    LORA_AWARE,
+    FedAvgStrategy,
+    StrategyConfig,
+)
 
 
 class DataConfig(Section):
@@ -69,6 +74,9 @@ class PartitionConfig(Section):
         description="number of clients (default 10); for 'natural' every group unless set, then the largest",
     )
     alpha: float = Field(0.5, gt=0.0, description="Dirichlet concentration (dirichlet, quantity)")
+    dirichlet_over: Literal["labels", "clients"] = Field(
+        "labels", description="dirichlet: split each label over clients, or draw each client's label mix"
+    )
     shards_per_client: int = Field(2, ge=1, description="labels per client (shards)")
     min_examples_per_client: int = Field(1, ge=1)
 
@@ -103,16 +111,64 @@ class ClientConfig(Section):
     )
 
 
-class StrategyConfig(Section):
-    name: Literal["fedavg"] = "fedavg"
-    server_lr: float = Field(1.0, gt=0.0, description="step size applied to the averaged update")
-    min_updates: int = Field(1, ge=1, description="a round with fewer valid updates is recorded as failed")
+Tiers = dict[float, float]
+
+
+def _check_tiers(name: str, tiers: Tiers | None) -> None:
+    if tiers is None:
+        return
+    if not tiers or any(share <= 0 for share in tiers.values()):
+        raise ValueError(f"resources.{name}: give each tier a positive share, e.g. {{4: 0.3, 8: 0.7}}")
+    if abs(sum(tiers.values()) - 1.0) > 1e-6:
+        raise ValueError(f"resources.{name}: shares sum to {sum(tiers.values()):g}; they must sum to 1")
+
+
+class ResourcesConfig(Section):
+    """Per-client resources, each drawn once per client from tiers written as {value: share of clients}."""
+
+    rank_tiers: dict[int, float] | None = Field(
+        None, description="LoRA rank per client, e.g. {4: 0.3, 8: 0.5, 16: 0.2}; peft.r must be the largest"
+    )
+    step_tiers: dict[int, float] | None = Field(None, description="local optimiser steps per client")
+    speed_tiers: dict[float, float] | None = Field(
+        None, description="compute speed in training examples per second, for the simulated round time"
+    )
+    uplink_mbps: float | None = Field(None, gt=0.0, description="client upload bandwidth (simulated time)")
+    downlink_mbps: float | None = Field(None, gt=0.0, description="client download bandwidth (simulated time)")
+
+    @model_validator(mode="after")
+    def _shares(self) -> ResourcesConfig:
+        for name in ("rank_tiers", "step_tiers", "speed_tiers"):
+            _check_tiers(name, getattr(self, name))
+        for name, tiers in (("rank_tiers", self.rank_tiers), ("step_tiers", self.step_tiers),
+                            ("speed_tiers", self.speed_tiers)):
+            if tiers and min(tiers) <= 0:
+                raise ValueError(f"resources.{name}: tier values must be positive")
+        return self
+
+
+class ParticipationConfig(Section):
+    """Who answers in a round: random dropouts and stragglers past a deadline on the simulated clock."""
+
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="probability that a sampled client never replies")
+    deadline_s: float | None = Field(
+        None, gt=0.0, description="round deadline in simulated seconds (needs resources.speed_tiers)"
+    )
+    stragglers: Literal["drop", "stale"] = Field(
+        "drop", description="a late update is dropped, or used in the round it arrives with a staleness weight"
+    )
+    staleness_exponent: float = Field(0.5, ge=0.0, description="a late update weighs (1 + rounds late)^-a")
+    max_staleness: int = Field(4, ge=1, description="updates later than this many rounds are dropped")
 
 
 class EvalConfig(Section):
     every: int = Field(1, ge=0, description="evaluate every N rounds; 0 means only after the last round")
     batch_size: int = Field(128, ge=1)
     per_client: bool = Field(False, description="also evaluate on each client's held-out examples")
+    finetune_steps: int = Field(
+        0, ge=0, description="personalised evaluation: each client fine-tunes the global adapter this many "
+        "steps on its own training examples before its held-out examples are scored (needs per_client)",
+    )
 
 
 class OutputConfig(Section):
@@ -140,7 +196,9 @@ class RunConfig(Section):
     model: ModelConfig = ModelConfig()
     peft: PeftMethodConfig = LoraMethod()
     clients: ClientConfig = ClientConfig()
-    strategy: StrategyConfig = StrategyConfig()
+    strategy: StrategyConfig = FedAvgStrategy()
+    resources: ResourcesConfig = ResourcesConfig()
+    participation: ParticipationConfig = ParticipationConfig()
     eval: EvalConfig = EvalConfig()
     output: OutputConfig = OutputConfig()
 
@@ -156,4 +214,25 @@ class RunConfig(Section):
                 f"strategy.min_updates ({self.strategy.min_updates}) exceeds clients.per_round "
                 f"({self.clients.per_round}): no round could succeed"
             )
+        if self.eval.finetune_steps and not self.eval.per_client:
+            raise ValueError("eval.finetune_steps scores clients' held-out examples: set eval.per_client: true")
+        if self.participation.deadline_s is not None and not self.resources.speed_tiers:
+            raise ValueError(
+                "participation.deadline_s needs a simulated clock: set resources.speed_tiers, e.g. {20: 0.5, 100: 0.5}"
+            )
+        lora = self.peft.method == "lora"
+        if self.strategy.name in LORA_AWARE and not lora:
+            raise ValueError(f"strategy.name={self.strategy.name} aggregates LoRA factors: set peft.method: lora")
+        if self.strategy.name in ("flora", "flexlora") and lora and self.peft.use_dora:  # type: ignore[union-attr]
+            raise ValueError(f"strategy.name={self.strategy.name} merges B A products; it cannot carry DoRA's "
+                             "magnitudes: set peft.use_dora: false")
+        ranks = self.resources.rank_tiers
+        if ranks:
+            if not lora:
+                raise ValueError("resources.rank_tiers gives clients LoRA ranks: set peft.method: lora")
+            if max(ranks) != self.peft.r:  # type: ignore[union-attr]
+                raise ValueError(
+                    f"resources.rank_tiers: the largest tier ({max(ranks)}) must equal peft.r "
+                    f"({self.peft.r}), the rank the shared model is built with: set peft.r: {max(ranks)}"  # type: ignore[union-attr]
+                )
         return self

@@ -81,9 +81,13 @@ def iid(labels: np.ndarray, groups: np.ndarray | None, cfg: PartitionConfig, rng
 def dirichlet(
     labels: np.ndarray, groups: np.ndarray | None, cfg: PartitionConfig, rng: np.random.Generator
 ) -> Partition:
-    """Label skew: each class is spread over clients by proportions drawn from Dir(alpha)."""
+    """Label skew. ``over: labels`` spreads each class over clients by proportions drawn from Dir(alpha);
+    ``over: clients`` gives every client an equal share of examples whose label mix is drawn from Dir(alpha)
+    (the form that still works at alpha 0.1 with few labels and many clients)."""
     k = _num_clients(labels, cfg)
     classes = np.unique(labels)
+    if cfg.dirichlet_over == "clients":
+        return _dirichlet_per_client(labels, classes, k, cfg.alpha, rng)
     for _attempt in range(200):
         buckets: list[list[np.ndarray]] = [[] for _ in range(k)]
         for c in classes:
@@ -99,6 +103,24 @@ def dirichlet(
         f"{cfg.min_examples_per_client} examples in 200 draws; raise partition.alpha or lower "
         "partition.num_clients / partition.min_examples_per_client"
     )
+
+
+def _dirichlet_per_client(
+    labels: np.ndarray, classes: np.ndarray, k: int, alpha: float, rng: np.random.Generator
+) -> Partition:
+    pools = [list(rng.permutation(np.flatnonzero(labels == c))) for c in classes]
+    parts = []
+    for size in [len(a) for a in np.array_split(np.arange(len(labels)), k)]:
+        mix = rng.dirichlet(np.full(len(classes), alpha))
+        want = rng.multinomial(size, mix)
+        take = np.minimum(want, [len(p) for p in pools])
+        for j in np.argsort(-mix, kind="stable"):  # a label that ran out is made up from the client's next ones
+            extra = min(size - int(take.sum()), len(pools[j]) - int(take[j]))
+            take[j] += max(extra, 0)
+        chosen = [pools[j][: take[j]] for j in range(len(classes))]
+        pools = [p[t:] for p, t in zip(pools, take)]
+        parts.append(np.sort(np.concatenate(chosen).astype(np.int64)))
+    return Partition(_ids(k), parts)
 
 
 @PARTITIONERS.register("shards")

@@ -40,9 +40,14 @@ class TrainableState:
 
     @torch.no_grad()
     def load(self, state: TensorDict) -> None:
-        """Copy ``state`` into the model's trainable parameters in place (same names and shapes)."""
-        for n, p in self.params.items():
-            p.copy_(state[n])
+        """Copy ``state`` (all or some of the trainable tensors, same shapes) into the model in place."""
+        for n, t in state.items():
+            p = self.params.get(n)
+            if p is None:
+                raise KeyError(f"{n!r} is not a trainable tensor of this model")
+            if p.shape != t.shape:
+                raise ValueError(f"{n}: shape {tuple(t.shape)} does not match the model's {tuple(p.shape)}")
+            p.copy_(t)
 
     def spec(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
         return {n: (tuple(p.shape), p.dtype) for n, p in self.params.items()}

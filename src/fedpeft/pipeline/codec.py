@@ -26,8 +26,10 @@ def encode(tensors: TensorDict, metadata: dict[str, str] | None = None) -> bytes
     return st_save({k: v.contiguous() for k, v in tensors.items()}, metadata=metadata)
 
 
-def decode(payload: bytes, spec: Spec, *, max_bytes: int | None = None, sender: str = "client") -> TensorDict:
+def decode(payload: bytes, spec: Spec | None, *, max_bytes: int | None = None, sender: str = "client") -> TensorDict:
     """Parse and validate a payload; raise InvalidUpdate naming the sender and the problem.
+
+    ``spec`` gives the expected names, shapes and dtypes; ``None`` checks only the format and finiteness.
 
     Example:
         >>> spec = {"w": ((2,), torch.float32)}
@@ -42,6 +44,8 @@ def decode(payload: bytes, spec: Spec, *, max_bytes: int | None = None, sender: 
         tensors = st_load(bytes(payload))
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise InvalidUpdate(f"{sender}: payload is not a valid safetensors buffer ({exc})") from None
+    if spec is None:
+        spec = {k: (tuple(t.shape), t.dtype) for k, t in tensors.items()}
     missing, extra = sorted(set(spec) - set(tensors)), sorted(set(tensors) - set(spec))
     if missing or extra:
         raise InvalidUpdate(f"{sender}: wrong keys (missing {missing[:3]}, unexpected {extra[:3]})")

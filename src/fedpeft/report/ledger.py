@@ -44,7 +44,10 @@ class Ledger:
     rounds: int = 0
     failed_rounds: int = 0
     rejected_updates: int = 0
+    dropped_clients: int = 0
+    late_updates: int = 0
     samples: int = 0
+    simulated_seconds: float | None = None
 
     def add_round(
         self,
@@ -57,6 +60,9 @@ class Ledger:
         failed: bool = False,
         rejected: int = 0,
         samples: int = 0,
+        dropped: int = 0,
+        late: int = 0,
+        simulated_seconds: float | None = None,
     ) -> None:
         self.rounds += 1
         self.bytes_up += bytes_up
@@ -67,6 +73,10 @@ class Ledger:
         self.failed_rounds += int(failed)
         self.rejected_updates += rejected
         self.samples += samples
+        self.dropped_clients += dropped
+        self.late_updates += late
+        if simulated_seconds is not None:
+            self.simulated_seconds = (self.simulated_seconds or 0.0) + simulated_seconds
 
     def totals(self) -> dict[str, object]:
         out = asdict(self)

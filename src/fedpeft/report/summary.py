@@ -46,12 +46,24 @@ def summary_text(summary: dict[str, Any]) -> str:
         f"  Quality: test accuracy {before}{q['accuracy']:.3f}, macro-F1 {q['macro_f1']:.3f}, loss "
         f"{q['loss']:.3f}; majority-class baseline {d['majority_baseline']:.3f}."
     )
+    strategy = summary.get("strategy") or {}
+    if strategy.get("name", "fedavg") != "fedavg" or strategy.get("ranks"):
+        ranks = strategy.get("ranks")
+        tiers = f", clients' LoRA ranks {', '.join(f'{r} ({n})' for r, n in ranks.items())}" if ranks else ""
+        lines.append(f"  Server:  strategy {strategy['name']}{tiers}.")
     if summary.get("per_client"):
         pc = summary["per_client"]
         lines.append(
-            f"  Clients: per-client accuracy mean {pc['mean']:.3f}, worst 10% {pc['worst_10pct']:.3f} "
-            f"over {pc['clients']} clients with held-out examples."
+            f"  Clients: per-client accuracy of the global model mean {pc['mean']:.3f}, worst 10% "
+            f"{pc['worst_10pct']:.3f} over {pc['clients']} clients with held-out examples."
         )
+        own = pc.get("personalised")
+        if own:
+            how = f", after {own['finetune_steps']} local fine-tuning steps" if own["finetune_steps"] else ""
+            lines.append(
+                f"           personalised (each client's own model{how}): mean {own['mean']:.3f}, "
+                f"worst 10% {own['worst_10pct']:.3f}."
+            )
     per = c["bytes_up"] / max(summary["updates_accepted"] + c["rejected_updates"], 1)
     lines.append(
         f"  Cost:    {human_bytes(c['bytes_up'])} up, {human_bytes(c['bytes_down'])} down "
@@ -59,10 +71,13 @@ def summary_text(summary: dict[str, Any]) -> str:
         f"{human_seconds(c['seconds']['train'])}, aggregation {human_seconds(c['seconds']['aggregate'])}, "
         f"evaluation {human_seconds(c['seconds']['evaluate'])}; peak memory {c['peak_rss_mb'] / 1024:.2f} GiB."
     )
-    if c["failed_rounds"] or c["rejected_updates"]:
+    if c.get("simulated_seconds") is not None:
+        lines[-1] += f" Simulated clock: {human_seconds(c['simulated_seconds'])} for all rounds."
+    if c["failed_rounds"] or c["rejected_updates"] or c.get("dropped_clients"):
         lines.append(
-            f"  Issues:  {c['failed_rounds']} round(s) failed, {c['rejected_updates']} update(s) rejected "
-            "(reasons in metrics.jsonl)."
+            f"  Issues:  {c['failed_rounds']} round(s) failed, {c['rejected_updates']} update(s) rejected, "
+            f"{c.get('dropped_clients', 0)} client(s) dropped out or late ({c.get('late_updates', 0)} late "
+            "update(s) used); reasons in metrics.jsonl."
         )
     files = ["metrics.jsonl", "summary.json", *summary.get("outputs", [])]
     lines.append(f"  Outputs: {summary['run_dir']}/ ({', '.join(files)})")

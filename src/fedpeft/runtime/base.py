@@ -23,6 +23,9 @@ class RoundOutcome:
     samples: int = 0
     train_loss: float = float("nan")
     status: str = "ok"
+    dropped: dict[str, str] = field(default_factory=dict)  # dropouts and stragglers, with the reason
+    late: list[str] = field(default_factory=list)  # stale updates from earlier rounds used in this one
+    simulated_seconds: float | None = None  # round time on the simulated clock (with resources.speed_tiers)
 
 
 class Runtime(Protocol):

@@ -1,29 +1,35 @@
 """The in-process simulator: every sampled client trains in turn on one shared frozen base model.
 
 Only the trainable tensors are swapped in and out, and they cross the client/server boundary as real
-safetensors payloads, so byte counts and validation match a deployment.
+safetensors payloads, so byte counts and validation match a deployment. Client resources (ranks, step
+budgets, speeds) and participation faults (dropouts, stragglers past a deadline) are simulated here.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
 from fedpeft.client.app import FederatedClient, FitInstruction
+from fedpeft.config.schema import ParticipationConfig
 from fedpeft.errors import InvalidUpdate
 from fedpeft.model.state import TensorDict
 from fedpeft.pipeline import codec
 from fedpeft.runtime.base import RoundOutcome
+from fedpeft.runtime.profiles import ClientProfile
 from fedpeft.strategy.base import ClientUpdate, Strategy
 
 log = logging.getLogger(__name__)
+NO_PROFILE = ClientProfile()
 
 
 class Simulator:
-    """Runs rounds in-process. A failing client or an invalid update drops that client, not the round.
+    """Runs rounds in-process. A failing, dropped-out or late client, or an invalid update, drops that client
+    for the round, not the round; a round with fewer than ``min_updates`` valid updates is recorded as failed.
 
     Example:
         >>> sim = Simulator(client, FedAvg(per_round=4), client_ids, initial_state, seed=0)  # doctest: +SKIP
@@ -40,54 +46,121 @@ class Simulator:
         seed: int,
         min_updates: int = 1,
         max_update_bytes: int | None = None,
+        profiles: Mapping[str, ClientProfile] | None = None,
+        participation: ParticipationConfig | None = None,
     ) -> None:
         self.client = client
         self.strategy = strategy
         self.client_ids = list(client_ids)
-        self.global_state = initial_state
         self.min_updates = min_updates
         self.max_update_bytes = max_update_bytes
-        self.spec = client.spec
+        self.profiles = dict(profiles or {})
+        self.participation = participation or ParticipationConfig()
+        self.seed = seed
         self.rng = np.random.default_rng([seed, 0x5A3F])
+        ranks = {c: p.rank for c, p in self.profiles.items() if p.rank is not None}
+        strategy.initialize(initial_state, ranks, num_clients=len(self.client_ids))
+        if self.participation.stragglers == "stale":
+            strategy.keep_past = self.participation.max_staleness
+        client.plugins = strategy.client_plugins()
+        self.pending: list[tuple[int, ClientUpdate]] = []  # (round it arrives, late update)
+
+    @property
+    def global_state(self) -> TensorDict:
+        return self.strategy.global_state
 
     def run_round(self, round_: int, on_client: Callable[[str], None] | None = None) -> RoundOutcome:
-        sampled = self.strategy.configure_train(round_, self.client_ids, self.rng)
-        payload = codec.encode(self.global_state)
-        outcome = RoundOutcome(round_, sampled, [], bytes_down=len(payload) * len(sampled))
+        busy = {u.client_id for _, u in self.pending}
+        available = [c for c in self.client_ids if c not in busy]
+        sampled = self.strategy.configure_train(round_, available, self.rng)
+        outcome = RoundOutcome(round_, sampled, [])
+        gone = np.random.default_rng([self.seed, round_, 0xD509]).random(len(sampled)) < self.participation.dropout
         updates: list[ClientUpdate] = []
         losses: list[float] = []
-        for cid in sampled:
-            start = time.perf_counter()
-            try:
-                reply = self.client.fit(FitInstruction(round_, cid, payload))
-            except Exception as exc:  # a crashing client is a dropout; the round goes on
-                log.warning("round %d: client %s failed: %s", round_, cid, exc, exc_info=True)
-                outcome.rejected[cid] = f"client failed: {type(exc).__name__}: {exc}"
+        times: list[float] = []
+        for cid, dropped_out in zip(sampled, gone):
+            update, seconds = self._one_client(round_, cid, bool(dropped_out), outcome)
+            if on_client is not None:
+                on_client(cid)
+            if update is None:
                 continue
-            finally:
-                outcome.train_seconds += time.perf_counter() - start
-                if on_client is not None:
-                    on_client(cid)
-            outcome.bytes_up += len(reply.payload)
-            try:
-                delta = codec.decode(reply.payload, self.spec, max_bytes=self.max_update_bytes, sender=cid)
-            except InvalidUpdate as exc:
-                log.warning("round %d: rejected update: %s", round_, exc)
-                outcome.rejected[cid] = str(exc)
+            late = self._rounds_late(seconds)
+            if late:
+                self._straggler(round_, update, late, seconds, outcome)
                 continue
-            updates.append(ClientUpdate(cid, delta, reply.num_examples, reply.metrics))
-            outcome.samples += int(reply.metrics.get("samples", 0))
-            losses.append(reply.metrics.get("train_loss", float("nan")))
+            times.append(seconds or 0.0)
+            updates.append(self.strategy.receive(update))
+            losses.append(update.metrics.get("train_loss", float("nan")))
+        for due, update in [x for x in self.pending if x[0] == round_]:
+            self.pending.remove((due, update))
+            updates.append(self.strategy.receive(update))
+            outcome.late.append(update.client_id)
         outcome.accepted = [u.client_id for u in updates]
         if losses:
             outcome.train_loss = float(np.mean(losses))
+        if self.profiles and any(p.speed for p in self.profiles.values()):
+            deadline = self.participation.deadline_s
+            outcome.simulated_seconds = deadline if deadline and any(
+                "straggler" in r for r in outcome.dropped.values()) else max(times, default=0.0)
         if len(updates) < self.min_updates:
             outcome.status = "failed"
-            log.warning(
-                "round %d failed: %d valid update(s), %d needed", round_, len(updates), self.min_updates
-            )
+            log.warning("round %d failed: %d valid update(s), %d needed", round_, len(updates), self.min_updates)
             return outcome
         start = time.perf_counter()
-        self.global_state = self.strategy.aggregate_train(round_, self.global_state, updates)
+        self.strategy.aggregate_train(round_, updates)
         outcome.aggregate_seconds = time.perf_counter() - start
         return outcome
+
+    def _one_client(
+        self, round_: int, cid: str, dropped_out: bool, outcome: RoundOutcome
+    ) -> tuple[ClientUpdate | None, float | None]:
+        """Send, train, receive and validate one client's update; None when it is lost, with the reason."""
+        profile = self.profiles.get(cid, NO_PROFILE)
+        tensors, config = self.strategy.downlink(round_, cid)
+        if profile.local_steps is not None:
+            config["local_steps"] = profile.local_steps
+        payload = codec.encode(tensors)
+        outcome.bytes_down += len(payload)
+        if dropped_out:
+            outcome.dropped[cid] = "dropped out (no reply)"
+            return None, None
+        start = time.perf_counter()
+        try:
+            reply = self.client.fit(FitInstruction(round_, cid, payload, config))
+        except Exception as exc:  # a crashing client is a dropout; the round goes on
+            log.warning("round %d: client %s failed: %s", round_, cid, exc, exc_info=True)
+            outcome.rejected[cid] = f"client failed: {type(exc).__name__}: {exc}"
+            return None, None
+        finally:
+            outcome.train_seconds += time.perf_counter() - start
+        outcome.bytes_up += len(reply.payload)
+        outcome.samples += int(reply.metrics.get("samples", 0))
+        seconds = profile.seconds(int(reply.metrics.get("samples", 0)), len(payload), len(reply.payload))
+        try:
+            spec = self.strategy.uplink_spec(cid, reply.metrics)
+            delta = codec.decode(reply.payload, spec, max_bytes=self.max_update_bytes, sender=cid)
+        except InvalidUpdate as exc:
+            log.warning("round %d: rejected update: %s", round_, exc)
+            outcome.rejected[cid] = str(exc)
+            return None, seconds
+        return ClientUpdate(cid, delta, reply.num_examples, reply.metrics), seconds
+
+    def _rounds_late(self, seconds: float | None) -> int:
+        deadline = self.participation.deadline_s
+        if deadline is None or seconds is None or seconds <= deadline:
+            return 0
+        return math.ceil(seconds / deadline) - 1
+
+    def _straggler(self, round_: int, update: ClientUpdate, late: int, seconds: float | None,
+                   outcome: RoundOutcome) -> None:
+        p = self.participation
+        if p.stragglers == "stale" and late <= p.max_staleness:
+            weight = (1 + late) ** -p.staleness_exponent
+            self.pending.append((round_ + late, ClientUpdate(
+                update.client_id, update.delta, update.num_examples, update.metrics, late, weight)))
+            outcome.dropped[update.client_id] = (
+                f"straggler ({seconds:.1f} s > {p.deadline_s:g} s deadline): used in round {round_ + late} "
+                f"with weight x{weight:.2f}"
+            )
+        else:
+            outcome.dropped[update.client_id] = f"straggler ({seconds:.1f} s > {p.deadline_s:g} s deadline): dropped"

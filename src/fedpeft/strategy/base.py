@@ -1,42 +1,72 @@
-"""What a strategy is: pick clients for a round, turn their updates into the next global state."""
+"""What a strategy is: pick clients, say what each receives, turn their updates into the next global state.
+
+The base class does what every strategy shares: client sampling, the global trainable state, cutting what a
+client receives and sends to its LoRA rank (and padding it back), and the validation spec of each uplink.
+A strategy overrides ``aggregate`` (a pure function of the state and the updates), and where it needs to,
+``downlink`` / ``uplink_spec`` (extra tensors) and ``client_plugins`` (its client half).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TypeVar
+from pathlib import Path
 
 import numpy as np
+import torch
+from torch import nn
 
+from fedpeft.client.plugins import ClientPlugin, RankMask, Scalar
 from fedpeft.config.schema import RunConfig
+from fedpeft.model.lora_factors import Spec, lora_pairs, pad, truncate, truncate_spec
 from fedpeft.model.state import TensorDict
 from fedpeft.registry import Registry
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class ClientUpdate:
-    """A decoded, validated client update: deltas of the trainable tensors and the client's weight."""
+    """A decoded, validated client update: tensor deltas, the client's example count and metrics.
+
+    ``staleness`` counts the rounds a late update arrived after the round it trained for; its weight in an
+    aggregate is ``num_examples * weight_scale`` (the staleness discount).
+    """
 
     client_id: str
     delta: TensorDict
     num_examples: int
     metrics: dict[str, float] = field(default_factory=dict)
+    staleness: int = 0
+    weight_scale: float = 1.0
+
+    @property
+    def weight(self) -> float:
+        return self.num_examples * self.weight_scale
 
 
-class Strategy(Protocol):
-    """The server's algorithm. Cross-cutting concerns (DP, compression) wrap it instead of living in it."""
+def weighted_mean(updates: Sequence[ClientUpdate], names: Sequence[str] | None = None) -> TensorDict:
+    """sum_i w_i * delta_i / sum_i w_i over ``names`` (default: the first update's), in float32.
 
-    def configure_train(self, round_: int, client_ids: Sequence[str], rng: np.random.Generator) -> list[str]:
-        """Choose the clients that train this round."""
-        ...
+    Example:
+        >>> ups = [ClientUpdate("a", {"w": torch.tensor([1.0])}, 1), ClientUpdate("b", {"w": torch.tensor([4.0])}, 3)]
+        >>> weighted_mean(ups)["w"].tolist()
+        [3.25]
+    """
+    total = float(sum(u.weight for u in updates))
+    mean: TensorDict = {}
+    for name in updates[0].delta if names is None else names:
+        acc = torch.zeros_like(updates[0].delta[name], dtype=torch.float32)
+        for u in updates:
+            acc.add_(u.delta[name].float(), alpha=u.weight / total)
+        mean[name] = acc
+    return mean
 
-    def aggregate_train(self, round_: int, global_state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
-        """Return the new global trainable state."""
-        ...
 
-
-StrategyFactory = Callable[[RunConfig], Strategy]
-STRATEGIES: Registry[StrategyFactory] = Registry("strategy")
+def step(state: TensorDict, direction: TensorDict, lr: float) -> TensorDict:
+    """state + lr * direction on the names in ``direction``; other tensors are kept; dtypes are kept."""
+    return {n: (w.float() + lr * direction[n]).to(w.dtype) if n in direction else w for n, w in state.items()}
 
 
 def sample_clients(client_ids: Sequence[str], k: int, rng: np.random.Generator) -> list[str]:
@@ -45,3 +75,119 @@ def sample_clients(client_ids: Sequence[str], k: int, rng: np.random.Generator) 
         return list(client_ids)
     chosen = np.sort(rng.choice(len(client_ids), size=k, replace=False))
     return [client_ids[i] for i in chosen]
+
+
+class Strategy:
+    """The server's algorithm. Cross-cutting concerns (DP, compression) wrap it instead of living in it.
+
+    Example:
+        >>> from fedpeft.strategy import FedAvg
+        >>> s = FedAvg(per_round=2)
+        >>> s.initialize({"w": torch.zeros(1)})
+        >>> s.aggregate_train(1, [ClientUpdate("a", {"w": torch.tensor([2.0])}, 1)]); s.global_state["w"].tolist()
+        [2.0]
+    """
+
+    personal_names: frozenset[str] = frozenset()  # trainable tensors that stay on clients
+
+    def __init__(self, per_round: int, server_lr: float = 1.0) -> None:
+        self.per_round = per_round
+        self.server_lr = server_lr
+        self.global_state: TensorDict = {}
+        self.ranks: dict[str, int] = {}
+        self.keep_past = 0  # rounds of past global states kept for late (stale) updates
+        self._past: dict[int, TensorDict] = {}
+
+    def initialize(
+        self, state: TensorDict, ranks: Mapping[str, int] | None = None, num_clients: int | None = None
+    ) -> None:
+        """Start from ``state`` (the model's trainable tensors); ``ranks`` gives clients their LoRA rank."""
+        self.global_state = {k: v.detach().clone() for k, v in state.items()}
+        self.initial_state = {k: v.clone() for k, v in self.global_state.items()}
+        self.pairs = lora_pairs(state)
+        self.ranks = dict(ranks or {})
+        self.num_clients = num_clients
+        self.spec: Spec = {n: (tuple(t.shape), t.dtype) for n, t in state.items()}
+
+    # -- one round --------------------------------------------------------------------------------------
+    def configure_train(self, round_: int, client_ids: Sequence[str], rng: np.random.Generator) -> list[str]:
+        """Choose the clients that train this round."""
+        return sample_clients(client_ids, self.per_round, rng)
+
+    def rank(self, client_id: str) -> int | None:
+        return self.ranks.get(client_id)
+
+    def shared(self, tensors: Mapping[str, T]) -> dict[str, T]:
+        return {n: t for n, t in tensors.items() if n not in self.personal_names}
+
+    def downlink(self, round_: int, client_id: str) -> tuple[TensorDict, dict[str, Scalar]]:
+        """The tensors and config one client receives: the shared global state at the client's rank."""
+        tensors, config = self.shared(self.global_state), dict[str, Scalar]()
+        rank = self.rank(client_id)
+        if rank is not None:
+            tensors, config["rank"] = truncate(tensors, self.pairs, rank), rank
+        return tensors, config
+
+    @property
+    def uses_ranks(self) -> bool:
+        return bool(self.ranks)
+
+    @property
+    def full_rank(self) -> int:
+        return int(self.global_state[self.pairs[0].a].shape[0]) if self.pairs else 0
+
+    def start_state(self, update: ClientUpdate, round_: int) -> TensorDict:
+        """The global state ``update``'s client started from, at its rank (zero beyond it)."""
+        state = self._past.get(round_ - update.staleness, self.global_state) if update.staleness else self.global_state
+        rank = int(update.metrics.get("rank", self.full_rank)) if self.uses_ranks else self.full_rank
+        return pad(truncate(state, self.pairs, rank), self.pairs, self.full_rank)
+
+    def uplink_spec(self, client_id: str, metrics: Mapping[str, float]) -> Spec:
+        """Names, shapes and dtypes a client's update must have; a rank may only shrink (self-pruning)."""
+        spec = self.shared(self.spec)
+        rank = self.rank(client_id)
+        if rank is not None:
+            spec = truncate_spec(spec, self.pairs, min(rank, int(metrics.get("rank", rank))))
+        return spec
+
+    def receive(self, update: ClientUpdate) -> ClientUpdate:
+        """Undo the rank cut: pad a low-rank client's factors with zeros to the model's rank."""
+        if not self.uses_ranks or not self.pairs:
+            return update
+        return ClientUpdate(update.client_id, pad(update.delta, self.pairs, self.full_rank), update.num_examples,
+                            update.metrics, update.staleness, update.weight_scale)
+
+    def aggregate_train(self, round_: int, updates: Sequence[ClientUpdate]) -> None:
+        if self.keep_past:
+            self._past[round_] = self.global_state
+            self._past = {r: s for r, s in self._past.items() if r > round_ - self.keep_past - 1}
+        self.global_state = self.aggregate(round_, self.global_state, updates)
+
+    def aggregate(self, round_: int, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
+        """The next global state from the current one and the round's (padded) updates."""
+        raise NotImplementedError
+
+    # -- other hooks -----------------------------------------------------------------------------------
+    def client_plugins(self) -> list[ClientPlugin]:
+        """The client half of the strategy, run inside every client's fit."""
+        return [RankMask()] if self.uses_ranks else []
+
+    def evaluation_state(self) -> TensorDict:
+        """The trainable state the global model is evaluated with."""
+        return self.global_state
+
+    def export(self, folder: Path) -> list[str]:
+        """Write what a saved adapter needs beyond the trainable tensors; return the file names."""
+        return []
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    """How to build a strategy from a run config, and what it changes in the model before training starts."""
+
+    build: Callable[[RunConfig, nn.Module | None], Strategy]
+    prepare_model: Callable[[nn.Module], None] | None = None
+    ranks: bool = True  # accepts clients of mixed LoRA ranks
+
+
+STRATEGIES: Registry[StrategySpec] = Registry("strategy")

@@ -1,0 +1,77 @@
+"""Personalised evaluation: each client scores its held-out examples with the model it would run itself.
+
+That model is the global one at the client's LoRA rank, with the client's personal tensors (FedSA-LoRA's B)
+and, if asked, a few steps of local fine-tuning on the client's own training examples. The shared model is
+restored afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+
+from fedpeft.client.app import FederatedClient, client_seed
+from fedpeft.client.plugins import FitContext, PersonalTensors, RankMask, RankSelfPruning, gradient_hooks
+from fedpeft.data.batching import TokenizedDataset
+from fedpeft.evaluation.classification import metrics, predict
+from fedpeft.model.state import TensorDict
+
+PERSONAL_PLUGINS = (PersonalTensors, RankSelfPruning, RankMask)
+
+
+def needs_personalisation(client: FederatedClient, finetune_steps: int) -> bool:
+    """False when every client's own model is the global one (nothing personal, no fine-tuning)."""
+    return finetune_steps > 0 or any(isinstance(p, PERSONAL_PLUGINS) for p in client.plugins)
+
+
+def personalised_metrics(
+    client: FederatedClient,
+    global_state: TensorDict,
+    groups: Sequence[tuple[str, np.ndarray]],
+    local_test: TokenizedDataset,
+    *,
+    rank_of: Callable[[str], int | None],
+    finetune_steps: int,
+    round_: int,
+    batch_size: int,
+    num_labels: int,
+) -> dict[str, dict[str, float]]:
+    """Metrics per client id of its personalised model on its held-out examples."""
+    plugins = [p for p in client.plugins if isinstance(p, PERSONAL_PLUGINS)]
+    trainable, trainer = client.trainable, client.trainer
+    out: dict[str, dict[str, float]] = {}
+    for cid, idx in groups:
+        if not len(idx):
+            continue
+        trainable.load(global_state)
+        rank = rank_of(cid)
+        ctx = FitContext(round_, cid, {} if rank is None else {"rank": rank}, {}, trainable.params,
+                         dict(client.store.get(cid) or {}), trainer.cfg.lr)
+        for plugin in plugins:
+            plugin.receive(ctx)
+        for plugin in plugins:
+            plugin.start(ctx)
+        if finetune_steps:
+            torch.manual_seed(int(np.random.SeedSequence([*client_seed(client.seed, round_, cid), 0xF7]).generate_state(1)[0]))
+            trainer.train(
+                client.data[cid], np.random.default_rng([*client_seed(client.seed, round_, cid), 0xF7]),
+                local_steps=finetune_steps,
+                on_gradients=gradient_hooks([p for p in plugins if isinstance(p, RankMask)], ctx),
+            )
+        out[cid] = metrics(predict(trainer.model, local_test.subset(idx), batch_size), num_labels)
+    trainable.load(global_state)
+    return out
+
+
+def spread(by_client: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Mean accuracy over clients and the mean of the worst 10% of them.
+
+    Example:
+        >>> spread({str(i): {"accuracy": i / 10} for i in range(10)})
+        {'mean': 0.45, 'worst_10pct': 0.0, 'clients': 10}
+    """
+    accs = np.sort([m["accuracy"] for m in by_client.values()])
+    worst = accs[: max(1, int(np.ceil(0.1 * len(accs))))]
+    return {"mean": float(accs.mean()), "worst_10pct": float(worst.mean()), "clients": len(accs)}

@@ -1,0 +1,167 @@
+"""FLoRA (Wang et al., 2024): stack the clients' factors so the aggregate is exact at any mix of ranks.
+
+With A = [A_1; ...; A_k] and B = [w_1 B_1, ..., w_k B_k], B A = sum_i w_i B_i A_i exactly. The stacked product
+is merged into the frozen base weights every round and the adapter restarts from its (shared, seeded) init.
+A client receives the stacks of every round since it last took part, or the merged layers themselves when
+they are smaller. In the simulator one model stands for every client's copy: the server merges into it once,
+and a client finds its copy already at the current version (a deployed client merges what it receives).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from fedpeft.client.plugins import ClientPlugin, FitContext, Scalar
+from fedpeft.model.lora_factors import LoraPair, product
+from fedpeft.model.state import TensorDict
+from fedpeft.strategy.base import STRATEGIES, ClientUpdate, StrategySpec, step, weighted_mean
+from fedpeft.strategy.fedavg import FedAvg
+
+STACK, WEIGHTS = "flora.stack.", "flora.weights/"
+_STACK = re.compile(r"^flora\.stack\.(\d+)/(.+)$")
+MERGED_FILE = "flora_merged_base.safetensors"
+
+
+def _layer(model: nn.Module, pair: LoraPair) -> Any:
+    """The peft LoRA layer of a pair (it has get_base_layer() and scaling)."""
+    return _layer_named(model, pair.module)
+
+
+def _layer_named(model: nn.Module, module: str) -> Any:
+    return model.get_submodule(module)
+
+
+def _version(model: nn.Module) -> int:
+    return int(getattr(model, "_flora_version", 0))
+
+
+@torch.no_grad()
+def merge_stack(model: nn.Module, pairs: Sequence[LoraPair], stack: Mapping[str, torch.Tensor], version: int) -> None:
+    """Add scale * B_stack A_stack to each adapted layer's base weight, once per version."""
+    if _version(model) >= version:
+        return
+    for p in pairs:
+        layer = _layer(model, p)
+        adapter = p.a.split(".lora_A.")[1].split(".")[0]
+        base = layer.get_base_layer().weight
+        delta = product(stack[p.a], stack[p.b]) * float(layer.scaling[adapter])
+        if getattr(layer, "fan_in_fan_out", False):
+            delta = delta.T
+        base.add_(delta.reshape(base.shape).to(base.dtype))
+    model._flora_version = version  # type: ignore[assignment]
+
+
+class MergeReceived(ClientPlugin):
+    """FLoRA's client side: merge the stacks (or take the merged layers) it missed, drop them from what loads."""
+
+    def __init__(self, model: nn.Module, pairs: Sequence[LoraPair]) -> None:
+        self.model, self.pairs = model, list(pairs)
+
+    @torch.no_grad()
+    def receive(self, ctx: FitContext) -> None:
+        version, current = int(ctx.config["flora_version"]), _version(self.model)
+        stacks: dict[int, TensorDict] = {}
+        weights: TensorDict = {}
+        for key in [k for k in ctx.received if k.startswith("flora.")]:
+            tensor = ctx.received.pop(key)
+            m = _STACK.match(key)
+            if m:
+                stacks.setdefault(int(m[1]), {})[m[2]] = tensor
+            else:
+                weights[key[len(WEIGHTS):]] = tensor
+        if weights and version > current:
+            for p in self.pairs:
+                _layer(self.model, p).get_base_layer().weight.copy_(weights[p.module])
+            self.model._flora_version = version  # type: ignore[assignment]
+        for v in sorted(stacks):
+            merge_stack(self.model, self.pairs, stacks[v], v)
+
+
+class FLora(FedAvg):
+    """Stacking aggregation, merged into the base each round; other trainable tensors are averaged.
+
+    Example:
+        >>> FLora(per_round=10, model=None).version
+        0
+    """
+
+    def __init__(self, per_round: int, model: nn.Module | None, server_lr: float = 1.0) -> None:
+        super().__init__(per_round, server_lr)
+        self.model = model
+        self.version = 0
+        self.history: list[TensorDict] = []  # the stack of each merged round
+        self.synced: dict[str, int] = {}  # the version each client's copy is at
+
+    def downlink(self, round_: int, client_id: str) -> tuple[TensorDict, dict[str, Scalar]]:
+        tensors, config = super().downlink(round_, client_id)
+        since = self.synced.get(client_id, 0)
+        extra = {f"{STACK}{v + 1}/{n}": t for v in range(since, self.version) for n, t in self.history[v].items()}
+        if self.model is not None and _nbytes(extra) > self._merged_bytes():
+            extra = {WEIGHTS + p.module: _layer(self.model, p).get_base_layer().weight.detach() for p in self.pairs}
+        self.synced[client_id] = self.version
+        config["flora_version"] = self.version
+        return {**tensors, **extra}, config
+
+    def _merged_bytes(self) -> int:
+        assert self.model is not None
+        return sum(_nbytes({"w": _layer(self.model, p).get_base_layer().weight}) for p in self.pairs)
+
+    def stacked(self, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
+        """Each pair's stacked factors: A_i = A_init + dA_i and w_i B_i, over each client's own rank."""
+        total = float(sum(u.weight for u in updates))
+        out: TensorDict = {}
+        for p in self.pairs:
+            a_parts, b_parts = [], []
+            for u in updates:
+                r = int(u.metrics.get("rank", self.full_rank)) if self.uses_ranks else self.full_rank
+                a_parts.append((self.initial_state[p.a].float() + u.delta[p.a].float())[:r])
+                b = self.initial_state[p.b].float() + u.delta[p.b].float()
+                b_parts.append(b[:, :r] * (self.server_lr * u.weight / total))
+            out[p.a], out[p.b] = torch.cat(a_parts, 0), torch.cat(b_parts, 1)
+        return out
+
+    def aggregate(self, round_: int, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
+        factors = {n for p in self.pairs for n in (p.a, p.b)}
+        others = [n for n in state if n not in factors]
+        new = step(state, weighted_mean(updates, others), self.server_lr) if others else dict(state)
+        stack = self.stacked(state, updates)
+        self.history.append(stack)
+        self.version += 1
+        if self.model is not None:
+            merge_stack(self.model, self.pairs, stack, self.version)
+        return {n: self.initial_state[n].clone() if n in factors else t for n, t in new.items()}
+
+    def client_plugins(self) -> list[ClientPlugin]:
+        assert self.model is not None, "FLoRA's clients merge into their model: build it with the model"
+        return [MergeReceived(self.model, self.pairs), *super().client_plugins()]
+
+    def export(self, folder: Path) -> list[str]:
+        """The merged base weights of the adapted layers (the adapter itself is back at its init)."""
+        assert self.model is not None
+        save_file({p.module: _layer(self.model, p).get_base_layer().weight.detach().contiguous() for p in self.pairs},
+                  str(folder / MERGED_FILE))
+        return [MERGED_FILE]
+
+
+@torch.no_grad()
+def load_merged(model: nn.Module, folder: str | Path) -> nn.Module:
+    """Put a FLoRA run's merged base weights into a model that has the run's adapter loaded."""
+    for module, weight in load_file(str(Path(folder) / MERGED_FILE)).items():
+        _layer_named(model, module).get_base_layer().weight.copy_(weight)
+    return model
+
+
+def _nbytes(tensors: TensorDict) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
+STRATEGIES.register("flora")(
+    StrategySpec(lambda cfg, model: FLora(cfg.clients.per_round, model, cfg.strategy.server_lr))
+)
