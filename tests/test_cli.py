@@ -52,3 +52,14 @@ def test_methods_on_a_config_measures_each_method(tiny_config: dict, tmp_path: P
     method = load_config(tiny_config).peft.method
     assert rows[method].split()[2] == f"{expected:,}"
     assert "refused" not in "".join(rows.values())
+
+
+def test_strategies_lists_every_strategy_with_its_kind(capsys) -> None:  # type: ignore[no-untyped-def]
+    from fedpeft.cli import main
+    from fedpeft.strategy import STRATEGIES
+
+    assert main(["strategies"]) == 0
+    out = capsys.readouterr().out
+    for name in STRATEGIES.names():
+        assert f"  {name} " in out
+    assert "flora       LoRA-aware  mixed ranks" in out and "scaffold    general     one rank" in out

@@ -53,6 +53,26 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     return _method_costs(args)
 
 
+def _cmd_strategies(args: argparse.Namespace) -> int:
+    from typing import get_args
+
+    from fedpeft.config.strategies import LORA_AWARE, StrategyConfig
+    from fedpeft.report.method_costs import first_sentence
+    from fedpeft.strategy import STRATEGIES
+
+    docs = {}
+    for cls in get_args(get_args(StrategyConfig)[0]):
+        for name in get_args(cls.model_fields["name"].annotation):
+            docs[name] = first_sentence(cls.__doc__)
+    print("Server strategies (strategy.name):")
+    for name in STRATEGIES.names():
+        kind = "LoRA-aware" if name in LORA_AWARE else "general"
+        ranks = "mixed ranks" if STRATEGIES.get(name).ranks else "one rank"
+        print(f"  {name:<11} {kind:<11} {ranks:<12} {docs.get(name, '')}")
+    print("mixed LoRA ranks: resources.rank_tiers={4: 0.3, 8: 0.5, 16: 0.2} with peft.r: 16")
+    return 0
+
+
 def _method_costs(args: argparse.Namespace) -> int:
     from fedpeft.config import load_config
     from fedpeft.model.load import infer_task, load_model
@@ -87,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--show", action="store_true", help="print the resolved config with every default")
     val.set_defaults(func=_cmd_validate)
     sub.add_parser("datasets", help="list built-in datasets").set_defaults(func=_cmd_datasets)
+    sub.add_parser("strategies", help="list server strategies").set_defaults(func=_cmd_strategies)
     met = sub.add_parser("methods", help="list PEFT methods; with a model or config, what each costs on it")
     met.add_argument("config", nargs="?", help="a run config: its model, method settings and clients per round")
     met.add_argument("overrides", nargs="*")

@@ -38,15 +38,18 @@ def test_control_variates_correct_gradients_and_report_their_change() -> None:
     cv = ControlVariates()
     # Execute
     cv.receive(ctx)
-    w.grad = torch.zeros(1)
-    cv.gradients(ctx)
-    ctx.steps, ctx.update = 4, {"w": torch.tensor([-0.8])}
+    seen = []
+    for raw in (2.0, 0.0):  # two local steps with these raw gradients
+        w.grad = torch.tensor([raw])
+        cv.gradients(ctx)
+        seen.append(w.grad.item())
+    ctx.steps, ctx.update = 2, {"w": torch.tensor([-0.8])}
     cv.finish(ctx)
-    # Assert: gradient + (c - c_i); c_i+ = c_i - c - delta / (K lr) = 0.25 - 1 + 0.8 / 0.4 = 1.25
+    # Assert: each gradient + (c - c_i) = + 0.75; c_i+ = mean raw gradient = 1.0; sent c_i+ - c_i = 0.75
     assert "scaffold.c/w" not in ctx.received
-    assert w.grad.item() == 0.75
-    assert ctx.personal["scaffold.ci/w"].item() == 1.25
-    assert ctx.update["scaffold.dc/w"].item() == 1.0
+    assert seen == [2.75, 0.75]
+    assert ctx.personal["scaffold.ci/w"].item() == 1.0
+    assert ctx.update["scaffold.dc/w"].item() == 0.75
 
 
 def test_personal_tensors_start_from_the_clients_own_values_and_are_kept() -> None:

@@ -92,3 +92,14 @@ def test_impossible_requests_are_refused(cfg, groups, match) -> None:
     labels = np.tile([0, 1], 10)
     with pytest.raises(DataError, match=match):
         partition(labels, groups, cfg, 0)
+
+
+def test_dirichlet_over_clients_gives_equal_sizes_and_skewed_mixes() -> None:
+    labels = np.random.default_rng(0).integers(0, 2, 5000)
+    cfg = PartitionConfig(method="dirichlet", alpha=0.1, num_clients=50, dirichlet_over="clients")
+    p = partition(labels, None, cfg, seed=0)
+    assert sorted(np.concatenate(p.indices).tolist()) == list(range(5000))  # every example once
+    assert max(p.sizes()) - min(p.sizes()) <= 1
+    majority = [max(h) / sum(h) for h in p.label_histograms(labels, 2)]
+    assert np.median(majority) > 0.9  # alpha 0.1: most clients hold almost one label
+    assert partition(labels, None, cfg, seed=0).indices[3].tolist() == p.indices[3].tolist()

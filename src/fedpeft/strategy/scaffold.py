@@ -1,8 +1,8 @@
 """SCAFFOLD (Karimireddy et al., 2020): control variates remove client drift under heterogeneous data.
 
 The server keeps c and sends it with the model; each client keeps its own c_i across rounds (in the client
-state store), corrects its gradients by c - c_i and sends back, beside its model delta, the change of c_i.
-Uplink and downlink both double.
+state store), corrects its gradients by c - c_i and sends back, beside its model delta, the change of c_i
+(see ``ControlVariates`` for how c_i is estimated). Uplink and downlink both double.
 """
 
 from __future__ import annotations
