@@ -38,3 +38,28 @@ def test_strategy_runs_and_learns(name: str, tiny_config: dict) -> None:
     assert summary["ledger"]["failed_rounds"] == 0
     assert summary["final"]["loss"] < summary["initial"]["loss"], (summary["initial"], summary["final"])
     assert summary["per_client"]["clients"] > 0
+
+
+def test_heterogeneous_config_runs_with_faults_recorded(tiny_config: dict, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """configs/heterogeneous.yaml's fleet (ranks, speeds, deadline, stale updates, dropouts) on the tiny data."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    shipped = yaml.safe_load((Path(__file__).parents[2] / "configs" / "heterogeneous.yaml").read_text())
+    cfg = {**tiny_config, **{k: shipped[k] for k in ("strategy", "resources", "participation")}}
+    cfg["peft"] = {**tiny_config["peft"], "r": 16}
+    cfg["resources"] = {**shipped["resources"], "speed_tiers": {1: 0.5, 40: 0.5}}  # some clients always late
+    cfg["participation"] = {**shipped["participation"], "deadline_s": 10, "dropout": 0.3}
+    cfg["strategy"] = {**shipped["strategy"], "min_updates": 1}
+    cfg.update(rounds=4, eval={"every": 0, "per_client": True, "finetune_steps": 2},
+               data={**tiny_config["data"], "local_test_fraction": 0.3}, clients={**tiny_config["clients"], "per_round": 5})
+    summary = fedpeft.run(load_config(cfg))
+    led = summary["ledger"]
+    assert led["dropped_clients"] > 0 and led["simulated_seconds"] > 0
+    assert summary["strategy"]["ranks"] == {"4": 2, "8": 3, "16": 1}
+    assert summary["per_client"]["personalised"]["clients"] > 0
+    lines = (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()
+    records = [r for r in map(json.loads, lines) if r["round"]]
+    assert any(reason.startswith(("straggler", "dropped out")) for r in records for reason in r["dropped"].values())

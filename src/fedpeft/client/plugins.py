@@ -21,7 +21,12 @@ Scalar = int | float | str | bool
 
 @dataclass
 class FitContext:
-    """What the hooks of one client's fit see and change."""
+    """What the hooks of one client's fit see and change.
+
+    Example:
+        >>> FitContext(3, "c7", {"rank": 4}, {}, {}, {}, lr=1e-3).round
+        3
+    """
 
     round: int
     client_id: str
@@ -91,6 +96,10 @@ class ControlVariates(ClientPlugin):
     This is the gradient-based estimate (the paper's option I, averaged along the local trajectory). It stays
     in gradient units whatever the local optimiser is; option II, (w_global - w) / (steps * lr), assumes
     plain SGD and overwhelms the gradients under Adam's per-coordinate step sizes.
+
+    Example:
+        >>> ControlVariates.PREFIX_C + "w"  # how the server's c for tensor "w" travels
+        'scaffold.c/w'
     """
 
     PREFIX_C, PREFIX_DC, PREFIX_MINE = "scaffold.c/", "scaffold.dc/", "scaffold.ci/"
@@ -119,7 +128,12 @@ class ControlVariates(ClientPlugin):
 class PersonalTensors(ClientPlugin):
     """Tensors that never leave the client (FedSA-LoRA's B): restored from the client's saved state (or the
     initial values on its first round) before training, saved after it. The server does not send them, so
-    they are not part of the update either."""
+    they are not part of the update either.
+
+    Example:
+        >>> PersonalTensors({"m.lora_B.default.weight": torch.zeros(4, 2)}).PREFIX
+        'personal/'
+    """
 
     PREFIX = "personal/"
 
@@ -138,7 +152,13 @@ class PersonalTensors(ClientPlugin):
 
 class RankMask(ClientPlugin):
     """Clients of mixed LoRA ranks on one model built at the largest rank: a client of rank r uses the first
-    r components of every LoRA pair, receives and sends only those, and its other components stay zero."""
+    r components of every LoRA pair, receives and sends only those, and its other components stay zero.
+
+    Example:
+        >>> ctx = FitContext(1, "c0", {"rank": 2}, {}, {}, {}, lr=0.1)
+        >>> RankMask().receive(ctx); ctx.rank
+        2
+    """
 
     def receive(self, ctx: FitContext) -> None:
         if ctx.rank is None:
@@ -178,7 +198,12 @@ class RankMask(ClientPlugin):
 class RankSelfPruning(ClientPlugin):
     """HetLoRA's local rank self-pruning. The tail components [ceil(gamma r), r) of every pair carry a
     regulariser lambda ||A_tail|| ||B_tail||; when its total has fallen since the client's last round, the
-    client drops the tail and works at rank ceil(gamma r) from then on. Place it before ``RankMask``."""
+    client drops the tail and works at rank ceil(gamma r) from then on. Place it before ``RankMask``.
+
+    Example:
+        >>> RankSelfPruning(gamma=0.75, lam=1e-3, min_rank=1)._keep(8)
+        6
+    """
 
     KEY_RANK, KEY_NORM = "hetlora/rank", "hetlora/tail_norm"
 

@@ -183,7 +183,13 @@ class Strategy:
 
 @dataclass(frozen=True)
 class StrategySpec:
-    """How to build a strategy from a run config, and what it changes in the model before training starts."""
+    """How to build a strategy from a run config, and what it changes in the model before training starts.
+
+    Example:
+        >>> from fedpeft.strategy import STRATEGIES
+        >>> STRATEGIES.get("ffa_lora").prepare_model.__name__, STRATEGIES.get("scaffold").ranks
+        ('freeze_lora_a', False)
+    """
 
     build: Callable[[RunConfig, nn.Module | None], Strategy]
     prepare_model: Callable[[nn.Module], None] | None = None
