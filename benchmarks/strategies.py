@@ -6,7 +6,6 @@ The workload is configs/quickstart.yaml (MiniLM + LoRA r=8 on Rotten Tomatoes, 1
 client's examples held out. Global accuracy is on 500 central test snippets. Per client: the global
 model's accuracy on each client's held-out examples, and the personalised model's (the client's rank and
 personal tensors, then 3 local fine-tuning steps), as the mean and the mean of the worst 10% of clients.
-Mixed ranks run under the Dirichlet split only.
 Bytes are the real payloads, summed over the run. Results are appended to runs/benchmarks/strategies.jsonl.
 
 Run: .venv/bin/python benchmarks/strategies.py [--only fedavg,flora] [--splits iid] [--ranks mixed] [overrides]
@@ -59,7 +58,7 @@ def jobs(names: list[str], splits: list[str]) -> list[tuple[str, str, str, list[
         for name in names:
             base = [f"strategy.name={name}", *STRATEGIES[name], *SPLITS[split]]
             out.append((name, split, "8", base))
-            if name in MIXED_STRATEGIES and split != "iid":
+            if name in MIXED_STRATEGIES:
                 out.append((name, split, "4/8/16", [*base, *MIXED]))
     return out
 
