@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 import fedpeft
@@ -24,8 +25,9 @@ def setup_for(tiny_config: dict, overrides: list[str]):  # type: ignore[no-untyp
     return cfg, setup, make_simulator(setup, RunDir.create(cfg))
 
 
-def test_low_rank_clients_send_smaller_updates(tiny_config: dict) -> None:
-    _cfg, _setup, sim = setup_for(tiny_config, ["strategy.name=fedavg", *TIERS])
+@pytest.mark.parametrize("name", ["fedavg", "ffa_lora", "fedsa_lora", "hetlora"])
+def test_low_rank_clients_send_smaller_updates(tiny_config: dict, name: str) -> None:
+    _cfg, _setup, sim = setup_for(tiny_config, [f"strategy.name={name}", *TIERS])
     sizes = {}
     for cid in sim.client_ids:
         tensors, config = sim.strategy.downlink(1, cid)
@@ -34,6 +36,8 @@ def test_low_rank_clients_send_smaller_updates(tiny_config: dict) -> None:
     assert max(sizes[2]) < min(sizes[4])
     out = sim.run_round(1)
     assert out.status == "ok" and not out.rejected
+    for p in sim.strategy.pairs:  # a rank-2 client's update leaves the other components alone
+        assert p.b in sim.global_state
 
 
 def test_ffa_lora_never_moves_a_and_sends_only_b(tiny_config: dict) -> None:

@@ -177,13 +177,14 @@ class RankMask(ClientPlugin):
     @torch.no_grad()
     def start(self, ctx: FitContext) -> None:
         for p in self.pairs:
-            ctx.params[p.a][ctx.rank :].zero_()
+            if p.a in ctx.params:
+                ctx.params[p.a][ctx.rank :].zero_()
             ctx.params[p.b][:, ctx.rank :].zero_()
 
     @torch.no_grad()
     def gradients(self, ctx: FitContext) -> None:
         for p in self.pairs:
-            a, b = ctx.params[p.a].grad, ctx.params[p.b].grad
+            a, b = ctx.params[p.a].grad if p.a in ctx.params else None, ctx.params[p.b].grad
             if a is not None:
                 a[ctx.rank :].zero_()
             if b is not None:

@@ -16,7 +16,7 @@ import torch
 from fedpeft.model.state import TensorDict
 
 Spec = dict[str, tuple[tuple[int, ...], torch.dtype]]
-_A = re.compile(r"^(?P<module>.+)\.lora_A\.(?P<adapter>[^.]+)\.weight$")
+_FACTOR = re.compile(r"^(?P<module>.+)\.lora_(?P<which>[AB])\.(?P<adapter>[^.]+)\.weight$")
 
 
 @dataclass(frozen=True)
@@ -34,14 +34,13 @@ class LoraPair:
 
 
 def lora_pairs(names: Iterable[str]) -> list[LoraPair]:
+    """Every adapted layer with a B among ``names`` (A may be absent: FFA-LoRA's A is frozen, not trainable)."""
     names = set(names)
     pairs = []
     for name in sorted(names):
-        m = _A.match(name)
-        if m:
-            b = f"{m['module']}.lora_B.{m['adapter']}.weight"
-            if b in names:
-                pairs.append(LoraPair(m["module"], name, b))
+        m = _FACTOR.match(name)
+        if m and m["which"] == "B":
+            pairs.append(LoraPair(m["module"], f"{m['module']}.lora_A.{m['adapter']}.weight", name))
     return pairs
 
 

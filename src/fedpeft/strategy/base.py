@@ -134,7 +134,7 @@ class Strategy:
 
     @property
     def full_rank(self) -> int:
-        return int(self.global_state[self.pairs[0].a].shape[0]) if self.pairs else 0
+        return int(self.global_state[self.pairs[0].b].shape[1]) if self.pairs else 0
 
     def start_state(self, update: ClientUpdate, round_: int) -> TensorDict:
         """The global state ``update``'s client started from, at its rank (zero beyond it)."""
