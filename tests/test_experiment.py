@@ -10,7 +10,6 @@ from peft import PeftModel
 
 import fedpeft
 from fedpeft.config import load_config
-from fedpeft.data.batching import TokenizedDataset
 from fedpeft.evaluation import predict
 from fedpeft.experiment import build
 from fedpeft.model import load_sequence_classifier

@@ -12,7 +12,6 @@ from torch import nn
 
 from fedpeft.config.methods import PeftMethodConfig
 from fedpeft.data import ArrayDataset, CausalLMDataset, ClientDataset, TokenizedDataset
-from fedpeft.errors import ModelError
 from fedpeft.methods import METHODS
 from fedpeft.model.load import load_sequence_classifier
 from fedpeft.model.mobilenet import MobileNetV2

@@ -69,7 +69,7 @@ def test_straggler_discount_is_applied_to_the_weight(tmp_path) -> None:
     profiles = {f"c{i}": ClientProfile(speed=1.0 if i == 0 else 100.0) for i in range(6)}
     sim = make(tmp_path, profiles, ParticipationConfig(deadline_s=3.0, stragglers="stale", staleness_exponent=1.0))
     sim.run_round(1)
-    (due, update), = [p for p in sim.pending if p[1].client_id == "c0"] or [(None, None)]
+    ((due, update),) = [p for p in sim.pending if p[1].client_id == "c0"]
     assert due == 3 and update.staleness == 2 and update.weight == pytest.approx(update.num_examples / 3)
 
 

@@ -1,7 +1,5 @@
 """The simulator on a tiny MLP: real payloads, dropped bad clients, failed rounds that do not crash."""
 
-import numpy as np
-import pytest
 import torch
 
 from fedpeft.client import ClientStateStore, FederatedClient, FitInstruction, FitReply, LocalTrainer

@@ -87,7 +87,9 @@ class FederatedClient:
         self.trainable.load(ctx.received)
         for plugin in self.plugins:
             plugin.start(ctx)
-        ctx.start = self.trainable.snapshot()
+        ctx.start = {  # what was loaded is the start; only tensors set otherwise (personal ones) are copied
+            n: ctx.received[n] if n in ctx.received else p.detach().clone() for n, p in self.trainable.params.items()
+        }
         seed = client_seed(self.seed, ins.round, cid)
         torch.manual_seed(np.random.SeedSequence(seed).generate_state(1)[0])  # dropout masks
         data = self.data[cid]

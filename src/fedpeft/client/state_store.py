@@ -12,7 +12,7 @@ from pathlib import Path
 
 from safetensors.torch import load_file, save_file
 
-from fedpeft.model.state import TensorDict
+from fedpeft.model.state import TensorDict, nbytes
 
 
 class ClientStateStore:
@@ -53,13 +53,13 @@ class ClientStateStore:
     def put(self, client_id: str, state: TensorDict) -> None:
         old = self._memory.pop(client_id, None)
         if old is not None:
-            self._bytes -= _nbytes(old)
+            self._bytes -= nbytes(old)
         self._memory[client_id] = state
-        self._bytes += _nbytes(state)
+        self._bytes += nbytes(state)
         self._on_disk.discard(client_id)
         while self._bytes > self.max_bytes and self._memory:
             victim, tensors = self._memory.popitem(last=False)
-            self._bytes -= _nbytes(tensors)
+            self._bytes -= nbytes(tensors)
             self._spill(victim, tensors)
 
     def _spill(self, client_id: str, tensors: TensorDict) -> None:
@@ -73,6 +73,3 @@ class ClientStateStore:
     def _path(self, client_id: str) -> Path:
         return self.spill_dir / f"{hashlib.sha1(client_id.encode()).hexdigest()[:20]}.safetensors"
 
-
-def _nbytes(tensors: TensorDict) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors.values())

@@ -53,6 +53,16 @@ class TrainableState:
         return {n: (tuple(p.shape), p.dtype) for n, p in self.params.items()}
 
 
+def nbytes(tensors: TensorDict) -> int:
+    """Bytes held by the tensors' elements.
+
+    Example:
+        >>> nbytes({"w": torch.zeros(2, 3)})
+        24
+    """
+    return sum(t.numel() * t.element_size() for t in tensors.values())
+
+
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -11,6 +11,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -156,8 +157,7 @@ class Simulator:
         p = self.participation
         if p.stragglers == "stale" and late <= p.max_staleness:
             weight = (1 + late) ** -p.staleness_exponent
-            self.pending.append((round_ + late, ClientUpdate(
-                update.client_id, update.delta, update.num_examples, update.metrics, late, weight)))
+            self.pending.append((round_ + late, replace(update, staleness=late, weight_scale=weight)))
             outcome.dropped[update.client_id] = (
                 f"straggler ({seconds:.1f} s > {p.deadline_s:g} s deadline): used in round {round_ + late} "
                 f"with weight x{weight:.2f}"

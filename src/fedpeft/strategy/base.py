@@ -9,7 +9,7 @@ A strategy overrides ``aggregate`` (a pure function of the state and the updates
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from torch import nn
 
 from fedpeft.client.plugins import ClientPlugin, RankMask, Scalar
 from fedpeft.config.schema import RunConfig
-from fedpeft.model.lora_factors import Spec, lora_pairs, pad, truncate, truncate_spec
+from fedpeft.model.lora_factors import Spec, factor_names, lora_pairs, pad, truncate, truncate_spec
 from fedpeft.model.state import TensorDict
 from fedpeft.registry import Registry
 
@@ -136,11 +136,20 @@ class Strategy:
     def full_rank(self) -> int:
         return int(self.global_state[self.pairs[0].b].shape[1]) if self.pairs else 0
 
+    def update_rank(self, update: ClientUpdate) -> int:
+        """The LoRA rank ``update``'s client trained at (as it reports it)."""
+        return int(update.metrics.get("rank", self.full_rank)) if self.uses_ranks else self.full_rank
+
     def start_state(self, update: ClientUpdate, round_: int) -> TensorDict:
         """The global state ``update``'s client started from, at its rank (zero beyond it)."""
         state = self._past.get(round_ - update.staleness, self.global_state) if update.staleness else self.global_state
-        rank = int(update.metrics.get("rank", self.full_rank)) if self.uses_ranks else self.full_rank
-        return pad(truncate(state, self.pairs, rank), self.pairs, self.full_rank)
+        return pad(truncate(state, self.pairs, self.update_rank(update)), self.pairs, self.full_rank)
+
+    def step_non_factors(self, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
+        """FedAvg's step on every tensor but the LoRA factors (heads, norms), for strategies that aggregate
+        the factors their own way."""
+        others = [n for n in state if n not in factor_names(self.pairs)]
+        return step(state, weighted_mean(updates, others), self.server_lr) if others else dict(state)
 
     def uplink_spec(self, client_id: str, metrics: Mapping[str, float]) -> Spec:
         """Names, shapes and dtypes a client's update must have; a rank may only shrink (self-pruning)."""
@@ -154,8 +163,7 @@ class Strategy:
         """Undo the rank cut: pad a low-rank client's factors with zeros to the model's rank."""
         if not self.uses_ranks or not self.pairs:
             return update
-        return ClientUpdate(update.client_id, pad(update.delta, self.pairs, self.full_rank), update.num_examples,
-                            update.metrics, update.staleness, update.weight_scale)
+        return replace(update, delta=pad(update.delta, self.pairs, self.full_rank))
 
     def aggregate_train(self, round_: int, updates: Sequence[ClientUpdate]) -> None:
         if self.keep_past:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from torch import nn
 
-from fedpeft.config.schema import RunConfig
-from fedpeft.strategy.base import Strategy
-
 from fedpeft.client.plugins import ClientPlugin, ProximalTerm
+from fedpeft.config.schema import RunConfig
 from fedpeft.config.strategies import FedProxStrategy
-from fedpeft.strategy.base import STRATEGIES, StrategySpec
+from fedpeft.strategy.base import STRATEGIES, Strategy, StrategySpec
 from fedpeft.strategy.fedavg import FedAvg
 
 

@@ -14,7 +14,7 @@ import torch
 
 from fedpeft.model.lora_factors import product, split
 from fedpeft.model.state import TensorDict
-from fedpeft.strategy.base import STRATEGIES, ClientUpdate, StrategySpec, step, weighted_mean
+from fedpeft.strategy.base import STRATEGIES, ClientUpdate, StrategySpec
 from fedpeft.strategy.fedavg import FedAvg
 
 
@@ -27,9 +27,7 @@ class FlexLora(FedAvg):
     """
 
     def aggregate(self, round_: int, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
-        factors = {n for p in self.pairs for n in (p.a, p.b)}
-        others = [n for n in state if n not in factors]
-        new = step(state, weighted_mean(updates, others), self.server_lr) if others else dict(state)
+        new = self.step_non_factors(state, updates)
         total = float(sum(u.weight for u in updates))
         starts = [self.start_state(u, round_) for u in updates]
         for p in self.pairs:

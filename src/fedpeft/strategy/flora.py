@@ -19,9 +19,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from fedpeft.client.plugins import ClientPlugin, FitContext, Scalar
-from fedpeft.model.lora_factors import LoraPair, product
-from fedpeft.model.state import TensorDict
-from fedpeft.strategy.base import STRATEGIES, ClientUpdate, StrategySpec, step, weighted_mean
+from fedpeft.model.lora_factors import LoraPair, factor_names, product
+from fedpeft.model.state import TensorDict, nbytes
+from fedpeft.strategy.base import STRATEGIES, ClientUpdate, StrategySpec
 from fedpeft.strategy.fedavg import FedAvg
 
 STACK, WEIGHTS = "flora.stack.", "flora.weights/"
@@ -29,12 +29,8 @@ _STACK = re.compile(r"^flora\.stack\.(\d+)/(.+)$")
 MERGED_FILE = "flora_merged_base.safetensors"
 
 
-def _layer(model: nn.Module, pair: LoraPair) -> Any:
-    """The peft LoRA layer of a pair (it has get_base_layer() and scaling)."""
-    return _layer_named(model, pair.module)
-
-
-def _layer_named(model: nn.Module, module: str) -> Any:
+def _layer(model: nn.Module, module: str) -> Any:
+    """The peft LoRA layer at ``module`` (it has get_base_layer() and scaling)."""
     return model.get_submodule(module)
 
 
@@ -48,7 +44,7 @@ def merge_stack(model: nn.Module, pairs: Sequence[LoraPair], stack: Mapping[str,
     if _version(model) >= version:
         return
     for p in pairs:
-        layer = _layer(model, p)
+        layer = _layer(model, p.module)
         adapter = p.a.split(".lora_A.")[1].split(".")[0]
         base = layer.get_base_layer().weight
         delta = product(stack[p.a], stack[p.b]) * float(layer.scaling[adapter])
@@ -78,7 +74,7 @@ class MergeReceived(ClientPlugin):
                 weights[key[len(WEIGHTS):]] = tensor
         if weights and version > current:
             for p in self.pairs:
-                _layer(self.model, p).get_base_layer().weight.copy_(weights[p.module])
+                _layer(self.model, p.module).get_base_layer().weight.copy_(weights[p.module])
             self.model._flora_version = version  # type: ignore[assignment]
         for v in sorted(stacks):
             merge_stack(self.model, self.pairs, stacks[v], v)
@@ -103,15 +99,15 @@ class FLora(FedAvg):
         tensors, config = super().downlink(round_, client_id)
         since = self.synced.get(client_id, 0)
         extra = {f"{STACK}{v + 1}/{n}": t for v in range(since, self.version) for n, t in self.history[v].items()}
-        if self.model is not None and _nbytes(extra) > self._merged_bytes():
-            extra = {WEIGHTS + p.module: _layer(self.model, p).get_base_layer().weight.detach() for p in self.pairs}
+        if self.model is not None and nbytes(extra) > self._merged_bytes():
+            extra = {WEIGHTS + p.module: _layer(self.model, p.module).get_base_layer().weight.detach() for p in self.pairs}
         self.synced[client_id] = self.version
         config["flora_version"] = self.version
         return {**tensors, **extra}, config
 
     def _merged_bytes(self) -> int:
         assert self.model is not None
-        return sum(_nbytes({"w": _layer(self.model, p).get_base_layer().weight}) for p in self.pairs)
+        return nbytes({p.module: _layer(self.model, p.module).get_base_layer().weight for p in self.pairs})
 
     def stacked(self, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
         """Each pair's stacked factors: A_i = A_init + dA_i and w_i B_i, over each client's own rank."""
@@ -120,7 +116,7 @@ class FLora(FedAvg):
         for p in self.pairs:
             a_parts, b_parts = [], []
             for u in updates:
-                r = int(u.metrics.get("rank", self.full_rank)) if self.uses_ranks else self.full_rank
+                r = self.update_rank(u)
                 a_parts.append((self.initial_state[p.a].float() + u.delta[p.a].float())[:r])
                 b = self.initial_state[p.b].float() + u.delta[p.b].float()
                 b_parts.append(b[:, :r] * (self.server_lr * u.weight / total))
@@ -128,14 +124,13 @@ class FLora(FedAvg):
         return out
 
     def aggregate(self, round_: int, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
-        factors = {n for p in self.pairs for n in (p.a, p.b)}
-        others = [n for n in state if n not in factors]
-        new = step(state, weighted_mean(updates, others), self.server_lr) if others else dict(state)
+        new = self.step_non_factors(state, updates)
         stack = self.stacked(state, updates)
         self.history.append(stack)
         self.version += 1
         if self.model is not None:
             merge_stack(self.model, self.pairs, stack, self.version)
+        factors = factor_names(self.pairs)
         return {n: self.initial_state[n].clone() if n in factors else t for n, t in new.items()}
 
     def client_plugins(self) -> list[ClientPlugin]:
@@ -145,7 +140,7 @@ class FLora(FedAvg):
     def export(self, folder: Path) -> list[str]:
         """The merged base weights of the adapted layers (the adapter itself is back at its init)."""
         assert self.model is not None
-        save_file({p.module: _layer(self.model, p).get_base_layer().weight.detach().contiguous() for p in self.pairs},
+        save_file({p.module: _layer(self.model, p.module).get_base_layer().weight.detach().contiguous() for p in self.pairs},
                   str(folder / MERGED_FILE))
         return [MERGED_FILE]
 
@@ -154,12 +149,8 @@ class FLora(FedAvg):
 def load_merged(model: nn.Module, folder: str | Path) -> nn.Module:
     """Put a FLoRA run's merged base weights into a model that has the run's adapter loaded."""
     for module, weight in load_file(str(Path(folder) / MERGED_FILE)).items():
-        _layer_named(model, module).get_base_layer().weight.copy_(weight)
+        _layer(model, module).get_base_layer().weight.copy_(weight)
     return model
-
-
-def _nbytes(tensors: TensorDict) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors.values())
 
 
 STRATEGIES.register("flora")(

@@ -5,20 +5,17 @@ With ``self_prune`` a client regularises its top components and drops them once 
 
 from __future__ import annotations
 
-from torch import nn
-
-from fedpeft.config.schema import RunConfig
-from fedpeft.strategy.base import Strategy
-
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 from fedpeft.client.plugins import ClientPlugin, RankSelfPruning
+from fedpeft.config.schema import RunConfig
 from fedpeft.config.strategies import HetLoraStrategy
 from fedpeft.model.lora_factors import product
 from fedpeft.model.state import TensorDict
-from fedpeft.strategy.base import STRATEGIES, ClientUpdate, StrategySpec, step, weighted_mean
+from fedpeft.strategy.base import STRATEGIES, ClientUpdate, Strategy, StrategySpec
 from fedpeft.strategy.fedavg import FedAvg
 
 
@@ -51,9 +48,7 @@ class HetLora(FedAvg):
         return super().receive(update)
 
     def aggregate(self, round_: int, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
-        factors = {n for p in self.pairs for n in (p.a, p.b)}
-        others = [n for n in state if n not in factors]
-        new = step(state, weighted_mean(updates, others), self.server_lr) if others else dict(state)
+        new = self.step_non_factors(state, updates)
         starts = [self.start_state(u, round_) for u in updates]
         for p in self.pairs:
             a_i = [s[p.a].float() + u.delta[p.a].float() for u, s in zip(updates, starts)]

@@ -3,19 +3,16 @@ FedAdam / FedYogi / FedAdagrad (Reddi et al., 2021, Algorithm 2)."""
 
 from __future__ import annotations
 
-from torch import nn
-
-from fedpeft.config.schema import RunConfig
-from fedpeft.strategy.base import Strategy
-
 from collections.abc import Sequence
 from typing import Literal
 
 import torch
+from torch import nn
 
+from fedpeft.config.schema import RunConfig
 from fedpeft.config.strategies import FedAvgMStrategy, FedOptStrategy
 from fedpeft.model.state import TensorDict
-from fedpeft.strategy.base import STRATEGIES, ClientUpdate, StrategySpec, step, weighted_mean
+from fedpeft.strategy.base import STRATEGIES, ClientUpdate, Strategy, StrategySpec, step, weighted_mean
 from fedpeft.strategy.fedavg import FedAvg
 
 
