@@ -37,6 +37,7 @@ from fedpeft.methods import METHODS
 from fedpeft.methods.configured import apply_configured
 from fedpeft.model import TrainableState, count_parameters
 from fedpeft.model.load import infer_task, load_model
+from fedpeft.pipeline.compression import UpdatePipeline
 from fedpeft.report import Ledger, RunDir, summary_text
 from fedpeft.report.plots import plot_curves, plot_partition
 from fedpeft.runtime import RoundOutcome, Simulator
@@ -143,9 +144,12 @@ def make_simulator(setup: Setup, run: RunDir) -> Simulator:
     cfg = setup.cfg
     ids = list(setup.client_data)
     profiles = assign_profiles(ids, cfg.resources, cfg.seed)
+    compression = cfg.compression
     client = FederatedClient(
         LocalTrainer(setup.model, setup.trainable, cfg.clients), setup.trainable, setup.client_data,
         ClientStateStore(run.path / "client_state"), cfg.seed,
+        uplink=UpdatePipeline.from_config(compression.uplink, compression.feedback),
+        downlink=UpdatePipeline.from_config(compression.downlink),
     )
     spec = STRATEGIES.get(cfg.strategy.name)
     if cfg.resources.rank_tiers and not spec.ranks:
@@ -172,7 +176,7 @@ def run_experiment(cfg: RunConfig, progress: bool | None = None) -> dict[str, An
         f"{time.perf_counter() - started:.1f} s"
     )
     sim = make_simulator(setup, run)
-    ledger = Ledger(*count_parameters(setup.model))
+    ledger = Ledger(*count_parameters(setup.model), watts_per_core=cfg.ledger.watts_per_core)
     start = time.perf_counter()
     initial, _ = evaluate(setup, sim.strategy.evaluation_state())
     ledger.seconds["evaluate"] += time.perf_counter() - start
@@ -198,6 +202,7 @@ def run_experiment(cfg: RunConfig, progress: bool | None = None) -> dict[str, An
             aggregate_seconds=outcome.aggregate_seconds, evaluate_seconds=eval_s,
             failed=outcome.status != "ok", rejected=len(outcome.rejected), samples=outcome.samples,
             dropped=len(outcome.dropped), late=len(outcome.late), simulated_seconds=outcome.simulated_seconds,
+            clients=outcome.clients,
         )
         accepted += len(outcome.accepted)
         run.append_metrics(round_record(outcome, test, clients, eval_s))
@@ -226,6 +231,7 @@ def round_record(
         "bytes_up": outcome.bytes_up,
         "bytes_down": outcome.bytes_down,
         "seconds": {"train": outcome.train_seconds, "aggregate": outcome.aggregate_seconds, "evaluate": eval_s},
+        "clients": outcome.clients,
         "test": test,
         "per_client": clients,
     }
@@ -296,6 +302,8 @@ def finish(
             "majority_baseline": float(counts.max() / counts.sum()),
         },
         "strategy": {"name": cfg.strategy.name, "ranks": _rank_counts(sim)},
+        "compression": {"uplink": sim.client.uplink.describe(), "downlink": sim.client.downlink.describe(),
+                        "error_feedback": sim.client.uplink.error_feedback},
         "model": {
             "name": cfg.model.name,
             "method": cfg.peft.method,

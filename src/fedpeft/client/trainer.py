@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedpeft.client.costs import FlopCounter, batch_units
 from fedpeft.config.schema import ClientConfig
 from fedpeft.data.batching import ClientDataset, shuffled_batches
 from fedpeft.model.state import TensorDict, TrainableState
@@ -21,6 +22,7 @@ class LocalResult:
     samples: int
     loss: float
     seconds: float
+    flops: float = 0.0  # estimate: FLOPs of one counted step per token (or example), times those processed
 
 
 class LocalTrainer:
@@ -35,6 +37,7 @@ class LocalTrainer:
         self.model = model
         self.state = state
         self.cfg = cfg
+        self.flops = FlopCounter()
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         params = list(self.state.params.values())
@@ -64,12 +67,15 @@ class LocalTrainer:
             opt.load_state_dict(unflatten_optimizer_state(opt_state, opt))
         params = list(self.state.params.values())
         self.model.train()
-        steps = samples = 0
+        steps = samples = units = 0
         loss_sum = torch.zeros(())
         for _epoch in range(self.cfg.local_epochs if budget is None else 1_000_000):
             for idx in shuffled_batches(len(data), self.cfg.batch_size, rng):
-                loss = self.model(**data.batch(idx)).loss
-                loss.backward()
+                batch = data.batch(idx)
+                with self.flops.measure(batch_units(batch)):
+                    loss = self.model(**batch).loss
+                    loss.backward()
+                units += batch_units(batch)
                 if on_gradients is not None:
                     on_gradients()
                 if self.cfg.max_grad_norm is not None:
@@ -83,7 +89,8 @@ class LocalTrainer:
                     break
             if budget is not None and steps >= budget:
                 break
-        result = LocalResult(steps, samples, float(loss_sum) / max(steps, 1), time.perf_counter() - start)
+        result = LocalResult(steps, samples, float(loss_sum) / max(steps, 1), time.perf_counter() - start,
+                             (self.flops.per_unit or 0.0) * units)
         return result, flatten_optimizer_state(opt) if self.cfg.keep_optimizer_state else None
 
 

@@ -25,6 +25,7 @@ from fedpeft.config.methods import (  # noqa: F401  (re-exported: methods import
     TopLayersMethod,
     VeraMethod,
 )
+from fedpeft.config.compression import CompressionConfig
 from fedpeft.config.section import Section
 from fedpeft.config.strategies import (  # noqa: F401  (re-exported)
     LORA_AWARE,
@@ -171,6 +172,15 @@ class EvalConfig(Section):
     )
 
 
+class LedgerConfig(Section):
+    """How costs that are not measured directly are estimated."""
+
+    watts_per_core: float = Field(
+        10.0, gt=0.0, description="average power of one busy CPU core in watts; the energy estimate is "
+        "CPU seconds times this (an estimate: measure your hardware for real figures)",
+    )
+
+
 class OutputConfig(Section):
     dir: str = "runs"
     overwrite: bool = Field(False, description="reuse runs/<name> instead of picking a fresh suffix")
@@ -199,7 +209,9 @@ class RunConfig(Section):
     strategy: StrategyConfig = FedAvgStrategy()
     resources: ResourcesConfig = ResourcesConfig()
     participation: ParticipationConfig = ParticipationConfig()
+    compression: CompressionConfig = CompressionConfig()
     eval: EvalConfig = EvalConfig()
+    ledger: LedgerConfig = LedgerConfig()
     output: OutputConfig = OutputConfig()
 
     @model_validator(mode="after")
@@ -226,6 +238,17 @@ class RunConfig(Section):
         if self.strategy.name in ("flora", "flexlora") and lora and self.peft.use_dora:  # type: ignore[union-attr]
             raise ValueError(f"strategy.name={self.strategy.name} merges B A products; it cannot carry DoRA's "
                              "magnitudes: set peft.use_dora: false")
+        for t in self.compression.uplink:
+            if t.name != "lora_rank":
+                continue
+            if not lora:
+                raise ValueError("compression.uplink: lora_rank prunes LoRA rank components: set peft.method: lora")
+            if self.strategy.name == "fedsa_lora":
+                raise ValueError("compression.uplink: lora_rank needs B, and fedsa_lora keeps B on the client: "
+                                 "drop lora_rank or pick another strategy")
+            if t.keep >= self.peft.r:  # type: ignore[union-attr]
+                raise ValueError(f"compression.uplink: lora_rank.keep ({t.keep}) must be below peft.r "
+                                 f"({self.peft.r}) to prune anything")  # type: ignore[union-attr]
         ranks = self.resources.rank_tiers
         if ranks:
             if not lora:

@@ -1,22 +1,15 @@
-"""The cost ledger: parameters, bytes up and down, wall time per phase, memory."""
+"""The cost ledger: parameters, bytes up and down, wall time per phase, memory, compute and energy.
+
+Bytes are the real payload lengths. Compute (FLOPs) and energy (CPU seconds times a power figure) are
+estimates, and are named so in every report.
+"""
 
 from __future__ import annotations
 
 import resource
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-
-
-def rss_mb() -> float:
-    """Current resident memory of this process in MiB."""
-    try:
-        with open("/proc/self/statm") as f:
-            pages = int(f.read().split()[1])
-        import os
-
-        return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-    except OSError:
-        return peak_rss_mb()
 
 
 def peak_rss_mb() -> float:
@@ -48,6 +41,10 @@ class Ledger:
     late_updates: int = 0
     samples: int = 0
     simulated_seconds: float | None = None
+    watts_per_core: float = 10.0
+    flops: float = 0.0
+    cpu_seconds: float = 0.0
+    peak_client_mb: float = 0.0
 
     def add_round(
         self,
@@ -63,6 +60,7 @@ class Ledger:
         dropped: int = 0,
         late: int = 0,
         simulated_seconds: float | None = None,
+        clients: Mapping[str, Mapping[str, float]] | None = None,
     ) -> None:
         self.rounds += 1
         self.bytes_up += bytes_up
@@ -77,9 +75,19 @@ class Ledger:
         self.late_updates += late
         if simulated_seconds is not None:
             self.simulated_seconds = (self.simulated_seconds or 0.0) + simulated_seconds
+        for cost in (clients or {}).values():
+            self.flops += cost.get("flops", 0.0)
+            self.cpu_seconds += cost.get("cpu_seconds", 0.0)
+            self.peak_client_mb = max(self.peak_client_mb, cost.get("peak_mb", 0.0))
+
+    @property
+    def energy_wh(self) -> float:
+        """Estimated energy of local training: CPU seconds x watts per core, in watt-hours."""
+        return self.cpu_seconds * self.watts_per_core / 3600
 
     def totals(self) -> dict[str, object]:
         out = asdict(self)
         out["trainable_fraction"] = self.trainable_params / max(self.total_params, 1)
         out["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        out["energy_wh_estimate"] = self.energy_wh
         return out

@@ -73,6 +73,16 @@ def summary_text(summary: dict[str, Any]) -> str:
     )
     if c.get("simulated_seconds") is not None:
         lines[-1] += f" Simulated clock: {human_seconds(c['simulated_seconds'])} for all rounds."
+    if c.get("flops"):
+        lines.append(
+            f"  Compute: local training {c['flops'] / 1e12:.2f} TFLOPs and {c['energy_wh_estimate']:.2f} Wh "
+            f"(estimates: counted FLOPs per token, CPU time x {c['watts_per_core']:g} W per core); "
+            f"peak memory while a client trained {c['peak_client_mb'] / 1024:.2f} GiB."
+        )
+    comp = summary.get("compression") or {}
+    if comp and (comp.get("uplink") != "none" or comp.get("downlink") != "none"):
+        feedback = " with error feedback" if comp.get("error_feedback") else ""
+        lines.append(f"  Wire:    uplink {comp['uplink']}{feedback}; downlink {comp['downlink']}.")
     if c["failed_rounds"] or c["rejected_updates"] or c.get("dropped_clients"):
         lines.append(
             f"  Issues:  {c['failed_rounds']} round(s) failed, {c['rejected_updates']} update(s) rejected, "

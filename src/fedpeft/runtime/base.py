@@ -26,6 +26,7 @@ class RoundOutcome:
     dropped: dict[str, str] = field(default_factory=dict)  # dropouts and stragglers, with the reason
     late: list[str] = field(default_factory=list)  # stale updates from earlier rounds used in this one
     simulated_seconds: float | None = None  # round time on the simulated clock (with resources.speed_tiers)
+    clients: dict[str, dict[str, float]] = field(default_factory=dict)  # per client: bytes, time, FLOPs, memory
 
 
 class Runtime(Protocol):

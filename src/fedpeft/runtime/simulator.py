@@ -1,7 +1,8 @@
 """The in-process simulator: every sampled client trains in turn on one shared frozen base model.
 
 Only the trainable tensors are swapped in and out, and they cross the client/server boundary as real
-safetensors payloads, so byte counts and validation match a deployment. Client resources (ranks, step
+payloads through the client's update pipelines (compression), so byte counts and validation match a
+deployment. Client resources (ranks, step
 budgets, speeds) and participation faults (dropouts, stragglers past a deadline) are simulated here.
 """
 
@@ -15,17 +16,17 @@ from dataclasses import replace
 
 import numpy as np
 
-from fedpeft.client.app import FederatedClient, FitInstruction
+from fedpeft.client.app import FederatedClient, FitInstruction, client_seed, derived_seed
 from fedpeft.config.schema import ParticipationConfig
 from fedpeft.errors import InvalidUpdate
 from fedpeft.model.state import TensorDict
-from fedpeft.pipeline import codec
 from fedpeft.runtime.base import RoundOutcome
 from fedpeft.runtime.profiles import ClientProfile
 from fedpeft.strategy.base import ClientUpdate, Strategy
 
 log = logging.getLogger(__name__)
 NO_PROFILE = ClientProfile()
+COST_METRICS = ("samples", "train_seconds", "cpu_seconds", "peak_mb", "flops")
 
 
 class Simulator:
@@ -120,8 +121,10 @@ class Simulator:
         tensors, config = self.strategy.downlink(round_, cid)
         if profile.local_steps is not None:
             config["local_steps"] = profile.local_steps
-        payload = codec.encode(tensors)
+        seed = derived_seed(client_seed(self.seed, round_, cid), 0xD0)
+        payload, _ = self.client.downlink.encode(tensors, seed=seed, describe=True)
         outcome.bytes_down += len(payload)
+        cost = outcome.clients[cid] = {"bytes_down": float(len(payload))}
         if dropped_out:
             outcome.dropped[cid] = "dropped out (no reply)"
             return None, None
@@ -136,10 +139,12 @@ class Simulator:
             outcome.train_seconds += time.perf_counter() - start
         outcome.bytes_up += len(reply.payload)
         outcome.samples += int(reply.metrics.get("samples", 0))
+        cost["bytes_up"] = float(len(reply.payload))
+        cost.update({k: float(reply.metrics[k]) for k in COST_METRICS if k in reply.metrics})
         seconds = profile.seconds(int(reply.metrics.get("samples", 0)), len(payload), len(reply.payload))
         try:
             spec = self.strategy.uplink_spec(cid, reply.metrics)
-            delta = codec.decode(reply.payload, spec, max_bytes=self.max_update_bytes, sender=cid)
+            delta = self.client.uplink.decode(reply.payload, spec, max_bytes=self.max_update_bytes, sender=cid)
         except InvalidUpdate as exc:
             log.warning("round %d: rejected update: %s", round_, exc)
             outcome.rejected[cid] = str(exc)
