@@ -37,6 +37,7 @@ from fedpeft.methods import METHODS
 from fedpeft.methods.configured import apply_configured
 from fedpeft.model import TrainableState, count_parameters
 from fedpeft.model.load import infer_task, load_model
+from fedpeft.model.prefix_cache import PrefixCache, frozen_prefix_depth
 from fedpeft.pipeline.compression import UpdatePipeline
 from fedpeft.report import Ledger, RunDir, summary_text
 from fedpeft.report.plots import plot_curves, plot_partition
@@ -63,6 +64,7 @@ class Setup:
     local_test: TokenizedDataset | None
     local_groups: list[tuple[str, np.ndarray]]
     method_setup: dict[str, Any]
+    prefix_cache: PrefixCache | None = None
 
 
 def configure_torch(cfg: RunConfig) -> None:
@@ -101,6 +103,7 @@ def build(cfg: RunConfig) -> Setup:
     if prepare is not None:
         prepare(model)
     trainable = TrainableState(model)
+    cache = PrefixCache(model, frozen_prefix_depth(model)) if cfg.model.cache_frozen_prefix else None
     local_test, groups = None, []
     if cfg.data.local_test_fraction > 0:
         flat = np.concatenate(local_idx)
@@ -109,7 +112,7 @@ def build(cfg: RunConfig) -> Setup:
         groups = [(cid, np.arange(offsets[k], offsets[k + 1])) for k, cid in enumerate(parts.client_ids)]
     return Setup(
         cfg, train, test, Partition(parts.client_ids, train_idx), model, tokenizer, trainable,
-        client_data, tokenize(test, tokenizer, cfg.data.max_length), local_test, groups, method_setup,
+        client_data, tokenize(test, tokenizer, cfg.data.max_length), local_test, groups, method_setup, cache,
     )
 
 
@@ -309,6 +312,7 @@ def finish(
             "method": cfg.peft.method,
             "family": METHODS.get(cfg.peft.method).family,
             "setup": setup.method_setup,
+            "prefix_cache": None if setup.prefix_cache is None else setup.prefix_cache.stats(),
         },
         "ledger": ledger.totals(),
         "outputs": (["curves.png"] if cfg.output.plot else []) + (["adapter/"] if cfg.output.save_adapter else []),

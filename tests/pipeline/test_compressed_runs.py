@@ -27,7 +27,7 @@ def test_compressed_run_learns_with_a_fraction_of_the_bytes(tiny_config: dict) -
     up, down = (packed["ledger"][k] / plain["ledger"][k] for k in ("bytes_up", "bytes_down"))
     assert up < 0.15 and down < 0.45  # int8 plus scales and a layout header, on a tiny model
     assert packed["compression"]["error_feedback"] is True
-    assert packed["compression"]["uplink"] == "lora_rank(keep=2) | topk(density=0.25) | int4(block=64)"
+    assert packed["compression"]["uplink"] == "lora_rank(keep=2) → topk(density=0.25) → int4(block=64)"
 
 
 def test_ledger_records_each_clients_costs(tiny_config: dict) -> None:

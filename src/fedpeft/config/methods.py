@@ -19,6 +19,9 @@ class LoraMethod(Section):
     target_modules: list[str] | Literal["all-linear"] | None = Field(
         None, description="module names to adapt; None picks peft's default for the architecture"
     )
+    layers: list[int] | None = Field(
+        None, description="adapt only these body blocks (0 = the lowest); None adapts every block"
+    )
     use_rslora: bool = False
     use_dora: bool = False
 

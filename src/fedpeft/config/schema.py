@@ -93,6 +93,10 @@ class ModelConfig(Section):
     num_layers: int | None = Field(
         None, ge=1, description="keep only the first N transformer blocks (quick runs on a cut-down model)"
     )
+    cache_frozen_prefix: bool = Field(
+        False, description="when only upper blocks train (top_layers, head, LoRA with peft.layers), compute the "
+        "frozen lower blocks once per example and reuse them (they then run without dropout)",
+    )
 
 
 class ClientConfig(Section):

@@ -19,6 +19,7 @@ def apply_lora(model: nn.Module, cfg: object, task: str) -> nn.Module:
         target_modules=default_targets(model, task, cfg.target_modules),
         use_rslora=cfg.use_rslora,
         use_dora=cfg.use_dora,
+        layers_to_transform=cfg.layers,
         task_type=PEFT_TASKS[task],
     )
     return wrap(model, peft_cfg, "LoRA")

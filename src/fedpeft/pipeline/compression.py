@@ -56,7 +56,7 @@ class UpdatePipeline:
         return cls([build_transform(c) for c in cfgs], error_feedback)
 
     def describe(self) -> str:
-        return " | ".join(t.describe() for t in self.transforms) or "none"
+        return " → ".join(t.describe() for t in self.transforms) or "none"
 
     def specs(self, spec: Spec) -> list[Spec]:
         """The parts' spec before each transform and after the last one."""
