@@ -63,3 +63,18 @@ def test_strategies_lists_every_strategy_with_its_kind(capsys) -> None:  # type:
     for name in STRATEGIES.names():
         assert f"  {name} " in out
     assert "flora       LoRA-aware  mixed ranks" in out and "scaffold    general     one rank" in out
+
+
+def test_transforms_lists_every_transform_with_where_it_applies(capsys) -> None:  # type: ignore[no-untyped-def]
+    from typing import get_args
+
+    from fedpeft.cli import main
+    from fedpeft.config.compression import TransformConfig
+    from fedpeft.pipeline.transforms import TRANSFORMS
+
+    configured = {n for cls in get_args(get_args(TransformConfig)[0])
+                  for n in get_args(cls.model_fields["name"].annotation)}
+    assert configured == set(TRANSFORMS.names())  # every config has a transform and the other way round
+    assert main(["transforms"]) == 0
+    out = capsys.readouterr().out
+    assert "  int4       up, down  block=64" in out and "  topk       up        density=0.1" in out

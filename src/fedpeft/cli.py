@@ -1,4 +1,4 @@
-"""The `fedpeft` command: run, validate, datasets, methods."""
+"""The `fedpeft` command: run, validate, datasets, methods, strategies, transforms."""
 
 from __future__ import annotations
 
@@ -73,6 +73,27 @@ def _cmd_strategies(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_transforms(args: argparse.Namespace) -> int:
+    from typing import get_args
+
+    from fedpeft.config.compression import PRECISION_ONLY, TransformConfig
+    from fedpeft.pipeline.transforms import TRANSFORMS
+    from fedpeft.report.method_costs import first_sentence
+
+    docs, fields = {}, {}
+    for cls in get_args(get_args(TransformConfig)[0]):
+        for name in get_args(cls.model_fields["name"].annotation):
+            docs[name] = first_sentence(cls.__doc__)
+            fields[name] = ", ".join(f"{f}={v.default}" for f, v in cls.model_fields.items() if f != "name")
+    print("Update transforms (compression.uplink / compression.downlink, applied in order):")
+    for name in TRANSFORMS.names():
+        where = "up, down" if name in PRECISION_ONLY else "up"
+        print(f"  {name:<10} {where:<9} {fields[name]:<27} {docs[name]}")
+    print("example: compression.uplink=[{name: topk, density: 0.1}, {name: int8}]; error feedback is on by "
+          "default with topk / randk (compression.error_feedback)")
+    return 0
+
+
 def _method_costs(args: argparse.Namespace) -> int:
     from fedpeft.config import load_config
     from fedpeft.model.load import infer_task, load_model
@@ -108,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.set_defaults(func=_cmd_validate)
     sub.add_parser("datasets", help="list built-in datasets").set_defaults(func=_cmd_datasets)
     sub.add_parser("strategies", help="list server strategies").set_defaults(func=_cmd_strategies)
+    sub.add_parser("transforms", help="list update transforms (compression)").set_defaults(func=_cmd_transforms)
     met = sub.add_parser("methods", help="list PEFT methods; with a model or config, what each costs on it")
     met.add_argument("config", nargs="?", help="a run config: its model, method settings and clients per round")
     met.add_argument("overrides", nargs="*")
