@@ -9,7 +9,7 @@ import fedpeft
 from fedpeft.client import FederatedClient, FitReply
 from fedpeft.config.load import load_config
 from fedpeft.experiment import build, make_simulator
-from fedpeft.report import RunDir
+from fedpeft.report import RunDir, summary_text
 
 LEARN = ["rounds=6", "clients.per_round=6", "clients.local_steps=6", "clients.lr=0.03", "model.pooling=mean"]
 HEAVY = {"uplink": [{"name": "lora_rank", "keep": 2}, {"name": "topk", "density": 0.25}, {"name": "int4"}],
@@ -28,6 +28,9 @@ def test_compressed_run_learns_with_a_fraction_of_the_bytes(tiny_config: dict) -
     assert up < 0.15 and down < 0.45  # int8 plus scales and a layout header, on a tiny model
     assert packed["compression"]["error_feedback"] is True
     assert packed["compression"]["uplink"] == "lora_rank(keep=2) → topk(density=0.25) → int4(block=64)"
+    text = summary_text(packed)
+    assert "Wire:    uplink lora_rank(keep=2) → topk(density=0.25) → int4(block=64) with error feedback" in text
+    assert "TFLOPs" in text and "Wh (estimates" in text
 
 
 def test_ledger_records_each_clients_costs(tiny_config: dict) -> None:

@@ -109,6 +109,16 @@ def test_error_feedback_also_covers_quantisation() -> None:
     assert float(residual["w"].abs().max()) > 0
 
 
+def test_residual_follows_a_shrinking_lora_rank() -> None:
+    pipe = UpdatePipeline([TopK(0.5)], error_feedback=True)
+    residual = {B: torch.arange(12.0).reshape(3, 4), A: torch.ones(2, 2)}
+    u = {B: torch.zeros(3, 2), A: torch.zeros(3, 3)}  # B's rank fell from 4 to 2; A's shape changed otherwise
+    payload, new = pipe.encode(u, residual=residual)
+    sent = pipe.decode(payload, spec_of(u))
+    assert new is not None and torch.allclose(sent[B] + new[B], residual[B][:, :2])  # leading components kept
+    assert float(sent[A].abs().sum() + new[A].abs().sum()) == 0.0  # nothing carried into a new shape
+
+
 def test_self_describing_payload_needs_no_spec() -> None:
     pipe = UpdatePipeline.from_config(CompressionConfig.model_validate({"downlink": [{"name": "int8"}]}).downlink)
     u = update()

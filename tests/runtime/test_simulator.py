@@ -87,3 +87,27 @@ def test_optimizer_state_persists_per_client(tmp_path) -> None:
     assert any(k.endswith(".step") and float(v) == 2.0 for k, v in steps.items())
     sim.run_round(2)
     assert any(k.endswith(".step") and float(v) == 4.0 for k, v in sim.client.store.get("c0").items())
+
+
+class Recording(FederatedClient):
+    """Counts the bytes it really received and sent."""
+
+    def fit(self, ins):  # type: ignore[no-untyped-def]
+        reply = super().fit(ins)
+        self.received = getattr(self, "received", 0) + len(ins.payload)
+        self.sent = getattr(self, "sent", 0) + len(reply.payload)
+        return reply
+
+
+def test_compressed_bytes_are_the_real_payload_lengths(tmp_path) -> None:
+    from fedpeft.pipeline.compression import UpdatePipeline
+    from fedpeft.pipeline.transforms import Cast, Quantize, TopK
+
+    sim, ts = make_sim(tmp_path, client_cls=Recording)
+    sim.client.uplink = UpdatePipeline([TopK(0.2), Quantize(8, 16)], error_feedback=True)
+    sim.client.downlink = UpdatePipeline([Cast(torch.float16)])
+    out = sim.run_round(1)
+    assert out.status == "ok" and len(out.accepted) == 3
+    assert out.bytes_up == sim.client.sent and out.bytes_down == sim.client.received  # type: ignore[attr-defined]
+    assert sum(c["bytes_up"] for c in out.clients.values()) == out.bytes_up
+    assert out.bytes_up < 0.5 * 3 * len(codec.encode(ts.snapshot()))  # a tiny model: headers weigh a lot

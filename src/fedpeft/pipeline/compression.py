@@ -80,7 +80,7 @@ class UpdatePipeline:
         if not self.transforms:
             return codec.encode(tensors), None
         if self.error_feedback and residual is not None:
-            tensors = {n: t + residual[n].to(t.dtype) if n in residual else t for n, t in tensors.items()}
+            tensors = {n: t + carried(residual[n], t) if n in residual else t for n, t in tensors.items()}
         ctx = EncodeContext(seed, reference or {})
         parts = dict(tensors)
         for t in self.transforms:
@@ -129,6 +129,14 @@ class UpdatePipeline:
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 raise InvalidUpdate(f"{sender}: {name} decodes to NaN or infinite values")
         return parts
+
+
+def carried(residual: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """The part of a residual that fits ``like``: a client whose LoRA rank shrank (self-pruning) keeps the
+    residual of its leading components; one whose shapes changed otherwise starts afresh."""
+    if residual.dim() == like.dim() and all(r >= s for r, s in zip(residual.shape, like.shape)):
+        return residual[tuple(slice(0, s) for s in like.shape)].to(like.dtype)
+    return torch.zeros_like(like)
 
 
 def group_of(name: str, dtype: torch.dtype) -> str:
