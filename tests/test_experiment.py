@@ -38,7 +38,7 @@ def test_run_writes_every_output_and_counts_real_bytes(tiny_config: dict) -> Non
     assert load_config(run / "config.yaml").clients.per_round == 3
 
 
-MEASURED = ("train_seconds", "cpu_seconds", "peak_mb")  # timings and memory vary run to run
+MEASURED = ("train_seconds", "cpu_seconds", "peak_mb", "energy_wh_estimate")  # timings and memory vary run to run
 
 
 def deterministic(line: str) -> dict:

@@ -200,6 +200,9 @@ def run_experiment(cfg: RunConfig, progress: bool | None = None) -> dict[str, An
                 clients["personalised"] = evaluate_personalised(setup, sim, r)
             eval_s = time.perf_counter() - start
             last_test, last_clients = test, clients
+        for cost in outcome.clients.values():
+            if "cpu_seconds" in cost:
+                cost["energy_wh_estimate"] = ledger.energy_wh_of(cost["cpu_seconds"])
         ledger.add_round(
             bytes_up=outcome.bytes_up, bytes_down=outcome.bytes_down, train_seconds=outcome.train_seconds,
             aggregate_seconds=outcome.aggregate_seconds, evaluate_seconds=eval_s,

@@ -42,6 +42,7 @@ def test_ledger_records_each_clients_costs(tiny_config: dict) -> None:
         assert sum(c["bytes_down"] for c in r["clients"].values()) == r["bytes_down"]
         assert sum(c["samples"] for c in r["clients"].values()) == r["samples"]
         assert all(c["flops"] > 0 and c["peak_mb"] > 0 and c["cpu_seconds"] > 0 for c in r["clients"].values())
+        assert all(c["energy_wh_estimate"] == pytest.approx(c["cpu_seconds"] * 20 / 3600) for c in r["clients"].values())
     led = summary["ledger"]
     assert led["flops"] == pytest.approx(sum(c["flops"] for r in rounds for c in r["clients"].values()))
     assert led["energy_wh_estimate"] == pytest.approx(led["cpu_seconds"] * 20 / 3600)
@@ -102,3 +103,16 @@ def test_compression_composes_with_strategies_and_rank_tiers(strategy: str, tiny
     summary = fedpeft.run(cfg, progress=False)
     assert summary["ledger"]["rejected_updates"] == 0
     assert summary["updates_accepted"] == 2 * tiny_config["clients"]["per_round"]
+
+
+@pytest.mark.parametrize("peft", [
+    {"method": "houlsby"}, {"method": "ia3"}, {"method": "sparse", "density": 0.05}, {"method": "prompt"},
+    {"method": "bitfit"}, {"method": "lora", "r": 4, "use_dora": True},
+], ids=lambda p: p["method"] + ("-dora" if p.get("use_dora") else ""))
+def test_compression_composes_with_peft_methods(peft: dict, tiny_config: dict) -> None:
+    cfg = {**tiny_config, "peft": peft, "rounds": 1,
+           "compression": {"uplink": [{"name": "topk", "density": 0.3}, {"name": "int4"}],
+                           "downlink": [{"name": "bf16"}]}}
+    summary = fedpeft.run(cfg, progress=False)
+    assert summary["ledger"]["rejected_updates"] == 0
+    assert summary["updates_accepted"] == tiny_config["clients"]["per_round"]

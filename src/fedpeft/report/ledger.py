@@ -83,7 +83,10 @@ class Ledger:
     @property
     def energy_wh(self) -> float:
         """Estimated energy of local training: CPU seconds x watts per core, in watt-hours."""
-        return self.cpu_seconds * self.watts_per_core / 3600
+        return self.energy_wh_of(self.cpu_seconds)
+
+    def energy_wh_of(self, cpu_seconds: float) -> float:
+        return cpu_seconds * self.watts_per_core / 3600
 
     def totals(self) -> dict[str, object]:
         out = asdict(self)
