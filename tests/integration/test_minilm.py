@@ -31,7 +31,8 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_quickstart_slice_runs_on_the_real_model_and_data(run: dict) -> None:
     led = run["ledger"]
-    assert run["model"] == {"name": "minilm", "method": "lora", "family": "reparameterised", "setup": {}}
+    assert run["model"] == {"name": "minilm", "method": "lora", "family": "reparameterised", "setup": {},
+                            "prefix_cache": None}
     assert 300_000 < led["trainable_params"] < 400_000 and led["total_params"] > 22_000_000
     # LoRA on every BERT linear layer plus the head: about 1.4 MB of float32 deltas per client update
     per_update = led["bytes_up"] / (2 * 3)

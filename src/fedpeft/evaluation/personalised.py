@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from fedpeft.client.app import FederatedClient, client_seed
+from fedpeft.client.app import FederatedClient, client_seed, derived_seed
 from fedpeft.client.plugins import FitContext, PersonalTensors, RankMask, RankSelfPruning, gradient_hooks
 from fedpeft.data.batching import TokenizedDataset
 from fedpeft.evaluation.classification import metrics, predict
@@ -54,7 +54,7 @@ def personalised_metrics(
         for plugin in plugins:
             plugin.start(ctx)
         if finetune_steps:
-            torch.manual_seed(int(np.random.SeedSequence([*client_seed(client.seed, round_, cid), 0xF7]).generate_state(1)[0]))
+            torch.manual_seed(derived_seed(client_seed(client.seed, round_, cid), 0xF7))
             trainer.train(
                 client.data[cid], np.random.default_rng([*client_seed(client.seed, round_, cid), 0xF7]),
                 local_steps=finetune_steps,

@@ -30,7 +30,8 @@ def frozen_prefix_depth(model: nn.Module) -> int:
     Example:
         >>> from fedpeft.model.mobilenet import MobileNetV2
         >>> m = MobileNetV2(width_mult=0.25)
-        >>> for n, p in m.named_parameters(): p.requires_grad_(n.startswith("features.18"))
+        >>> for n, p in m.named_parameters():
+        ...     _ = p.requires_grad_(n.startswith("features.18"))
         >>> frozen_prefix_depth(m)
         18
     """
