@@ -35,18 +35,19 @@ def round_trip(t: Transform, tensors: dict[str, torch.Tensor], seed: int = 0, re
     return back
 
 
-@settings(max_examples=25, deadline=None)
-@given(bits=st.sampled_from([8, 4]), block=st.sampled_from([None, 3, 16]), n=st.integers(1, 40),
-       seed=st.integers(0, 10_000))
-def test_quantisers_are_unbiased_in_expectation(bits: int, block: int | None, n: int, seed: int) -> None:
+@settings(max_examples=30, deadline=None)
+@given(bits=st.sampled_from([8, 4, 2]), block=st.sampled_from([None, 3, 16]), n=st.integers(1, 40),
+       rounding=st.sampled_from(["stochastic", "dithered"]), seed=st.integers(0, 10_000))
+def test_quantisers_are_unbiased_in_expectation(bits: int, block: int | None, n: int, rounding: str,
+                                                seed: int) -> None:
     torch.manual_seed(seed)
     x = torch.randn(n) * 10 ** torch.empty(n).uniform_(-3, 0)
-    q = Quantize(bits, block)
+    q = Quantize(bits, block, rounding)
     draws = torch.stack([round_trip(q, {"w": x}, seed=s)["w"] for s in range(400)])
     scale = q.encode({"w": x}, EncodeContext(0))["w#s"].float()
     step = scale.repeat_interleave(block or n)[:n]
-    # each draw is x rounded down or up by one step, with the right odds: error within one step, mean -> x
-    assert bool(((draws - x).abs() <= step * (1 + 1e-6)).all())
+    # each draw is within one step of x (half a step when dithered), and the mean tends to x
+    assert bool(((draws - x).abs() <= step * (0.5 if rounding == "dithered" else 1) * (1 + 1e-5) + 1e-9).all())
     assert bool(((draws.mean(0) - x).abs() <= 5 * step / (2 * math.sqrt(400)) + 1e-7).all())
 
 
@@ -54,10 +55,21 @@ def test_quantiser_sizes_and_dtypes() -> None:
     x = torch.randn(3, 33)
     parts8 = Quantize(8, 64).encode({"w": x}, EncodeContext(0))
     parts4 = Quantize(4, 64).encode({"w": x}, EncodeContext(0))
+    parts2 = Quantize(2, 64).encode({"w": x}, EncodeContext(0))
     assert parts8["w#q"].shape == (99,) and parts8["w#q"].dtype == torch.int8
     assert parts4["w#q"].shape == (50,) and parts4["w#q"].dtype == torch.uint8  # two values per byte
+    assert parts2["w#q"].shape == (25,) and parts2["w#q"].dtype == torch.uint8  # four values per byte
     assert parts4["w#s"].shape == (2,) and parts4["w#s"].dtype == torch.bfloat16
     assert int(parts8["w#q"].abs().max()) >= 126  # the largest value uses the full range (scale rounded up)
+
+
+def test_dithering_has_a_third_of_stochastic_roundings_worst_variance() -> None:
+    x = torch.tensor([1.0, 0.5, -0.5, 0.5])  # scale 1/1 for ternary: 0.5 is the worst case for stochastic rounding
+    for rounding, variance in (("stochastic", 0.25), ("dithered", 1 / 12)):
+        q = Quantize(2, None, rounding)
+        draws = torch.stack([round_trip(q, {"w": x}, seed=s)["w"] for s in range(4000)])
+        step = float(q.encode({"w": x}, EncodeContext(0))["w#s"].float())
+        assert float(draws[:, 1].var()) == pytest.approx(variance * step**2, rel=0.1)
 
 
 def test_zero_tensor_quantises_to_zero() -> None:

@@ -20,11 +20,15 @@ class CastTransform(Section):
 
 
 class QuantizeTransform(Section):
-    """Unbiased stochastic quantisation to int8 or int4 with one bf16 scale per block of values
-    (``block: null`` gives one scale per tensor)."""
+    """Unbiased quantisation to int8, int4 or int2 (ternary: -1, 0, +1) with one bf16 scale per block of
+    values (``block: null`` gives one scale per tensor). ``rounding: stochastic`` rounds up with probability
+    equal to the fraction; ``dithered`` adds a seeded uniform dither that the receiver subtracts again
+    (subtractive dithering: the error is uniform and independent of the value, with a third of the
+    worst-case variance of stochastic rounding)."""
 
-    name: Literal["int8", "int4"] = "int8"
+    name: Literal["int8", "int4", "int2"] = "int8"
     block: int | None = Field(64, ge=2, description="values per scale; null = one scale per tensor")
+    rounding: Literal["stochastic", "dithered"] = "stochastic"
 
 
 class TopKTransform(Section):
@@ -65,7 +69,7 @@ TransformConfig = Annotated[
     Union[CastTransform, QuantizeTransform, TopKTransform, RandomKTransform, PruneTransform, LoraRankTransform],
     Field(discriminator="name"),
 ]
-PRECISION_ONLY = ("fp16", "bf16", "int8", "int4")
+PRECISION_ONLY = ("fp16", "bf16", "int8", "int4", "int2")
 SPARSIFIERS = ("topk", "randk")
 
 

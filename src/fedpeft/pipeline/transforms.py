@@ -140,24 +140,36 @@ class Cast(PerTensor):
 
 
 class Quantize(PerTensor):
-    """Stochastic rounding to ``bits``-bit integers in [-(2^(bits-1) - 1), 2^(bits-1) - 1] with one bf16 scale
-    per ``block`` values (None: per tensor). Rounding up with probability equal to the fraction makes it
-    unbiased: E[q s] = x. int4 packs two values per byte."""
+    """Unbiased rounding to ``bits``-bit integers in [-(2^(bits-1) - 1), 2^(bits-1) - 1] (int2 is ternary)
+    with one bf16 scale per ``block`` values (None: per tensor); int4 and int2 pack 2 and 4 values per byte.
 
-    def __init__(self, bits: int, block: int | None) -> None:
-        self.bits, self.block = bits, block
+    ``stochastic`` rounding goes up with probability equal to the fraction, so E[q s] = x. ``dithered``
+    rounds x/s + u for a uniform u in [-1/2, 1/2) drawn from the header's seed and the tensor's name; the
+    receiver subtracts the same u, so the error s (round(y + u) - (y + u)) is uniform in [-s/2, s/2] and
+    independent of x: unbiased, with variance s^2/12.
+    """
+
+    def __init__(self, bits: int, block: int | None, rounding: str = "stochastic") -> None:
+        self.bits, self.block, self.dithered = bits, block, rounding == "dithered"
         self.qmax = 2 ** (bits - 1) - 1
+        self.per_byte = 8 // bits
 
     def describe(self) -> str:
-        return f"int{self.bits}(block={self.block or 'tensor'})"
+        return f"int{self.bits}(block={self.block or 'tensor'}{', dithered' if self.dithered else ''})"
 
     def _blocks(self, n: int) -> tuple[int, int]:
         size = self.block or n
         return size, -(-n // size)
 
+    @staticmethod
+    def _dither(name: str, seed: int, shape: torch.Size) -> torch.Tensor:
+        """The same uniform dither on both sides, from the payload's seed and the tensor's name."""
+        state = np.random.SeedSequence([seed, zlib.crc32(name.encode("utf-8"))]).generate_state(1)[0]
+        return torch.rand(shape, generator=torch.Generator().manual_seed(int(state))) - 0.5
+
     def part_spec(self, shape: Shape, dtype: torch.dtype) -> Spec:
         n = math.prod(shape)
-        q = ((n,), torch.int8) if self.bits == 8 else ((-(-n // 2),), torch.uint8)
+        q = ((n,), torch.int8) if self.bits == 8 else ((-(-n // self.per_byte),), torch.uint8)
         return {"q": q, "s": ((self._blocks(n)[1],), torch.bfloat16)}
 
     def encode_one(self, name: str, x: torch.Tensor, ctx: EncodeContext) -> TensorDict:
@@ -165,18 +177,23 @@ class Quantize(PerTensor):
         n = flat.numel()
         size, count = self._blocks(n)
         blocks = torch.nn.functional.pad(flat, (0, size * count - n)).view(count, size)
-        # round the scale up before it goes to bf16, so |x| / scale <= qmax after rounding too
+        # round the scale up before it goes to bf16, so |x| / scale < qmax after rounding too
         scale = (blocks.abs().amax(1) / self.qmax * (1 + 2**-7)).to(torch.bfloat16)
         safe = torch.where(scale.float() > 0, scale.float(), torch.ones(()))
         y = blocks / safe[:, None]
-        noise = torch.rand(y.shape, generator=ctx.generator)
-        q = torch.floor(y + noise).clamp_(-self.qmax, self.qmax).reshape(-1)[:n]
+        if self.dithered:
+            q = torch.round(y + self._dither(name, ctx.seed, y.shape))
+        else:
+            q = torch.floor(y + torch.rand(y.shape, generator=ctx.generator))
+        q = q.clamp_(-self.qmax, self.qmax).reshape(-1)[:n]
         if self.bits == 8:
             return {"q": q.to(torch.int8), "s": scale}
-        nibbles = (q + 8).to(torch.uint8)
-        if n % 2:
-            nibbles = torch.cat([nibbles, nibbles.new_zeros(1)])
-        return {"q": nibbles[0::2] | (nibbles[1::2] << 4), "s": scale}
+        codes = torch.nn.functional.pad((q + 2 ** (self.bits - 1)).to(torch.uint8), (0, -n % self.per_byte))
+        codes = codes.view(-1, self.per_byte)
+        packed = torch.zeros(codes.shape[0], dtype=torch.uint8)
+        for i in range(self.per_byte):
+            packed |= codes[:, i] << (self.bits * i)
+        return {"q": packed, "s": scale}
 
     def decode_one(self, name: str, sub: TensorDict, shape: Shape, seed: int) -> torch.Tensor:
         n = math.prod(shape)
@@ -184,9 +201,13 @@ class Quantize(PerTensor):
         if self.bits == 8:
             q = sub["q"].float()
         else:
+            mask = 2**self.bits - 1
             packed = sub["q"]
-            q = torch.stack([packed & 15, packed >> 4], 1).reshape(-1)[:n].float() - 8
+            codes = torch.stack([(packed >> (self.bits * i)) & mask for i in range(self.per_byte)], 1)
+            q = codes.reshape(-1)[:n].float() - 2 ** (self.bits - 1)
         q = torch.nn.functional.pad(q, (0, size * count - n)).view(count, size)
+        if self.dithered:
+            q = q - self._dither(name, seed, q.shape)
         return (q * sub["s"].float()[:, None]).reshape(-1)[:n]
 
 
@@ -378,8 +399,9 @@ def component_change(
 TRANSFORMS: Registry[Callable[..., Transform]] = Registry("update transform")
 TRANSFORMS.register("fp16")(lambda cfg: Cast(torch.float16))
 TRANSFORMS.register("bf16")(lambda cfg: Cast(torch.bfloat16))
-TRANSFORMS.register("int8")(lambda cfg: Quantize(8, cfg.block))
-TRANSFORMS.register("int4")(lambda cfg: Quantize(4, cfg.block))
+TRANSFORMS.register("int8")(lambda cfg: Quantize(8, cfg.block, cfg.rounding))
+TRANSFORMS.register("int4")(lambda cfg: Quantize(4, cfg.block, cfg.rounding))
+TRANSFORMS.register("int2")(lambda cfg: Quantize(2, cfg.block, cfg.rounding))
 TRANSFORMS.register("topk")(lambda cfg: TopK(cfg.density))
 TRANSFORMS.register("randk")(lambda cfg: RandomK(cfg.density, cfg.rescale))
 TRANSFORMS.register("prune")(lambda cfg: MagnitudePrune(cfg.amount))
