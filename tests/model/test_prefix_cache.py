@@ -43,6 +43,7 @@ def test_cached_run_equals_the_uncached_run(method: str, tiny_config: dict, no_d
     stats = cached["model"]["prefix_cache"]
     assert stats["blocks"] == depth and stats["hits"] > stats["misses"] > 0
     assert plain["model"]["prefix_cache"] is None
+    assert cached["ledger"]["flops"] < 0.9 * plain["ledger"]["flops"]  # steady-state steps skip the prefix
 
 
 def test_cache_holds_each_example_once_and_keeps_parameters_in_place(tiny_config: dict) -> None:

@@ -23,6 +23,7 @@ PIPELINES = {
     "fp16": [{"name": "fp16"}],
     "int8": [{"name": "int8"}],
     "int4-tensor": [{"name": "int4", "block": None}],
+    "int2-dithered": [{"name": "int2", "block": 16, "rounding": "dithered"}],
     "topk+int8": [{"name": "topk", "density": 0.1}, {"name": "int8"}],
     "randk+bf16": [{"name": "randk", "density": 0.2}, {"name": "bf16"}],
     "prune+int4": [{"name": "prune", "amount": 0.7}, {"name": "int4", "block": 32}],

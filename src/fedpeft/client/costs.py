@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from types import TracebackType
 
 import torch
@@ -79,7 +80,10 @@ def batch_units(batch: dict[str, torch.Tensor]) -> int:
 
 
 class FlopCounter:
-    """Training FLOPs per unit (token or example), counted once on a real step, then scaled.
+    """Training FLOPs per unit (token or example), counted on a real step, then scaled.
+
+    ``one_off`` counts work that a step may do once and later skip (filling the frozen-prefix cache); a
+    step during which it changed is counted but measured again later, so the figure is the steady state.
 
     Example:
         >>> fc = FlopCounter()
@@ -90,8 +94,10 @@ class FlopCounter:
         48.0
     """
 
-    def __init__(self) -> None:
+    def __init__(self, one_off: Callable[[], int] | None = None) -> None:
         self.per_unit: float | None = None
+        self.settled = False
+        self.one_off = one_off or (lambda: 0)
 
     def measure(self, units: int) -> _Measure:
         return _Measure(self, units)
@@ -100,13 +106,15 @@ class FlopCounter:
 class _Measure:
     def __init__(self, counter: FlopCounter, units: int) -> None:
         self.counter, self.units = counter, units
-        self.mode = FlopCounterMode(display=False) if counter.per_unit is None else None
+        self.mode = None if counter.settled else FlopCounterMode(display=False)
 
     def __enter__(self) -> None:
         if self.mode is not None:
+            self.before = self.counter.one_off()
             self.mode.__enter__()
 
     def __exit__(self, *args: object) -> None:
         if self.mode is not None:
             self.mode.__exit__(*args)
             self.counter.per_unit = self.mode.get_total_flops() / max(self.units, 1)
+            self.counter.settled = self.counter.one_off() == self.before

