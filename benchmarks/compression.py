@@ -83,6 +83,7 @@ def row(name: str, s: dict) -> dict:
         "error_feedback": s["compression"]["error_feedback"],
         "accuracy": s["final"]["accuracy"],
         "macro_f1": s["final"]["macro_f1"],
+        "loss": s["final"]["loss"],
         "bytes_up": led["bytes_up"],
         "bytes_down": led["bytes_down"],
         "updates": updates,
@@ -96,16 +97,16 @@ def table(rows: list[dict], full_update: int) -> str:
     lines = [
         f"Full fine-tuning uplink: {full_update:,} bytes per client update (real payload).",
         "",
-        "| config | uplink pipeline | accuracy | vs LoRA | uplink total | per update | x full FT | downlink total |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| config | uplink pipeline | accuracy | vs LoRA | test loss | uplink total | per update | x full FT | downlink total |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sorted(rows, key=lambda r: -r["bytes_up"]):
         per = r["bytes_up"] / max(r["updates"], 1)
         gap = f"{100 * (r['accuracy'] - base['accuracy']):+.1f} pt" if base else ""
         ef = " (EF)" if r["error_feedback"] else ""
         lines.append(
-            f"| {r['config']} | {r['uplink']}{ef} | {r['accuracy']:.3f} | {gap} | {r['bytes_up'] / 1e6:.2f} MB | "
-            f"{per / 1e3:.1f} kB | {full_update / per:,.0f}x | {r['bytes_down'] / 1e6:.1f} MB |"
+            f"| {r['config']} | {r['uplink']}{ef} | {r['accuracy']:.3f} | {gap} | {r['loss']:.4f} | "
+            f"{r['bytes_up'] / 1e6:.2f} MB | {per / 1e3:.1f} kB | {full_update / per:,.0f}x | {r['bytes_down'] / 1e6:.1f} MB |"
         )
     return "\n".join(lines)
 
