@@ -97,7 +97,8 @@ def table(rows: list[dict], full_update: int) -> str:
     lines = [
         f"Full fine-tuning uplink: {full_update:,} bytes per client update (real payload).",
         "",
-        "| config | uplink pipeline | accuracy | vs LoRA | test loss | uplink total | per update | x full FT | downlink total |",
+        "| config | uplink pipeline | accuracy | vs LoRA | test loss | uplink total | per update | x full FT "
+        "| downlink total |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sorted(rows, key=lambda r: -r["bytes_up"]):
@@ -106,7 +107,8 @@ def table(rows: list[dict], full_update: int) -> str:
         ef = " (EF)" if r["error_feedback"] else ""
         lines.append(
             f"| {r['config']} | {r['uplink']}{ef} | {r['accuracy']:.3f} | {gap} | {r['loss']:.4f} | "
-            f"{r['bytes_up'] / 1e6:.2f} MB | {per / 1e3:.1f} kB | {full_update / per:,.0f}x | {r['bytes_down'] / 1e6:.1f} MB |"
+            f"{r['bytes_up'] / 1e6:.2f} MB | {per / 1e3:.1f} kB | {full_update / per:,.0f}x | "
+            f"{r['bytes_down'] / 1e6:.1f} MB |"
         )
     return "\n".join(lines)
 

@@ -4,8 +4,8 @@ blocks 0..L-1 depends only on an example's tokens, so it is computed once and re
 The cache is keyed by the example's token ids (without padding), so it needs no example ids from the data
 pipeline and serves training, evaluation and every client alike. The first L blocks' ``forward`` is
 replaced (the modules and their parameters stay where they are, so saving and counting are unchanged):
-blocks 0..L-2 pass their input through and block L-1 returns the cached states; a missing example is computed by the real blocks in eval mode, which means
-the frozen prefix runs without dropout (its output must be a function of the tokens to be cached at all).
+blocks 0..L-2 pass their input through and block L-1 returns the cached states. A missing example is
+computed by the real blocks in eval mode, which means the frozen prefix runs without dropout (its output must be a function of the tokens to be cached at all).
 Padding positions get zeros: attention masks them and pooling ignores them, so results are unchanged.
 """
 
@@ -65,7 +65,7 @@ class PrefixCache:
 
     Example:
         >>> cache = PrefixCache(model, frozen_prefix_depth(model))  # doctest: +SKIP
-        >>> model(**batch)  # the first call computes and stores blocks 0..depth-1; later ones reuse them  # doctest: +SKIP
+        >>> model(**batch)  # computes and stores blocks 0..depth-1; later calls reuse them  # doctest: +SKIP
     """
 
     def __init__(self, model: nn.Module, depth: int) -> None:
