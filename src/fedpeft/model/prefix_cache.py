@@ -5,8 +5,8 @@ The cache is keyed by the example's token ids (without padding), so it needs no 
 pipeline and serves training, evaluation and every client alike. The first L blocks' ``forward`` is
 replaced (the modules and their parameters stay where they are, so saving and counting are unchanged):
 blocks 0..L-2 pass their input through and block L-1 returns the cached states. A missing example is
-computed by the real blocks in eval mode, which means the frozen prefix runs without dropout (its output must be a function of the tokens to be cached at all).
-Padding positions get zeros: attention masks them and pooling ignores them, so results are unchanged.
+computed by the real blocks in eval mode, which means the frozen prefix runs without dropout (its output
+must be a function of the tokens to be cached at all). Padding positions get zeros: attention masks them and pooling ignores them, so results are unchanged.
 """
 
 from __future__ import annotations
