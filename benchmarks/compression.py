@@ -61,6 +61,8 @@ CONFIGS: dict[str, list[str]] = {
     "topk 10% + int8": uplink("top10", "int8"),
     "lora_rank 4 + int4 (EF)": [*uplink("rank4", "int4/128"), "compression.error_feedback=true"],
     "int2 dithered + downlink int8": [*uplink("int2/128/d"), "compression.downlink=[{name: int8}]"],
+    "randk 10% rescaled + int8 (no EF)": [*uplink("rand10/r", "int8"), NO_EF],
+    "randk 10% rescaled + int4 (no EF)": [*uplink("rand10/r", "int4"), NO_EF],
 }
 
 
@@ -104,7 +106,7 @@ def table(rows: list[dict], full_update: int) -> str:
     for r in sorted(rows, key=lambda r: -r["bytes_up"]):
         per = r["bytes_up"] / max(r["updates"], 1)
         gap = f"{100 * (r['accuracy'] - base['accuracy']):+.1f} pt" if base else ""
-        ef = " (EF)" if r["error_feedback"] else ""
+        ef = (" (EF)" if r["error_feedback"] else "") + (f"; downlink {r['downlink']}" if r["downlink"] != "none" else "")
         lines.append(
             f"| {r['config']} | {r['uplink']}{ef} | {r['accuracy']:.3f} | {gap} | {r['loss']:.4f} | "
             f"{r['bytes_up'] / 1e6:.2f} MB | {per / 1e3:.1f} kB | {full_update / per:,.0f}x | "
@@ -113,26 +115,44 @@ def table(rows: list[dict], full_update: int) -> str:
     return "\n".join(lines)
 
 
+def kind(r: dict) -> str:
+    up = r["uplink"]
+    if up == "none":
+        return "uncompressed LoRA"
+    if "topk" in up or "randk" in up or "prune" in up or "lora_rank" in up:
+        return "sparsification / rank pruning (+ quantisation)"
+    return "precision (cast, quantisation)"
+
+
 def plot(rows: list[dict], full_update: int, path: Path) -> None:
-    """Final accuracy against total uplink MB (log scale), one labelled point per config."""
+    """Final accuracy against total uplink MB (log scale); points numbered, the numbers listed beside."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 5.5))
-    for r in rows:
+    colours = {"uncompressed LoRA": "k", "precision (cast, quantisation)": "tab:blue",
+               "sparsification / rank pruning (+ quantisation)": "tab:orange"}
+    fig, ax = plt.subplots(figsize=(12, 6))
+    legend = []
+    for i, r in enumerate(sorted(rows, key=lambda r: -r["bytes_up"]), 1):
         x = r["bytes_up"] / 1e6
-        ax.scatter(x, r["accuracy"], color="tab:orange" if r["config"] != "none" else "k")
-        ax.annotate(r["config"], (x, r["accuracy"]), textcoords="offset points", xytext=(4, 3), fontsize=7)
+        ax.scatter(x, r["accuracy"], color=colours[kind(r)], s=28, zorder=3)
+        ax.annotate(str(i), (x, r["accuracy"]), textcoords="offset points", xytext=(3, 3 + 7 * (i % 3)), fontsize=8)
+        legend.append(f"{i:>2}  {r['config']}")
     base = next((r for r in rows if r["config"] == "none"), None)
     if base:
         full_mb = full_update * base["updates"] / 1e6
         ax.axvline(full_mb, color="grey", ls="--", lw=1)
-        ax.annotate("full fine-tuning", (full_mb, base["accuracy"]), fontsize=8, rotation=90, ha="right")
+        ax.text(full_mb, ax.get_ylim()[0], " full fine-tuning", fontsize=8, rotation=90, va="bottom", ha="right")
         ax.axvline(full_mb / 1000, color="tab:green", ls=":", lw=1)
-        ax.annotate("1000x less", (full_mb / 1000, base["accuracy"]), fontsize=8, rotation=90, ha="right")
+        ax.text(full_mb / 1000, ax.get_ylim()[0], " 1000x less", fontsize=8, rotation=90, va="bottom", ha="right")
         ax.axhline(base["accuracy"] - 0.01, color="tab:green", ls=":", lw=1)
+        ax.text(ax.get_xlim()[1], base["accuracy"] - 0.01, "LoRA - 1 pt ", fontsize=8, ha="right", va="bottom")
+    for name, colour in colours.items():
+        ax.scatter([], [], color=colour, label=name)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.text(1.02, 1.0, "\n".join(legend), transform=ax.transAxes, fontsize=8, va="top", family="monospace")
     ax.set_xscale("log")
     ax.set_xlabel("total uplink over the run (MB, log scale)")
     ax.set_ylabel("final test accuracy")
