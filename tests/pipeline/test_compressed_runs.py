@@ -116,3 +116,13 @@ def test_compression_composes_with_peft_methods(peft: dict, tiny_config: dict) -
     summary = fedpeft.run(cfg, progress=False)
     assert summary["ledger"]["rejected_updates"] == 0
     assert summary["updates_accepted"] == tiny_config["clients"]["per_round"]
+
+
+@pytest.mark.parametrize("strategy", ["fedsa_lora", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedadagrad"])
+def test_compression_composes_with_the_other_strategies(strategy: str, tiny_config: dict) -> None:
+    cfg = {**tiny_config, "strategy": {"name": strategy},
+           "compression": {"uplink": [{"name": "randk", "density": 0.5, "rescale": True}, {"name": "int2"}],
+                           "downlink": [{"name": "int8"}]}}
+    summary = fedpeft.run(cfg, progress=False)
+    assert summary["ledger"]["rejected_updates"] == 0
+    assert summary["updates_accepted"] == 2 * tiny_config["clients"]["per_round"]
