@@ -2,8 +2,8 @@
 
 Only the trainable tensors are swapped in and out, and they cross the client/server boundary as real
 payloads through the client's update pipelines (compression), so byte counts and validation match a
-deployment. Client resources (ranks, step
-budgets, speeds) and participation faults (dropouts, stragglers past a deadline) are simulated here.
+deployment. Client resources (ranks, step budgets, speeds) and participation faults (dropouts, stragglers
+past a deadline) are simulated here.
 """
 
 from __future__ import annotations
