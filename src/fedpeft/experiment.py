@@ -42,8 +42,10 @@ from fedpeft.pipeline.compression import UpdatePipeline
 from fedpeft.report import Ledger, RunDir, summary_text
 from fedpeft.report.plots import plot_curves, plot_partition
 from fedpeft.runtime import RoundOutcome, Simulator
+from fedpeft.runtime.attacks import Attack, choose_attackers
 from fedpeft.runtime.profiles import assign_profiles
 from fedpeft.strategy import STRATEGIES
+from fedpeft.strategy.robust import make_aggregator
 
 log = logging.getLogger("fedpeft")
 
@@ -158,10 +160,20 @@ def make_simulator(setup: Setup, run: RunDir) -> Simulator:
     if cfg.resources.rank_tiers and not spec.ranks:
         raise ConfigError(f"strategy.name={cfg.strategy.name} cannot serve clients of mixed LoRA ranks: drop "
                           "resources.rank_tiers or pick fedavg, ffa_lora, fedsa_lora, flora, flexlora or hetlora")
-    return Simulator(
-        client, spec.build(cfg, setup.model), ids, setup.trainable.snapshot(), seed=cfg.seed,
-        min_updates=cfg.strategy.min_updates, profiles=profiles, participation=cfg.participation,
+    robust = cfg.robustness
+    strategy = spec.build(cfg, setup.model)
+    strategy.mean = make_aggregator(robust.aggregator, trim_fraction=robust.trim_fraction,
+                                    byzantine=robust.byzantine, m=robust.multi_krum)
+    strategy.norm_bound = robust.norm_bound
+    sim = Simulator(
+        client, strategy, ids, setup.trainable.snapshot(), seed=cfg.seed, min_updates=cfg.strategy.min_updates,
+        profiles=profiles, participation=cfg.participation, max_update_norm=robust.max_update_norm,
     )
+    if cfg.attack.kind != "none":
+        sim.attackers = choose_attackers(ids, cfg.attack.fraction, cfg.seed)
+        client.plugins.append(Attack(cfg.attack.kind, sim.attackers, scale=cfg.attack.scale,
+                                     noise_std=cfg.attack.noise_std, seed=cfg.seed))
+    return sim
 
 
 def run_experiment(cfg: RunConfig, progress: bool | None = None) -> dict[str, Any]:
@@ -307,7 +319,9 @@ def finish(
             "client_sizes": {"min": int(sizes.min()), "median": float(np.median(sizes)), "max": int(sizes.max())},
             "majority_baseline": float(counts.max() / counts.sum()),
         },
-        "strategy": {"name": cfg.strategy.name, "ranks": _rank_counts(sim)},
+        "strategy": {"name": cfg.strategy.name, "ranks": _rank_counts(sim),
+                     "aggregator": cfg.robustness.aggregator, "norm_bound": cfg.robustness.norm_bound},
+        "attack": None if cfg.attack.kind == "none" else {**cfg.attack.model_dump(), "attackers": len(sim.attackers)},
         "compression": {"uplink": sim.client.uplink.describe(), "downlink": sim.client.downlink.describe(),
                         "error_feedback": sim.client.uplink.error_feedback},
         "model": {

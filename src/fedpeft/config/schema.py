@@ -176,6 +176,28 @@ class EvalConfig(Section):
     )
 
 
+class RobustnessConfig(Section):
+    """Defences against bad or malicious clients: a norm limit, norm bounding, a robust aggregator."""
+
+    aggregator: Literal["mean", "median", "trimmed_mean", "krum", "multi_krum"] = Field(
+        "mean", description="how the server combines updates: the weighted mean or a Byzantine-robust rule"
+    )
+    trim_fraction: float = Field(0.1, ge=0.0, lt=0.5, description="trimmed_mean: share cut at each end")
+    byzantine: int = Field(1, ge=0, description="krum / multi_krum: the number f of malicious clients tolerated")
+    multi_krum: int | None = Field(None, ge=1, description="multi_krum: updates averaged (default n - f)")
+    norm_bound: float | None = Field(None, gt=0.0, description="scale every update down to this L2 norm")
+    max_update_norm: float | None = Field(None, gt=0.0, description="reject updates whose L2 norm is larger")
+
+
+class AttackConfig(Section):
+    """Simulated malicious clients (a seeded fraction of the fleet), to measure the defences."""
+
+    kind: Literal["none", "sign_flip", "scale", "noise"] = "none"
+    fraction: float = Field(0.2, gt=0.0, lt=1.0, description="share of clients that attack")
+    scale: float = Field(10.0, gt=0.0, description="sign_flip sends -scale x the update, scale sends scale x it")
+    noise_std: float = Field(1.0, gt=0.0, description="noise sends N(0, noise_std^2) in place of the update")
+
+
 class LedgerConfig(Section):
     """How costs that are not measured directly are estimated."""
 
@@ -214,6 +236,8 @@ class RunConfig(Section):
     resources: ResourcesConfig = ResourcesConfig()
     participation: ParticipationConfig = ParticipationConfig()
     compression: CompressionConfig = CompressionConfig()
+    robustness: RobustnessConfig = RobustnessConfig()
+    attack: AttackConfig = AttackConfig()
     eval: EvalConfig = EvalConfig()
     ledger: LedgerConfig = LedgerConfig()
     output: OutputConfig = OutputConfig()
@@ -242,6 +266,10 @@ class RunConfig(Section):
         if self.strategy.name in ("flora", "flexlora") and lora and self.peft.use_dora:  # type: ignore[union-attr]
             raise ValueError(f"strategy.name={self.strategy.name} merges B A products; it cannot carry DoRA's "
                              "magnitudes: set peft.use_dora: false")
+        if self.robustness.aggregator != "mean" and self.strategy.name in ("flora", "flexlora", "hetlora"):
+            raise ValueError(f"robustness.aggregator={self.robustness.aggregator}: strategy.name={self.strategy.name} "
+                             "combines LoRA factors its own way; use fedavg, ffa_lora, fedsa_lora, fedprox, fedavgm, "
+                             "the server optimisers or scaffold with a robust aggregator, or robustness.norm_bound")
         for t in self.compression.uplink:
             if t.name != "lora_rank":
                 continue

@@ -22,7 +22,7 @@ from fedpeft.errors import InvalidUpdate
 from fedpeft.model.state import TensorDict
 from fedpeft.runtime.base import RoundOutcome
 from fedpeft.runtime.profiles import ClientProfile
-from fedpeft.strategy.base import ClientUpdate, Strategy
+from fedpeft.strategy.base import ClientUpdate, Strategy, update_norm
 
 log = logging.getLogger(__name__)
 NO_PROFILE = ClientProfile()
@@ -48,6 +48,7 @@ class Simulator:
         seed: int,
         min_updates: int = 1,
         max_update_bytes: int | None = None,
+        max_update_norm: float | None = None,
         profiles: Mapping[str, ClientProfile] | None = None,
         participation: ParticipationConfig | None = None,
     ) -> None:
@@ -56,6 +57,8 @@ class Simulator:
         self.client_ids = list(client_ids)
         self.min_updates = min_updates
         self.max_update_bytes = max_update_bytes
+        self.max_update_norm = max_update_norm
+        self.attackers: list[str] = []  # simulated malicious clients, if any
         self.profiles = dict(profiles or {})
         self.participation = participation or ParticipationConfig()
         self.seed = seed
@@ -145,6 +148,9 @@ class Simulator:
         try:
             spec = self.strategy.uplink_spec(cid, reply.metrics)
             delta = self.client.uplink.decode(reply.payload, spec, max_bytes=self.max_update_bytes, sender=cid)
+            if self.max_update_norm is not None and (norm := update_norm(delta)) > self.max_update_norm:
+                raise InvalidUpdate(f"{cid}: update norm {norm:.3g} exceeds robustness.max_update_norm "
+                                    f"({self.max_update_norm:g})")
         except InvalidUpdate as exc:
             log.warning("round %d: rejected update: %s", round_, exc)
             outcome.rejected[cid] = str(exc)

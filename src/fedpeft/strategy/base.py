@@ -8,6 +8,7 @@ A strategy overrides ``aggregate`` (a pure function of the state and the updates
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
@@ -64,6 +65,24 @@ def weighted_mean(updates: Sequence[ClientUpdate], names: Sequence[str] | None =
     return mean
 
 
+def update_norm(delta: TensorDict) -> float:
+    """The L2 norm of all of an update's tensors together."""
+    return math.sqrt(sum(float(t.float().pow(2).sum()) for t in delta.values()))
+
+
+def bound_norm(delta: TensorDict, bound: float) -> TensorDict:
+    """Scale ``delta`` down so its L2 norm is at most ``bound`` (unchanged when it already is).
+
+    Example:
+        >>> round(update_norm(bound_norm({"w": torch.tensor([3.0, 4.0])}, 1.0)), 6)
+        1.0
+    """
+    norm = update_norm(delta)
+    if norm <= bound or norm == 0.0:
+        return delta
+    return {n: t * (bound / norm) for n, t in delta.items()}
+
+
 def step(state: TensorDict, direction: TensorDict, lr: float) -> TensorDict:
     """state + lr * direction on the names in ``direction``; other tensors are kept; dtypes are kept."""
     return {n: (w.float() + lr * direction[n]).to(w.dtype) if n in direction else w for n, w in state.items()}
@@ -97,6 +116,8 @@ class Strategy:
         self.ranks: dict[str, int] = {}
         self.keep_past = 0  # rounds of past global states kept for late (stale) updates
         self._past: dict[int, TensorDict] = {}
+        self.mean: Callable[[Sequence[ClientUpdate], Sequence[str] | None], TensorDict] = weighted_mean
+        self.norm_bound: float | None = None  # every update is scaled down to this L2 norm
 
     def initialize(
         self, state: TensorDict, ranks: Mapping[str, int] | None = None, num_clients: int | None = None
@@ -149,7 +170,7 @@ class Strategy:
         """FedAvg's step on every tensor but the LoRA factors (heads, norms), for strategies that aggregate
         the factors their own way."""
         others = [n for n in state if n not in factor_names(self.pairs)]
-        return step(state, weighted_mean(updates, others), self.server_lr) if others else dict(state)
+        return step(state, self.mean(updates, others), self.server_lr) if others else dict(state)
 
     def uplink_spec(self, client_id: str, metrics: Mapping[str, float]) -> Spec:
         """Names, shapes and dtypes a client's update must have; a rank may only shrink (self-pruning)."""
@@ -160,7 +181,10 @@ class Strategy:
         return spec
 
     def receive(self, update: ClientUpdate) -> ClientUpdate:
-        """Undo the rank cut: pad a low-rank client's factors with zeros to the model's rank."""
+        """Undo the rank cut (pad a low-rank client's factors with zeros to the model's rank) and bound the
+        update's norm if configured."""
+        if self.norm_bound is not None:
+            update = replace(update, delta=bound_norm(update.delta, self.norm_bound))
         if not self.uses_ranks or not self.pairs:
             return update
         return replace(update, delta=pad(update.delta, self.pairs, self.full_rank))
