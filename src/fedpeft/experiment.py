@@ -42,9 +42,11 @@ from fedpeft.pipeline.compression import UpdatePipeline
 from fedpeft.report import Ledger, RunDir, summary_text
 from fedpeft.report.plots import plot_curves, plot_partition
 from fedpeft.runtime import RoundOutcome, Simulator
+from fedpeft.privacy.accounting import calibrate
+from fedpeft.privacy.client_dp import ClientLevelDP, ClipAndNoise
 from fedpeft.runtime.attacks import Attack, choose_attackers
 from fedpeft.runtime.profiles import assign_profiles
-from fedpeft.strategy import STRATEGIES
+from fedpeft.strategy import STRATEGIES, Strategy
 from fedpeft.strategy.robust import make_aggregator
 
 log = logging.getLogger("fedpeft")
@@ -169,11 +171,28 @@ def make_simulator(setup: Setup, run: RunDir) -> Simulator:
         client, strategy, ids, setup.trainable.snapshot(), seed=cfg.seed, min_updates=cfg.strategy.min_updates,
         profiles=profiles, participation=cfg.participation, max_update_norm=robust.max_update_norm,
     )
+    if cfg.privacy.client_dp != "off":
+        sim.privacy = install_client_dp(cfg, strategy, client, len(ids))
     if cfg.attack.kind != "none":
         sim.attackers = choose_attackers(ids, cfg.attack.fraction, cfg.seed)
         client.plugins.append(Attack(cfg.attack.kind, sim.attackers, scale=cfg.attack.scale,
                                      noise_std=cfg.attack.noise_std, seed=cfg.seed))
     return sim
+
+
+def install_client_dp(cfg: RunConfig, strategy: Strategy, client: FederatedClient, num_clients: int) -> ClientLevelDP:
+    """DP-FedAvg on ``strategy`` and its clients, with the noise calibrated to a target epsilon if asked."""
+    p = cfg.privacy
+    rate = min(cfg.clients.per_round, num_clients) / num_clients
+    delta = p.delta or 1 / num_clients**1.1
+    z = p.noise_multiplier
+    if z is None:
+        assert p.target_epsilon is not None
+        z = calibrate(p.target_epsilon, delta, rate if p.client_dp == "central" else 1.0, cfg.rounds)
+    dp = ClientLevelDP(strategy, clip=p.clip, noise_multiplier=z, mode=p.client_dp, sample_rate=rate, delta=delta,
+                       adaptive=p.adaptive_clip, target_quantile=p.target_quantile, clip_lr=p.clip_lr, seed=cfg.seed)
+    client.plugins.append(ClipAndNoise(z if p.client_dp == "local" else 0.0, seed=cfg.seed))
+    return dp
 
 
 def run_experiment(cfg: RunConfig, progress: bool | None = None) -> dict[str, Any]:
@@ -223,7 +242,10 @@ def run_experiment(cfg: RunConfig, progress: bool | None = None) -> dict[str, An
             clients=outcome.clients,
         )
         accepted += len(outcome.accepted)
-        run.append_metrics(round_record(outcome, test, clients, eval_s))
+        record = round_record(outcome, test, clients, eval_s)
+        if sim.privacy is not None:
+            record["privacy"] = {"epsilon": sim.privacy.epsilon, "clip": sim.privacy.clip}
+        run.append_metrics(record)
         say(round_line(outcome, test))
         rounds.set_postfix(acc=f"{last_test['accuracy']:.3f}")
     rounds.close()
@@ -321,6 +343,10 @@ def finish(
         },
         "strategy": {"name": cfg.strategy.name, "ranks": _rank_counts(sim),
                      "aggregator": cfg.robustness.aggregator, "norm_bound": cfg.robustness.norm_bound},
+        "privacy": None if sim.privacy is None else {
+            "client_dp": cfg.privacy.client_dp, "noise_multiplier": sim.privacy.noise_multiplier,
+            "clip": sim.privacy.clip, "epsilon": sim.privacy.epsilon, "delta": sim.privacy.ledger.delta,
+        },
         "attack": None if cfg.attack.kind == "none" else {**cfg.attack.model_dump(), "attackers": len(sim.attackers)},
         "compression": {"uplink": sim.client.uplink.describe(), "downlink": sim.client.downlink.describe(),
                         "error_feedback": sim.client.uplink.error_feedback},

@@ -189,6 +189,34 @@ class RobustnessConfig(Section):
     max_update_norm: float | None = Field(None, gt=0.0, description="reject updates whose L2 norm is larger")
 
 
+class PrivacyConfig(Section):
+    """Client-level differential privacy (DP-FedAvg): clip every update to ``clip``, add Gaussian noise of
+    std ``noise_multiplier`` x clip, centrally (the server, to the sum) or locally (each client)."""
+
+    client_dp: Literal["off", "central", "local"] = "off"
+    clip: float = Field(1.0, gt=0.0, description="L2 clip norm of each update (the start value if adaptive)")
+    noise_multiplier: float | None = Field(None, ge=0.0, description="noise std / clip norm")
+    target_epsilon: float | None = Field(
+        None, gt=0.0, description="calibrate the noise so that epsilon after all rounds is at most this"
+    )
+    delta: float | None = Field(None, gt=0.0, lt=1.0, description="default 1 / num_clients^1.1")
+    adaptive_clip: bool = Field(False, description="move the clip norm to a quantile of update norms (central)")
+    target_quantile: float = Field(0.5, gt=0.0, lt=1.0)
+    clip_lr: float = Field(0.2, gt=0.0, description="adaptive clipping's geometric step")
+
+    @model_validator(mode="after")
+    def _noise(self) -> PrivacyConfig:
+        if self.client_dp == "off":
+            return self
+        if (self.noise_multiplier is None) == (self.target_epsilon is None):
+            raise ValueError("privacy.client_dp: set exactly one of privacy.noise_multiplier (e.g. 1.0) and "
+                             "privacy.target_epsilon (e.g. 4)")
+        if self.adaptive_clip and self.client_dp == "local":
+            raise ValueError("privacy.adaptive_clip needs a trusted server to count clients below the clip: "
+                             "use privacy.client_dp: central or a fixed clip")
+        return self
+
+
 class AttackConfig(Section):
     """Simulated malicious clients (a seeded fraction of the fleet), to measure the defences."""
 
@@ -237,6 +265,7 @@ class RunConfig(Section):
     participation: ParticipationConfig = ParticipationConfig()
     compression: CompressionConfig = CompressionConfig()
     robustness: RobustnessConfig = RobustnessConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     attack: AttackConfig = AttackConfig()
     eval: EvalConfig = EvalConfig()
     ledger: LedgerConfig = LedgerConfig()
@@ -270,6 +299,12 @@ class RunConfig(Section):
             raise ValueError(f"robustness.aggregator={self.robustness.aggregator}: strategy.name={self.strategy.name} "
                              "combines LoRA factors its own way; use fedavg, ffa_lora, fedsa_lora, fedprox, fedavgm, "
                              "the server optimisers or scaffold with a robust aggregator, or robustness.norm_bound")
+        if self.privacy.client_dp != "off" and (self.robustness.aggregator != "mean" or self.robustness.norm_bound):
+            raise ValueError("privacy.client_dp clips and averages updates itself: drop robustness.aggregator and "
+                             "robustness.norm_bound (privacy.clip is the norm bound)")
+        if self.privacy.client_dp != "off" and self.strategy.name in ("flora", "flexlora", "hetlora"):
+            raise ValueError(f"privacy.client_dp: strategy.name={self.strategy.name} combines LoRA factors its own way; "
+                             "use fedavg, ffa_lora, fedsa_lora, fedprox, fedavgm or a server optimiser")
         for t in self.compression.uplink:
             if t.name != "lora_rank":
                 continue

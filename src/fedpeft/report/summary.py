@@ -79,6 +79,13 @@ def summary_text(summary: dict[str, Any]) -> str:
             f"(estimates: counted FLOPs per token, CPU time x {c['watts_per_core']:g} W per core); "
             f"peak memory while a client trained {c['peak_client_mb'] / 1024:.2f} GiB."
         )
+    dp = summary.get("privacy")
+    if dp:
+        eps = "infinite (no noise)" if dp["epsilon"] == float("inf") else f"{dp['epsilon']:.2f}"
+        lines.append(
+            f"  Privacy: client-level DP ({dp['client_dp']} noise), noise multiplier {dp['noise_multiplier']:.3f}, "
+            f"clip {dp['clip']:.3g}; epsilon {eps} at delta {dp['delta']:.1e} (Opacus RDP accountant)."
+        )
     comp = summary.get("compression") or {}
     if comp and (comp.get("uplink") != "none" or comp.get("downlink") != "none"):
         feedback = " with error feedback" if comp.get("error_feedback") else ""

@@ -118,6 +118,8 @@ class Strategy:
         self._past: dict[int, TensorDict] = {}
         self.mean: Callable[[Sequence[ClientUpdate], Sequence[str] | None], TensorDict] = weighted_mean
         self.norm_bound: float | None = None  # every update is scaled down to this L2 norm
+        self.client_config: dict[str, Scalar] = {}  # sent to every client with its tensors (e.g. a clip norm)
+        self.round_hooks: list[Callable[[int, Sequence[ClientUpdate]], None]] = []  # run after each aggregate
 
     def initialize(
         self, state: TensorDict, ranks: Mapping[str, int] | None = None, num_clients: int | None = None
@@ -194,6 +196,8 @@ class Strategy:
             self._past[round_] = self.global_state
             self._past = {r: s for r, s in self._past.items() if r > round_ - self.keep_past - 1}
         self.global_state = self.aggregate(round_, self.global_state, updates)
+        for hook in self.round_hooks:
+            hook(round_, updates)
 
     def aggregate(self, round_: int, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
         """The next global state from the current one and the round's (padded) updates."""

@@ -1,0 +1,1 @@
+"""Differential privacy: client-level DP-FedAvg (clip, noise) and its accounting."""

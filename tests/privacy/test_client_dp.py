@@ -1,0 +1,119 @@
+"""Client-level DP-FedAvg: clipping, noise, adaptive clipping and the accountant's epsilon."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opacus.accountants import RDPAccountant
+
+import fedpeft
+from fedpeft.client.plugins import FitContext
+from fedpeft.config import load_config
+from fedpeft.errors import ConfigError
+from fedpeft.privacy.client_dp import BELOW_KEY, CLIP_KEY, ClientLevelDP, ClipAndNoise
+from fedpeft.strategy import FedAvg
+from fedpeft.strategy.base import ClientUpdate, update_norm
+
+
+def dp_strategy(**kwargs) -> tuple[FedAvg, ClientLevelDP]:  # type: ignore[no-untyped-def]
+    s = FedAvg(per_round=4)
+    s.initialize({"w": torch.zeros(1000)})
+    args = {"clip": 1.0, "noise_multiplier": 0.0, "mode": "central", "sample_rate": 0.1, "delta": 1e-5, **kwargs}
+    return s, ClientLevelDP(s, **args)
+
+
+@settings(max_examples=30, deadline=None)
+@given(clip=st.floats(0.01, 10.0), scale=st.floats(1e-3, 1e3), seed=st.integers(0, 100))
+def test_every_update_is_clipped_on_the_client_and_again_on_the_server(clip: float, scale: float, seed: int) -> None:
+    gen = torch.Generator().manual_seed(seed)
+    update = {"a": scale * torch.randn(4, 5, generator=gen), "b": scale * torch.randn(3, generator=gen)}
+    ctx = FitContext(1, "c0", {CLIP_KEY: clip}, {}, {}, {}, lr=0.1)
+    ctx.update = dict(update)
+    ClipAndNoise(local_noise=0.0).finish(ctx)
+    assert update_norm(ctx.update) <= clip * (1 + 1e-5)
+    assert ctx.metrics[BELOW_KEY] == float(update_norm(update) <= clip)
+    s, _ = dp_strategy(clip=clip)  # a client that skipped clipping is clipped on receipt
+    received = s.receive(ClientUpdate("evil", {"w": scale * torch.randn(1000, generator=gen)}, 1))
+    assert update_norm(received.delta) <= clip * (1 + 1e-5)
+
+
+def test_central_noise_has_std_z_clip_over_m() -> None:
+    s, dp = dp_strategy(noise_multiplier=2.0, clip=0.5)
+    zeros = [ClientUpdate(str(i), {"w": torch.zeros(1000)}, 1) for i in range(4)]
+    noise = torch.cat([dp.mean(zeros)["w"] for _ in range(20)])
+    assert float(noise.std()) == pytest.approx(2.0 * 0.5 / 4, rel=0.05)
+    assert abs(float(noise.mean())) < 0.01
+
+
+def test_the_mean_ignores_example_counts() -> None:
+    _, dp = dp_strategy()
+    ups = [ClientUpdate("a", {"w": torch.full((1000,), 0.01)}, 1), ClientUpdate("b", {"w": torch.zeros(1000)}, 10**6)]
+    assert torch.allclose(dp.mean(ups)["w"], torch.full((1000,), 0.005))
+
+
+def test_local_noise_is_added_by_the_client() -> None:
+    ctx = FitContext(3, "c1", {CLIP_KEY: 1.0}, {}, {}, {}, lr=0.1)
+    ctx.update = {"w": torch.zeros(5000)}
+    ClipAndNoise(local_noise=1.5, seed=0).finish(ctx)
+    assert float(ctx.update["w"].std()) == pytest.approx(1.5, rel=0.05)
+
+
+def test_adaptive_clipping_moves_the_clip_towards_the_quantile() -> None:
+    s, dp = dp_strategy(adaptive=True, target_quantile=0.5, clip_lr=0.2)
+    below = [ClientUpdate(str(i), {"w": torch.zeros(1000)}, 1, {BELOW_KEY: 1.0}) for i in range(4)]
+    s.aggregate_train(1, below)  # every norm was below C: C shrinks by exp(-0.2 (1 - 0.5))
+    assert dp.clip == pytest.approx(math.exp(-0.1)) and s.norm_bound == dp.clip
+    assert s.client_config[CLIP_KEY] == dp.clip
+    above = [ClientUpdate(str(i), {"w": torch.zeros(1000)}, 1, {BELOW_KEY: 0.0}) for i in range(4)]
+    s.aggregate_train(2, above)
+    assert dp.clip == pytest.approx(1.0)
+
+
+def test_adaptive_clipping_spends_part_of_the_budget_on_the_count() -> None:
+    _, dp = dp_strategy(adaptive=True, noise_multiplier=1.0)
+    assert dp.update_noise(100) == pytest.approx((1.0 - (2 * 5.0) ** -2) ** -0.5)
+
+
+def test_epsilon_equals_opacus_for_the_same_rate_noise_and_rounds(tiny_config: dict) -> None:
+    summary = fedpeft.run(tiny_config, ["privacy.client_dp=central", "privacy.noise_multiplier=1.2",
+                                        "privacy.delta=1e-4", "rounds=3"], progress=False)
+    acc = RDPAccountant()
+    for _ in range(3):
+        acc.step(noise_multiplier=1.2, sample_rate=3 / 6)  # 3 of the 6 shops per round
+    assert summary["privacy"]["epsilon"] == pytest.approx(acc.get_epsilon(1e-4), rel=1e-9)
+    assert "epsilon" in fedpeft.report.summary_text(summary)
+
+
+def test_target_epsilon_calibrates_the_noise(tiny_config: dict) -> None:
+    summary = fedpeft.run(tiny_config, ["privacy.client_dp=central", "privacy.target_epsilon=8", "rounds=3"],
+                          progress=False)
+    eps = summary["privacy"]["epsilon"]
+    assert 7.0 < eps <= 8.0 and summary["privacy"]["noise_multiplier"] > 0
+
+
+def test_local_dp_composes_with_compression(tiny_config: dict) -> None:
+    summary = fedpeft.run(tiny_config, ["privacy.client_dp=local", "privacy.noise_multiplier=0.5",
+                                        "compression.uplink=[{name: int8}]"], progress=False)
+    assert summary["ledger"]["rejected_updates"] == 0 and math.isfinite(summary["privacy"]["epsilon"])
+    one = RDPAccountant()
+    for _ in range(2):  # local noise, no amplification: at most one release per round per client
+        one.step(noise_multiplier=0.5, sample_rate=1.0)
+    assert summary["privacy"]["epsilon"] <= one.get_epsilon(summary["privacy"]["delta"]) + 1e-9
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["privacy.client_dp=central"], "exactly one of"),
+        (["privacy.client_dp=local", "privacy.noise_multiplier=1", "privacy.adaptive_clip=true"], "trusted server"),
+        (["privacy.client_dp=central", "privacy.noise_multiplier=1", "robustness.aggregator=median"], "clips and averages"),
+        (["privacy.client_dp=central", "privacy.noise_multiplier=1", "strategy.name=flora"], "its own way"),
+    ],
+)
+def test_inconsistent_privacy_settings_are_refused(overrides: list[str], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        load_config({}, overrides)
