@@ -16,16 +16,13 @@ Run: .venv/bin/python benchmarks/compression.py [--only topk+int8,int4] [overrid
 
 from __future__ import annotations
 
-import argparse
 import json
-import shlex
-import sys
-import time
 from pathlib import Path
+
+from harness import QUICKSTART, chosen, latest, parser, reproduce, run_and_append
 
 import fedpeft
 
-QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 T = {
     "fp16": "{name: fp16}", "int8": "{name: int8}", "int4": "{name: int4}", "int8/t": "{name: int8, block: null}",
     "int4/d": "{name: int4, rounding: dithered}", "int4/128": "{name: int4, block: 128}",
@@ -106,7 +103,8 @@ def table(rows: list[dict], full_update: int) -> str:
     for r in sorted(rows, key=lambda r: -r["bytes_up"]):
         per = r["bytes_up"] / max(r["updates"], 1)
         gap = f"{100 * (r['accuracy'] - base['accuracy']):+.1f} pt" if base else ""
-        ef = (" (EF)" if r["error_feedback"] else "") + (f"; downlink {r['downlink']}" if r["downlink"] != "none" else "")
+        ef = " (EF)" if r["error_feedback"] else ""
+        ef += f"; downlink {r['downlink']}" if r["downlink"] != "none" else ""
         lines.append(
             f"| {r['config']} | {r['uplink']}{ef} | {r['accuracy']:.3f} | {gap} | {r['loss']:.4f} | "
             f"{r['bytes_up'] / 1e6:.2f} MB | {per / 1e3:.1f} kB | {full_update / per:,.0f}x | "
@@ -138,7 +136,8 @@ def plot(rows: list[dict], full_update: int, path: Path) -> None:
     for i, r in enumerate(sorted(rows, key=lambda r: -r["bytes_up"]), 1):
         x = r["bytes_up"] / 1e6
         ax.scatter(x, r["accuracy"], color=colours[kind(r)], s=28, zorder=3)
-        ax.annotate(str(i), (x, r["accuracy"]), textcoords="offset points", xytext=(3, 3 + 7 * (i % 3)), fontsize=8)
+        ax.annotate(str(i), (x, r["accuracy"]), textcoords="offset points", xytext=(3, 3 + 7 * (i % 3)),
+                    fontsize=8)
         legend.append(f"{i:>2}  {r['config']}")
     base = next((r for r in rows if r["config"] == "none"), None)
     if base:
@@ -163,14 +162,38 @@ def plot(rows: list[dict], full_update: int, path: Path) -> None:
     plt.close(fig)
 
 
+def wire_headers() -> dict[str, int]:
+    """Header bytes of one quickstart LoRA update (76 tensors) as plain and as packed safetensors."""
+    import struct
+
+    import torch
+
+    from fedpeft.config import load_config
+    from fedpeft.config.compression import CompressionConfig
+    from fedpeft.methods.configured import apply_configured
+    from fedpeft.model import TrainableState
+    from fedpeft.model.load import load_model
+    from fedpeft.pipeline.compression import UpdatePipeline
+
+    model, _ = load_model("minilm", "sequence_classification", ["negative", "positive"], seed=0)
+    model, _ = apply_configured(load_config(QUICKSTART), model, "sequence_classification", {})
+    update = {n: torch.zeros_like(p) for n, p in TrainableState(model).params.items()}
+    out = {}
+    for label, uplink in (("plain", []), ("int2 dithered", [{"name": "int2", "block": 128, "rounding": "dithered"}])):
+        pipe = UpdatePipeline.from_config(CompressionConfig.model_validate({"uplink": uplink}).uplink)
+        payload, _ = pipe.encode(update)
+        out[label] = 8 + struct.unpack("<Q", payload[:8])[0]
+    return out
+
+
 def report(out: Path) -> None:
-    latest = {}
-    for line in (out / "compression.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        latest[r["config"]] = r
-    rows = [latest[n] for n in CONFIGS if n in latest]
+    saved = latest(out / "compression.jsonl", lambda r: r["config"])
+    rows = [saved[n] for n in CONFIGS if n in saved]
     full = full_ft_update_bytes()
     print(table(rows, full))
+    headers = wire_headers()
+    print("\nWire header of one LoRA update (76 tensors): "
+          + ", ".join(f"{k} {v:,} bytes" for k, v in headers.items()))
     plot(rows, full, out / "compression.png")
     print(f"\nplot: {out / 'compression.png'}")
 
@@ -185,12 +208,14 @@ def caching(out: Path, overrides: list[str]) -> None:
         ], progress=False)
         results[cache] = s
         print(f"[cache={cache}] accuracy {s['final']['accuracy']:.3f}, local training "
-              f"{s['ledger']['seconds']['train']:.1f} s, run {s['wall_seconds']:.1f} s", flush=True)
+              f"{s['ledger']['seconds']['train']:.1f} s, run {s['wall_seconds']:.1f} s, "
+              f"{s['ledger']['flops'] / 1e12:.2f} TFLOPs (estimate)", flush=True)
     a, b = results["false"], results["true"]
     ratio = a["ledger"]["seconds"]["train"] / b["ledger"]["seconds"]["train"]
     line = {"benchmark": "caching", "train_seconds_uncached": a["ledger"]["seconds"]["train"],
             "train_seconds_cached": b["ledger"]["seconds"]["train"], "speedup": ratio,
             "accuracy_uncached": a["final"]["accuracy"], "accuracy_cached": b["final"]["accuracy"],
+            "flops_uncached": a["ledger"]["flops"], "flops_cached": b["ledger"]["flops"],
             "cache": b["model"]["prefix_cache"]}
     with open(out / "caching.jsonl", "a") as fh:
         fh.write(json.dumps(line) + "\n")
@@ -198,13 +223,9 @@ def caching(out: Path, overrides: list[str]) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help="comma-separated config names from the table")
-    parser.add_argument("--out", default="runs/benchmarks", help="folder for runs and compression.jsonl")
-    parser.add_argument("--report", action="store_true", help="only print the table and plot of saved results")
-    parser.add_argument("--caching", action="store_true", help="time frozen-prefix caching instead")
-    parser.add_argument("overrides", nargs="*", help="extra overrides for every run, e.g. threads=1")
-    args = parser.parse_args()
+    p = parser(__doc__, "compression.jsonl")
+    p.add_argument("--caching", action="store_true", help="time frozen-prefix caching instead")
+    args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.report:
@@ -212,26 +233,12 @@ def main() -> None:
         return
     if args.caching:
         caching(out, args.overrides)
-        print(f"\nReproduce: .venv/bin/python benchmarks/compression.py {shlex.join(sys.argv[1:])}".rstrip())
-        return
-    names = args.only.split(",") if args.only else list(CONFIGS)
-    unknown = set(names) - set(CONFIGS)
-    if unknown:
-        sys.exit(f"unknown config(s) {sorted(unknown)}; choose from {list(CONFIGS)}")
-    for name in names:
-        started = time.perf_counter()
-        run_name = "compression-" + "".join(c if c.isalnum() else "-" for c in name)
-        summary = fedpeft.run(
-            QUICKSTART, [*CONFIGS[name], *args.overrides, f"name={run_name}", f"output.dir={out}",
-                         "output.overwrite=true", "output.save_adapter=false"],
-            progress=False,
-        )
-        with open(out / "compression.jsonl", "a") as fh:
-            fh.write(json.dumps(row(name, summary)) + "\n")
-        print(f"[{name}] accuracy {summary['final']['accuracy']:.3f}, up {summary['ledger']['bytes_up'] / 1e6:.2f} MB, "
-              f"{time.perf_counter() - started:.0f} s", flush=True)
-    report(out)
-    print(f"\nReproduce: .venv/bin/python benchmarks/compression.py {shlex.join(sys.argv[1:])}".rstrip())
+    else:
+        for name in chosen(args.only, list(CONFIGS)):
+            run_and_append(name, [*CONFIGS[name], *args.overrides, "output.save_adapter=false"], out,
+                           "compression.jsonl", "compression-", row)
+        report(out)
+    reproduce("compression.py")
 
 
 if __name__ == "__main__":

@@ -11,15 +11,10 @@ Run: .venv/bin/python benchmarks/methods.py [--only lora,full] [extra overrides,
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import time
 from pathlib import Path
 
-import fedpeft
+from harness import chosen, latest, parser, reproduce, run_and_append
 
-QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 # name -> overrides on top of the quickstart config (LoRA keeps the quickstart's own settings)
 METHODS: dict[str, list[str]] = {
     "lora": [],
@@ -115,47 +110,22 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def report(out: Path) -> None:
     """Table and plot from every result recorded in ``out/methods.jsonl`` (the last one per method)."""
-    latest = {}
-    for line in (out / "methods.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        latest[r["method"]] = r
-    rows = [latest[n] for n in METHODS if n in latest]
-    print(table(rows, {n: lr_of(METHODS[n]) for n in latest}))
+    saved = latest(out / "methods.jsonl", lambda r: r["method"])
+    rows = [saved[n] for n in METHODS if n in saved]
+    print(table(rows, {str(n): lr_of(METHODS[str(n)]) for n in saved}))
     plot(rows, out / "methods.png")
     print(f"\nplot: {out / 'methods.png'}")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help="comma-separated method names from the table")
-    parser.add_argument("--out", default="runs/benchmarks", help="folder for runs and methods.jsonl")
-    parser.add_argument("--report", action="store_true", help="only print the table and plot of saved results")
-    parser.add_argument("overrides", nargs="*", help="extra overrides for every method, e.g. rounds=2")
-    args = parser.parse_args()
-    if args.report:
-        report(Path(args.out))
-        return
-    names = args.only.split(",") if args.only else list(METHODS)
-    unknown = set(names) - set(METHODS)
-    if unknown:
-        sys.exit(f"unknown method(s) {sorted(unknown)}; choose from {list(METHODS)}")
+    args = parser(__doc__, "methods.jsonl", "method").parse_args()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for name in names:
-        started = time.perf_counter()
-        run_name = "methods-" + "".join(c for c in name if c.isalnum() or c in "-_.")
-        summary = fedpeft.run(
-            QUICKSTART,
-            [*METHODS[name], *args.overrides, f"name={run_name}", f"output.dir={out}", "output.overwrite=true"],
-            progress=False,
-        )
-        rows.append(row(name, summary))
-        with open(out / "methods.jsonl", "a") as fh:
-            fh.write(json.dumps(rows[-1]) + "\n")
-        print(f"[{name}] done in {time.perf_counter() - started:.0f} s", flush=True)
+    if not args.report:
+        out.mkdir(parents=True, exist_ok=True)
+        for name in chosen(args.only, list(METHODS)):
+            run_and_append(name, [*METHODS[name], *args.overrides], out, "methods.jsonl", "methods-", row)
     report(out)
-    print(f"\nReproduce: .venv/bin/python benchmarks/methods.py {' '.join(sys.argv[1:])}".rstrip())
+    reproduce("methods.py")
 
 
 if __name__ == "__main__":

@@ -12,16 +12,10 @@ Run: .venv/bin/python benchmarks/privacy.py [--only "lora eps=8,ffa_lora eps=8"]
 
 from __future__ import annotations
 
-import argparse
-import json
-import shlex
-import sys
-import time
 from pathlib import Path
 
-import fedpeft
+from harness import chosen, latest, parser, reproduce, run_and_append
 
-QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 WORKLOAD = ["clients.per_round=50", "clients.local_steps=2", "eval.every=0", "output.save_adapter=false"]
 DP = ["privacy.client_dp=central", "privacy.adaptive_clip=true", "privacy.clip=0.05"]
 CONFIGS: dict[str, list[str]] = {}
@@ -47,14 +41,11 @@ def row(name: str, s: dict) -> dict:
 
 
 def report(out: Path) -> None:
-    latest = {}
-    for line in (out / "privacy.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        latest[r["config"]] = r
+    saved = latest(out / "privacy.jsonl", lambda r: r["config"])
     print("| config | epsilon | noise multiplier | final clip | accuracy | test loss |")
     print("|---|---:|---:|---:|---:|---:|")
     for name in CONFIGS:
-        r = latest.get(name)
+        r = saved.get(name)
         if r and "eps=" in name:
             eps = "inf" if r["epsilon"] is None else f"{r['epsilon']:.2f}"
             z = "" if r["noise_multiplier"] is None else f"{r['noise_multiplier']:.3f}"
@@ -63,37 +54,20 @@ def report(out: Path) -> None:
     print("\n| attack / aggregator | attackers | accuracy | test loss |")
     print("|---|---:|---:|---:|")
     for name in CONFIGS:
-        r = latest.get(name)
+        r = saved.get(name)
         if r and " / " in name:
             print(f"| {name} | {r['attackers']} | {r['accuracy']:.3f} | {r['loss']:.4f} |")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help="comma-separated config names")
-    parser.add_argument("--out", default="runs/benchmarks", help="folder for runs and privacy.jsonl")
-    parser.add_argument("--report", action="store_true", help="only print the tables of saved results")
-    parser.add_argument("overrides", nargs="*", help="extra overrides for every run, e.g. threads=1")
-    args = parser.parse_args()
+    args = parser(__doc__, "privacy.jsonl").parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.report:
-        report(out)
-        return
-    names = args.only.split(",") if args.only else list(CONFIGS)
-    unknown = set(names) - set(CONFIGS)
-    if unknown:
-        sys.exit(f"unknown config(s) {sorted(unknown)}; choose from {list(CONFIGS)}")
-    for name in names:
-        started = time.perf_counter()
-        run_name = "privacy-" + "".join(c if c.isalnum() else "-" for c in name)
-        summary = fedpeft.run(QUICKSTART, [*WORKLOAD, *CONFIGS[name], *args.overrides, f"name={run_name}",
-                                           f"output.dir={out}", "output.overwrite=true"], progress=False)
-        with open(out / "privacy.jsonl", "a") as fh:
-            fh.write(json.dumps(row(name, summary)) + "\n")
-        print(f"[{name}] accuracy {summary['final']['accuracy']:.3f}, {time.perf_counter() - started:.0f} s", flush=True)
+    if not args.report:
+        for name in chosen(args.only, list(CONFIGS)):
+            run_and_append(name, [*WORKLOAD, *CONFIGS[name], *args.overrides], out, "privacy.jsonl", "privacy-", row)
     report(out)
-    print(f"\nReproduce: .venv/bin/python benchmarks/privacy.py {shlex.join(sys.argv[1:])}".rstrip())
+    reproduce("privacy.py")
 
 
 if __name__ == "__main__":

@@ -20,9 +20,10 @@ import sys
 import time
 from pathlib import Path
 
+from harness import QUICKSTART, latest, reproduce
+
 import fedpeft
 
-QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
 WORKLOAD = [
     "partition.num_clients=50", "clients.local_steps=5", "data.local_test_fraction=0.1", "eval.per_client=true",
     "eval.finetune_steps=3", "eval.every=0", "data.max_test_examples=500",
@@ -121,12 +122,9 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def report(out: Path) -> None:
-    latest = {}
-    for line in (out / "strategies.jsonl").read_text().splitlines():
-        r = json.loads(line)
-        latest[(r["split"], r["ranks"], r["strategy"])] = r
+    saved = latest(out / "strategies.jsonl", lambda r: (r["split"], r["ranks"], r["strategy"]))
     order = {n: i for i, n in enumerate(STRATEGIES)}
-    rows = sorted(latest.values(), key=lambda r: (r["split"] != "iid", r["ranks"] != "8", order[r["strategy"]]))
+    rows = sorted(saved.values(), key=lambda r: (r["split"] != "iid", r["ranks"] != "8", order[r["strategy"]]))
     print(table(rows))
     plot(rows, out / "strategies.png")
     print(f"\nplot: {out / 'strategies.png'}")
@@ -166,7 +164,7 @@ def main() -> None:
         print(f"[{name} {split} ranks {ranks}] acc {summary['final']['accuracy']:.3f} in "
               f"{time.perf_counter() - started:.0f} s", flush=True)
     report(out)
-    print(f"\nReproduce: .venv/bin/python benchmarks/strategies.py {' '.join(sys.argv[1:])}".rstrip())
+    reproduce("strategies.py")
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from fedpeft.errors import FedPeftError
 
@@ -53,17 +54,20 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     return _method_costs(args)
 
 
-def _cmd_strategies(args: argparse.Namespace) -> int:
+def _union_classes(union: object) -> dict[str, Any]:
+    """The config class behind each ``name`` of a discriminated union (Annotated[Union[...], ...])."""
     from typing import get_args
 
+    return {name: cls for cls in get_args(get_args(union)[0])
+            for name in get_args(cls.model_fields["name"].annotation)}
+
+
+def _cmd_strategies(args: argparse.Namespace) -> int:
     from fedpeft.config.strategies import LORA_AWARE, StrategyConfig
     from fedpeft.report.method_costs import first_sentence
     from fedpeft.strategy import STRATEGIES
 
-    docs = {}
-    for cls in get_args(get_args(StrategyConfig)[0]):
-        for name in get_args(cls.model_fields["name"].annotation):
-            docs[name] = first_sentence(cls.__doc__)
+    docs = {name: first_sentence(cls.__doc__) for name, cls in _union_classes(StrategyConfig).items()}
     print("Server strategies (strategy.name):")
     for name in STRATEGIES.names():
         kind = "LoRA-aware" if name in LORA_AWARE else "general"
@@ -74,17 +78,16 @@ def _cmd_strategies(args: argparse.Namespace) -> int:
 
 
 def _cmd_transforms(args: argparse.Namespace) -> int:
-    from typing import get_args
-
     from fedpeft.config.compression import PRECISION_ONLY, TransformConfig
     from fedpeft.pipeline.transforms import TRANSFORMS
     from fedpeft.report.method_costs import first_sentence
 
-    docs, fields = {}, {}
-    for cls in get_args(get_args(TransformConfig)[0]):
-        for name in get_args(cls.model_fields["name"].annotation):
-            docs[name] = first_sentence(cls.__doc__)
-            fields[name] = ", ".join(f"{f}={v.default}" for f, v in cls.model_fields.items() if f != "name")
+    classes = _union_classes(TransformConfig)
+    docs = {name: first_sentence(cls.__doc__) for name, cls in classes.items()}
+    fields = {
+        name: ", ".join(f"{f}={v.default}" for f, v in cls.model_fields.items() if f != "name")
+        for name, cls in classes.items()
+    }
     print("Update transforms (compression.uplink / compression.downlink, applied in order):")
     for name in TRANSFORMS.names():
         where = "up, down" if name in PRECISION_ONLY else "up"

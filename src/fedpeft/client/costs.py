@@ -30,7 +30,7 @@ def rss_bytes() -> int:
 
 
 class CostMeter:
-    """Measures a block: wall seconds, CPU seconds (all threads), peak memory in MiB.
+    """Measures a block: CPU seconds (all threads) and peak memory in MiB.
 
     Example:
         >>> with CostMeter() as meter:
@@ -41,7 +41,7 @@ class CostMeter:
 
     def __init__(self, interval: float = 0.005) -> None:
         self.interval = interval
-        self.seconds = self.cpu_seconds = self.peak_mb = 0.0
+        self.cpu_seconds = self.peak_mb = 0.0
         self._stop = threading.Event()
         self._peak = 0
 
@@ -56,12 +56,11 @@ class CostMeter:
         self._peak = rss_bytes()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
-        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        self._cpu = time.process_time()
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.seconds = time.perf_counter() - self._wall
         self.cpu_seconds = time.process_time() - self._cpu
         self._stop.set()
         self._thread.join()

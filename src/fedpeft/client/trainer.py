@@ -73,10 +73,11 @@ class LocalTrainer:
         for _epoch in range(self.cfg.local_epochs if budget is None else 1_000_000):
             for idx in shuffled_batches(len(data), self.cfg.batch_size, rng):
                 batch = data.batch(idx)
-                with self.flops.measure(batch_units(batch)):
+                size = batch_units(batch)
+                with self.flops.measure(size):
                     loss = self.model(**batch).loss
                     loss.backward()
-                units += batch_units(batch)
+                units += size
                 if on_gradients is not None:
                     on_gradients()
                 if self.cfg.max_grad_norm is not None:

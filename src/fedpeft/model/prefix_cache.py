@@ -18,6 +18,7 @@ from torch import nn
 
 from fedpeft.errors import ModelError
 from fedpeft.model.anatomy import HEAD_MODULES, body_blocks
+from fedpeft.model.state import nbytes
 
 
 class _Stop(Exception):
@@ -155,6 +156,6 @@ class PrefixCache:
 
     def stats(self) -> dict[str, float]:
         """Blocks cached, examples held, their memory, and how often the cache answered."""
-        size = sum(t.numel() * t.element_size() for t in self.store.values())
+        size = nbytes(self.store)
         return {"blocks": self.depth, "examples": len(self.store), "mb": size / 2**20, "hits": self.hits,
                 "misses": self.misses}

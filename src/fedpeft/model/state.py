@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -53,7 +56,7 @@ class TrainableState:
         return {n: (tuple(p.shape), p.dtype) for n, p in self.params.items()}
 
 
-def nbytes(tensors: TensorDict) -> int:
+def nbytes(tensors: Mapping[Any, torch.Tensor]) -> int:
     """Bytes held by the tensors' elements.
 
     Example:

@@ -34,7 +34,11 @@ from fedpeft.pipeline import codec
 from fedpeft.pipeline.transforms import EncodeContext, Spec, Transform, build_transform
 
 FORMAT = "fedpeft.packed/1"
-DTYPES = {str(d).removeprefix("torch."): d for d in (
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+DTYPES = {dtype_name(d): d for d in (
     torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int8, torch.uint8, torch.int16,
     torch.int32, torch.int64, torch.bool,
 )}
@@ -88,7 +92,7 @@ class UpdatePipeline:
         meta = {"format": FORMAT, "pipeline": self.describe(), "seed": str(seed)}
         spec = {n: (tuple(t.shape), t.dtype) for n, t in tensors.items()}
         if describe:
-            meta["layout"] = json.dumps([[n, list(s), str(d).removeprefix("torch.")] for n, (s, d) in spec.items()],
+            meta["layout"] = json.dumps([[n, list(s), dtype_name(d)] for n, (s, d) in spec.items()],
                                         separators=(",", ":"))
         payload = codec.encode(pack(parts), meta)
         if not (self.error_feedback and residual is not None):
@@ -143,7 +147,7 @@ def group_of(name: str, dtype: torch.dtype) -> str:
     """The packed entry a part travels in: its suffix chain and dtype (``#v#q:int8``; ``:float32`` for
     parts no transform touched)."""
     cut = name.find("#")
-    return f"{name[cut:] if cut >= 0 else ''}:{str(dtype).removeprefix('torch.')}"
+    return f"{name[cut:] if cut >= 0 else ''}:{dtype_name(dtype)}"
 
 
 def pack(parts: TensorDict) -> TensorDict:

@@ -55,6 +55,11 @@ class EncodeContext:
         self.generator = torch.Generator().manual_seed(self.seed)
 
 
+def name_key(seed: int, name: str) -> list[int]:
+    """The key of randomness both sides regenerate for one tensor: the payload's seed and the name."""
+    return [seed, zlib.crc32(name.encode("utf-8"))]
+
+
 class Transform:
     """One step of the pipeline. ``feedback`` marks lossy steps that want error feedback by default."""
 
@@ -164,7 +169,7 @@ class Quantize(PerTensor):
     @staticmethod
     def _dither(name: str, seed: int, shape: torch.Size) -> torch.Tensor:
         """The same uniform dither on both sides, from the payload's seed and the tensor's name."""
-        state = np.random.SeedSequence([seed, zlib.crc32(name.encode("utf-8"))]).generate_state(1)[0]
+        state = np.random.SeedSequence(name_key(seed, name)).generate_state(1)[0]
         return torch.rand(shape, generator=torch.Generator().manual_seed(int(state))) - 0.5
 
     def part_spec(self, shape: Shape, dtype: torch.dtype) -> Spec:
@@ -299,7 +304,7 @@ class RandomK(PerTensor):
         return f"randk(density={self.density:g}, rescale={self.rescale})"
 
     def positions(self, name: str, n: int, seed: int) -> torch.Tensor:
-        rng = np.random.default_rng([seed, zlib.crc32(name.encode("utf-8"))])
+        rng = np.random.default_rng(name_key(seed, name))
         return torch.from_numpy(np.sort(rng.choice(n, size=kept(self.density, n), replace=False)))
 
     def part_spec(self, shape: Shape, dtype: torch.dtype) -> Spec:

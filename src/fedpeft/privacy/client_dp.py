@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from fedpeft.client.app import client_seed
 from fedpeft.client.plugins import ClientPlugin, FitContext
 from fedpeft.model.state import TensorDict
 from fedpeft.privacy.accounting import PrivacyLedger
@@ -52,7 +53,7 @@ class ClipAndNoise(ClientPlugin):
         ctx.metrics[BELOW_KEY] = float(update_norm(ctx.update) <= clip)
         ctx.update = bound_norm(ctx.update, clip)
         if self.local_noise > 0:
-            base = [self.seed, ctx.round, sum(map(ord, ctx.client_id)), 0xD9]
+            base = [*client_seed(self.seed, ctx.round, ctx.client_id), 0xD9]
             ctx.update = {n: t + gaussian(t.shape, self.local_noise * clip, [*base, i])
                           for i, (n, t) in enumerate(sorted(ctx.update.items()))}
 

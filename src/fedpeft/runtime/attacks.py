@@ -11,15 +11,18 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from fedpeft.client.app import client_seed
 from fedpeft.client.plugins import ClientPlugin, FitContext
+from fedpeft.privacy.client_dp import gaussian
 
 
 def choose_attackers(client_ids: Sequence[str], fraction: float, seed: int) -> list[str]:
     """round(fraction x n) clients (at least one), drawn once with the run's seed, in a stable order.
 
     Example:
-        >>> choose_attackers([f"c{i}" for i in range(10)], 0.3, seed=0) == choose_attackers([f"c{i}" for i in range(10)], 0.3, 0)
-        True
+        >>> ids = [f"c{i}" for i in range(10)]
+        >>> len(choose_attackers(ids, 0.3, seed=0)), choose_attackers(ids, 0.3, seed=0) == choose_attackers(ids, 0.3, 0)
+        (3, True)
     """
     count = min(len(client_ids), max(1, round(fraction * len(client_ids))))
     chosen = np.sort(np.random.default_rng([seed, 0xBAD]).choice(len(client_ids), size=count, replace=False))
@@ -48,6 +51,7 @@ class Attack(ClientPlugin):
         elif self.kind == "scale":
             ctx.update = {n: self.scale * t for n, t in ctx.update.items()}
         elif self.kind == "noise":
-            gen = torch.Generator().manual_seed(int(np.random.SeedSequence([self.seed, ctx.round]).generate_state(1)[0]))
-            ctx.update = {n: torch.randn(t.shape, generator=gen) * self.noise_std for n, t in ctx.update.items()}
+            base = [*client_seed(self.seed, ctx.round, ctx.client_id), 0xA7]
+            ctx.update = {n: gaussian(t.shape, self.noise_std, [*base, i])
+                          for i, (n, t) in enumerate(sorted(ctx.update.items()))}
         ctx.metrics["attacker"] = 1.0

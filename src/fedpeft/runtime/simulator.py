@@ -12,7 +12,6 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 from dataclasses import replace
 
 import numpy as np
@@ -21,6 +20,7 @@ from fedpeft.client.app import FederatedClient, FitInstruction, client_seed, der
 from fedpeft.config.schema import ParticipationConfig
 from fedpeft.errors import InvalidUpdate
 from fedpeft.model.state import TensorDict
+from fedpeft.privacy.client_dp import ClientLevelDP
 from fedpeft.runtime.base import RoundOutcome
 from fedpeft.runtime.profiles import ClientProfile
 from fedpeft.strategy.base import ClientUpdate, Strategy, update_norm
@@ -60,7 +60,7 @@ class Simulator:
         self.max_update_bytes = max_update_bytes
         self.max_update_norm = max_update_norm
         self.attackers: list[str] = []  # simulated malicious clients, if any
-        self.privacy: Any = None  # the client-level DP mechanism (fedpeft.privacy), if configured
+        self.privacy: ClientLevelDP | None = None  # client-level DP, when configured
         self.profiles = dict(profiles or {})
         self.participation = participation or ParticipationConfig()
         self.seed = seed
@@ -124,7 +124,6 @@ class Simulator:
         """Send, train, receive and validate one client's update; None when it is lost, with the reason."""
         profile = self.profiles.get(cid, NO_PROFILE)
         tensors, config = self.strategy.downlink(round_, cid)
-        config.update(self.strategy.client_config)
         if profile.local_steps is not None:
             config["local_steps"] = profile.local_steps
         seed = derived_seed(client_seed(self.seed, round_, cid), 0xD0)

@@ -145,7 +145,7 @@ class Strategy:
 
     def downlink(self, round_: int, client_id: str) -> tuple[TensorDict, dict[str, Scalar]]:
         """The tensors and config one client receives: the shared global state at the client's rank."""
-        tensors, config = self.shared(self.global_state), dict[str, Scalar]()
+        tensors, config = self.shared(self.global_state), dict(self.client_config)
         rank = self.rank(client_id)
         if rank is not None:
             tensors, config["rank"] = truncate(tensors, self.pairs, rank), rank
