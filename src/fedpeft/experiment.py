@@ -44,6 +44,7 @@ from fedpeft.report.plots import plot_curves, plot_partition
 from fedpeft.runtime import RoundOutcome, Simulator
 from fedpeft.privacy.accounting import calibrate
 from fedpeft.privacy.client_dp import ClientLevelDP, ClipAndNoise
+from fedpeft.privacy.dp_sgd import SampleLevelDP
 from fedpeft.runtime.attacks import Attack, choose_attackers
 from fedpeft.runtime.profiles import assign_profiles
 from fedpeft.strategy import STRATEGIES, Strategy
@@ -173,6 +174,8 @@ def make_simulator(setup: Setup, run: RunDir) -> Simulator:
     )
     if cfg.privacy.client_dp != "off":
         sim.privacy = install_client_dp(cfg, strategy, client, len(ids))
+    if cfg.privacy.dp_sgd.enabled:
+        client.trainer.dp = install_dp_sgd(setup)
     if cfg.attack.kind != "none":
         sim.attackers = choose_attackers(ids, cfg.attack.fraction, cfg.seed)
         client.plugins.append(Attack(cfg.attack.kind, sim.attackers, scale=cfg.attack.scale,
@@ -192,6 +195,20 @@ def install_client_dp(cfg: RunConfig, strategy: Strategy, client: FederatedClien
     dp = ClientLevelDP(strategy, clip=p.clip, noise_multiplier=z, mode=p.client_dp, sample_rate=rate, delta=delta,
                        adaptive=p.adaptive_clip, target_quantile=p.target_quantile, clip_lr=p.clip_lr, seed=cfg.seed)
     client.plugins.append(ClipAndNoise(z if p.client_dp == "local" else 0.0, seed=cfg.seed))
+    return dp
+
+
+def install_dp_sgd(setup: Setup) -> SampleLevelDP:
+    """Sample-level DP-SGD for local training, with its per-example gradient path checked on a real batch."""
+    cfg = setup.cfg
+    d = cfg.privacy.dp_sgd
+    dp = SampleLevelDP(max_grad_norm=d.max_grad_norm, noise_multiplier=d.noise_multiplier,
+                       target_epsilon=d.target_epsilon, delta=d.delta, rounds=cfg.rounds)
+    data = max(setup.client_data.values(), key=len)
+    if len(data) < 2:
+        raise ConfigError("privacy.dp_sgd: every client holds a single example; DP-SGD needs local batches")
+    dp.prepare(setup.model, setup.trainable.params, data.batch(np.arange(min(4, len(data)))))
+    log.info("DP-SGD per-example gradients: %s", dp.path)
     return dp
 
 
@@ -216,6 +233,7 @@ def run_experiment(cfg: RunConfig, progress: bool | None = None) -> dict[str, An
     ledger.seconds["evaluate"] += time.perf_counter() - start
     run.append_metrics({"round": 0, "test": initial})
     last_test, last_clients, accepted = initial, None, 0
+    sample_eps: dict[str, float] = {}  # DP-SGD: each client's epsilon so far
     rounds = tqdm(range(1, cfg.rounds + 1), desc="rounds", unit="round", disable=not show_bars)
     for r in rounds:
         clients_bar = tqdm(total=min(cfg.clients.per_round, len(setup.client_data)), desc=f"round {r} clients",
@@ -245,11 +263,14 @@ def run_experiment(cfg: RunConfig, progress: bool | None = None) -> dict[str, An
         record = round_record(outcome, test, clients, eval_s)
         if sim.privacy is not None:
             record["privacy"] = {"epsilon": sim.privacy.epsilon, "clip": sim.privacy.clip}
+        sample_eps.update({c: v["dp_epsilon"] for c, v in outcome.clients.items() if "dp_epsilon" in v})
+        if sim.client.trainer.dp is not None:
+            record["dp_sgd"] = {"max_client_epsilon": max(sample_eps.values(), default=0.0)}
         run.append_metrics(record)
         say(round_line(outcome, test))
         rounds.set_postfix(acc=f"{last_test['accuracy']:.3f}")
     rounds.close()
-    summary = finish(setup, sim, run, ledger, initial, last_test, last_clients, accepted, started)
+    summary = finish(setup, sim, run, ledger, initial, last_test, last_clients, accepted, started, sample_eps)
     say(summary_text(summary))
     return summary
 
@@ -309,6 +330,7 @@ def report_partition(setup: Setup, run: RunDir) -> None:
 def finish(
     setup: Setup, sim: Simulator, run: RunDir, ledger: Ledger, initial: dict[str, float],
     final: dict[str, float], clients: dict[str, Any] | None, accepted: int, started: float,
+    sample_eps: dict[str, float],
 ) -> dict[str, Any]:
     cfg = setup.cfg
     setup.trainable.load(sim.strategy.evaluation_state())
@@ -347,6 +369,7 @@ def finish(
             "client_dp": cfg.privacy.client_dp, "noise_multiplier": sim.privacy.noise_multiplier,
             "clip": sim.privacy.clip, "epsilon": sim.privacy.epsilon, "delta": sim.privacy.ledger.delta,
         },
+        "dp_sgd": dp_sgd_summary(sim.client.trainer.dp, sample_eps),
         "attack": None if cfg.attack.kind == "none" else {**cfg.attack.model_dump(), "attackers": len(sim.attackers)},
         "compression": {"uplink": sim.client.uplink.describe(), "downlink": sim.client.downlink.describe(),
                         "error_feedback": sim.client.uplink.error_feedback},
@@ -364,6 +387,16 @@ def finish(
     if cfg.output.plot:
         plot_curves(run.read_metrics(), run.path / "curves.png", summary["data"]["majority_baseline"])
     return summary
+
+
+def dp_sgd_summary(dp: SampleLevelDP | None, eps: dict[str, float]) -> dict[str, Any] | None:
+    if dp is None:
+        return None
+    values = np.array(list(eps.values()) or [0.0])
+    return {"max_grad_norm": dp.max_grad_norm, "noise_multiplier": dp.noise_multiplier,
+            "target_epsilon": dp.target_epsilon, "delta": dp.delta, "per_example_gradients": dp.path,
+            "clients": len(eps), "max_client_epsilon": float(values.max()),
+            "median_client_epsilon": float(np.median(values))}
 
 
 def _without_by_client(clients: dict[str, Any]) -> dict[str, Any]:

@@ -114,6 +114,8 @@ class FederatedClient:
                 on_gradients=gradient_hooks(self.plugins, ctx),
             )
         ctx.steps = result.steps
+        if result.dp is not None and self.trainer.dp is not None:
+            ctx.metrics.update(self.trainer.dp.account(ctx.personal, result.dp))
         with torch.no_grad():
             ctx.update = {n: self.trainable.params[n].detach() - ctx.start[n] for n in ctx.received}
         for plugin in self.plugins:

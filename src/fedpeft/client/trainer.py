@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +16,7 @@ from fedpeft.client.costs import FlopCounter, batch_units
 from fedpeft.config.schema import ClientConfig
 from fedpeft.data.batching import ClientDataset, shuffled_batches
 from fedpeft.model.state import TensorDict, TrainableState
+from fedpeft.privacy.dp_sgd import DPStep, SampleLevelDP, poisson_batches
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,7 @@ class LocalResult:
     loss: float
     seconds: float
     flops: float = 0.0  # estimate: FLOPs of one counted step per token (or example), times those processed
+    dp: DPStep | None = None  # what DP-SGD did, for the client's privacy accounting
 
 
 class LocalTrainer:
@@ -37,6 +41,7 @@ class LocalTrainer:
         self.model = model
         self.state = state
         self.cfg = cfg
+        self.dp: SampleLevelDP | None = None  # sample-level DP-SGD, when configured
         cache = getattr(model, "prefix_cache", None)  # its fills are one-off work, not per-step cost
         self.flops = FlopCounter(None if cache is None else lambda: cache.misses)
 
@@ -60,40 +65,62 @@ class LocalTrainer:
         """Train in place; return the result and the optimiser state to keep (if configured).
 
         ``local_steps`` overrides the configured budget (a client's resource tier); ``on_gradients`` runs
-        after every backward pass, before clipping and the optimiser step (strategy corrections)."""
+        after every backward pass (after DP-SGD's clipping and noise), before the optimiser step (strategy
+        corrections)."""
         start = time.perf_counter()
         budget = self.cfg.local_steps if local_steps is None else local_steps
         opt = self.make_optimizer()
         if opt_state is not None:
             opt.load_state_dict(unflatten_optimizer_state(opt_state, opt))
+        dp_opt, dp_step = None, None
+        if self.dp is None:
+            batches = self._shuffled(len(data), budget, rng)
+        else:
+            planned = budget or self.cfg.local_epochs * math.ceil(len(data) / self.cfg.batch_size)
+            rate = min(1.0, self.cfg.batch_size / len(data))
+            dp_step = DPStep(self.dp.noise_for(rate, planned), rate, planned)
+            batches = poisson_batches(len(data), self.cfg.batch_size, planned, rng)
+            generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
+            dp_opt = self.dp.optimizer(opt, dp_step.noise_multiplier, self.cfg.batch_size, generator)
         params = list(self.state.params.values())
         self.model.train()
         steps = samples = units = 0
         loss_sum = torch.zeros(())
-        for _epoch in range(self.cfg.local_epochs if budget is None else 1_000_000):
-            for idx in shuffled_batches(len(data), self.cfg.batch_size, rng):
-                batch = data.batch(idx)
-                size = batch_units(batch)
+        with nullcontext() if self.dp is None else self.dp.hooks():
+            for idx in batches:
+                batch = data.batch(idx) if len(idx) else {}
+                size = batch_units(batch) if batch else 0
                 with self.flops.measure(size):
-                    loss = self.model(**batch).loss
-                    loss.backward()
+                    if self.dp is None:
+                        loss = self.model(**batch).loss
+                        loss.backward()
+                    else:
+                        loss = self.dp.backward(lambda b: self.model(**b).loss, batch, len(idx), self.state.params)
                 units += size
+                if dp_opt is not None:
+                    dp_opt.pre_step()  # per-example clipping, noise, averaging: sets every .grad
                 if on_gradients is not None:
                     on_gradients()
                 if self.cfg.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
                 opt.step()
-                opt.zero_grad(set_to_none=True)
+                (opt if dp_opt is None else dp_opt).zero_grad(set_to_none=True)
                 loss_sum += loss.detach()
                 steps += 1
                 samples += len(idx)
-                if budget is not None and steps >= budget:
-                    break
-            if budget is not None and steps >= budget:
-                break
         result = LocalResult(steps, samples, float(loss_sum) / max(steps, 1), time.perf_counter() - start,
-                             (self.flops.per_unit or 0.0) * units)
+                             (self.flops.per_unit or 0.0) * units, dp_step)
         return result, flatten_optimizer_state(opt) if self.cfg.keep_optimizer_state else None
+
+    def _shuffled(self, n: int, budget: int | None, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        """Shuffled batches: ``local_epochs`` passes, or exactly ``budget`` steps over as many passes as needed."""
+        steps = 0
+        for _epoch in range(self.cfg.local_epochs if budget is None else 1_000_000):
+            for idx in shuffled_batches(n, self.cfg.batch_size, rng):
+                yield idx
+                steps += 1
+                if budget is not None and steps >= budget:
+                    return
 
 
 def flatten_optimizer_state(opt: torch.optim.Optimizer) -> TensorDict:

@@ -189,9 +189,31 @@ class RobustnessConfig(Section):
     max_update_norm: float | None = Field(None, gt=0.0, description="reject updates whose L2 norm is larger")
 
 
+class DPSGDConfig(Section):
+    """Sample-level DP-SGD in local training (Opacus): clip each example's gradient, add Gaussian noise per
+    step, Poisson-sampled batches; each client's epsilon protects every one of its examples."""
+
+    enabled: bool = False
+    max_grad_norm: float = Field(1.0, gt=0.0, description="L2 clip norm of each example's gradient")
+    noise_multiplier: float | None = Field(None, ge=0.0, description="noise std / max_grad_norm")
+    target_epsilon: float | None = Field(
+        None, gt=0.0, description="calibrate each client's noise so that its epsilon stays under this even if it "
+        "takes part in every round"
+    )
+    delta: float = Field(1e-5, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _noise(self) -> DPSGDConfig:
+        if self.enabled and (self.noise_multiplier is None) == (self.target_epsilon is None):
+            raise ValueError("privacy.dp_sgd: set exactly one of privacy.dp_sgd.noise_multiplier (e.g. 1.0) and "
+                             "privacy.dp_sgd.target_epsilon (e.g. 8)")
+        return self
+
+
 class PrivacyConfig(Section):
-    """Client-level differential privacy (DP-FedAvg): clip every update to ``clip``, add Gaussian noise of
-    std ``noise_multiplier`` x clip, centrally (the server, to the sum) or locally (each client)."""
+    """Differential privacy. Client-level (DP-FedAvg): clip every update to ``clip``, add Gaussian noise of
+    std ``noise_multiplier`` x clip, centrally (the server, to the sum) or locally (each client). Sample-level:
+    ``dp_sgd`` in local training. The two compose."""
 
     client_dp: Literal["off", "central", "local"] = "off"
     clip: float = Field(1.0, gt=0.0, description="L2 clip norm of each update (the start value if adaptive)")
@@ -203,6 +225,7 @@ class PrivacyConfig(Section):
     adaptive_clip: bool = Field(False, description="move the clip norm to a quantile of update norms (central)")
     target_quantile: float = Field(0.5, gt=0.0, lt=1.0)
     clip_lr: float = Field(0.2, gt=0.0, description="adaptive clipping's geometric step")
+    dp_sgd: DPSGDConfig = DPSGDConfig()
 
     @model_validator(mode="after")
     def _noise(self) -> PrivacyConfig:
@@ -305,6 +328,9 @@ class RunConfig(Section):
         if self.privacy.client_dp != "off" and self.strategy.name in ("flora", "flexlora", "hetlora"):
             raise ValueError(f"privacy.client_dp: strategy.name={self.strategy.name} combines LoRA factors its own way; "
                              "use fedavg, ffa_lora, fedsa_lora, fedprox, fedavgm or a server optimiser")
+        if self.privacy.dp_sgd.enabled and self.peft.method == "sparse":
+            raise ValueError("privacy.dp_sgd: peft.method=sparse picks its mask from clients' raw gradients, "
+                             "outside DP-SGD; pick lora, ia3, bitfit or another method with a fixed parameter set")
         for t in self.compression.uplink:
             if t.name != "lora_rank":
                 continue

@@ -86,6 +86,15 @@ def summary_text(summary: dict[str, Any]) -> str:
             f"  Privacy: client-level DP ({dp['client_dp']} noise), noise multiplier {dp['noise_multiplier']:.3f}, "
             f"clip {dp['clip']:.3g}; epsilon {eps} at delta {dp['delta']:.1e} (Opacus RDP accountant)."
         )
+    sgd = summary.get("dp_sgd")
+    if sgd:
+        noise = (f"noise multiplier {sgd['noise_multiplier']:.3f}" if sgd["target_epsilon"] is None
+                 else f"noise calibrated per client to epsilon <= {sgd['target_epsilon']:g}")
+        lines.append(
+            f"  Privacy: sample-level DP-SGD in local training, {noise}, per-example clip {sgd['max_grad_norm']:g} "
+            f"({sgd['per_example_gradients']}); client epsilon max {sgd['max_client_epsilon']:.2f}, median "
+            f"{sgd['median_client_epsilon']:.2f} over {sgd['clients']} clients at delta {sgd['delta']:.0e}."
+        )
     comp = summary.get("compression") or {}
     if comp and (comp.get("uplink") != "none" or comp.get("downlink") != "none"):
         feedback = " with error feedback" if comp.get("error_feedback") else ""

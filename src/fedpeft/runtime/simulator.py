@@ -27,7 +27,7 @@ from fedpeft.strategy.base import ClientUpdate, Strategy, update_norm
 
 log = logging.getLogger(__name__)
 NO_PROFILE = ClientProfile()
-COST_METRICS = ("samples", "train_seconds", "cpu_seconds", "peak_mb", "flops")
+COST_METRICS = ("samples", "train_seconds", "cpu_seconds", "peak_mb", "flops", "dp_epsilon")
 
 
 class Simulator:
