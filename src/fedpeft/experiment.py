@@ -47,6 +47,7 @@ from fedpeft.privacy.client_dp import ClientLevelDP, ClipAndNoise
 from fedpeft.privacy.dp_sgd import SampleLevelDP
 from fedpeft.runtime.attacks import Attack, choose_attackers
 from fedpeft.runtime.profiles import assign_profiles
+from fedpeft.runtime.secure_round import SecureAggregation, frac_bits_for
 from fedpeft.strategy import STRATEGIES, Strategy
 from fedpeft.strategy.robust import make_aggregator
 
@@ -176,6 +177,9 @@ def make_simulator(setup: Setup, run: RunDir) -> Simulator:
         sim.privacy = install_client_dp(cfg, strategy, client, len(ids))
     if cfg.privacy.dp_sgd.enabled:
         client.trainer.dp = install_dp_sgd(setup)
+    secure = cfg.privacy.secure_aggregation
+    if secure.enabled:
+        sim.secure = SecureAggregation(threshold=secure.threshold, bound=secure.bound)
     if cfg.attack.kind != "none":
         sim.attackers = choose_attackers(ids, cfg.attack.fraction, cfg.seed)
         client.plugins.append(Attack(cfg.attack.kind, sim.attackers, scale=cfg.attack.scale,
@@ -370,6 +374,10 @@ def finish(
             "clip": sim.privacy.clip, "epsilon": sim.privacy.epsilon, "delta": sim.privacy.ledger.delta,
         },
         "dp_sgd": dp_sgd_summary(sim.client.trainer.dp, sample_eps),
+        "secure_aggregation": None if sim.secure is None else {
+            "threshold": sim.secure.threshold, "bound": sim.secure.bound, "frac_bits": frac_bits_for(sim.secure.bound),
+            "clients_needed": sim.secure.clients_needed(min(cfg.clients.per_round, len(sizes))),
+        },
         "attack": None if cfg.attack.kind == "none" else {**cfg.attack.model_dump(), "attackers": len(sim.attackers)},
         "compression": {"uplink": sim.client.uplink.describe(), "downlink": sim.client.downlink.describe(),
                         "error_feedback": sim.client.uplink.error_feedback},

@@ -210,6 +210,20 @@ class DPSGDConfig(Section):
         return self
 
 
+class SecureAggregationConfig(Section):
+    """Secure aggregation (Bonawitz et al.): clients mask fixed-point updates with pairwise and self masks so
+    the server learns only the round's mean; secret-shared keys recover it when clients drop out."""
+
+    enabled: bool = False
+    threshold: float = Field(0.6, gt=0.5, le=1.0, description="share of the round's sampled clients that must "
+                             "send masked updates; the round fails with fewer")
+    bound: float = Field(1.0, gt=0.0, description="each coordinate of a client's weight-scaled update is "
+                         "clipped to +-bound (29 fraction bits at 1.0)")
+
+
+SECURE_STRATEGIES = ("fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "ffa_lora", "fedsa_lora")
+
+
 class PrivacyConfig(Section):
     """Differential privacy. Client-level (DP-FedAvg): clip every update to ``clip``, add Gaussian noise of
     std ``noise_multiplier`` x clip, centrally (the server, to the sum) or locally (each client). Sample-level:
@@ -226,6 +240,7 @@ class PrivacyConfig(Section):
     target_quantile: float = Field(0.5, gt=0.0, lt=1.0)
     clip_lr: float = Field(0.2, gt=0.0, description="adaptive clipping's geometric step")
     dp_sgd: DPSGDConfig = DPSGDConfig()
+    secure_aggregation: SecureAggregationConfig = SecureAggregationConfig()
 
     @model_validator(mode="after")
     def _noise(self) -> PrivacyConfig:
@@ -328,6 +343,8 @@ class RunConfig(Section):
         if self.privacy.client_dp != "off" and self.strategy.name in ("flora", "flexlora", "hetlora"):
             raise ValueError(f"privacy.client_dp: strategy.name={self.strategy.name} combines LoRA factors its own way; "
                              "use fedavg, ffa_lora, fedsa_lora, fedprox, fedavgm or a server optimiser")
+        if self.privacy.secure_aggregation.enabled:
+            self._check_secure_aggregation()
         if self.privacy.dp_sgd.enabled and self.peft.method == "sparse":
             raise ValueError("privacy.dp_sgd: peft.method=sparse picks its mask from clients' raw gradients, "
                              "outside DP-SGD; pick lora, ia3, bitfit or another method with a fixed parameter set")
@@ -352,3 +369,25 @@ class RunConfig(Section):
                     f"({self.peft.r}), the rank the shared model is built with: set peft.r: {max(ranks)}"  # type: ignore[union-attr]
                 )
         return self
+
+    def _check_secure_aggregation(self) -> None:
+        """What secure aggregation cannot serve: the server never sees one update, only the round's mean."""
+        why = "privacy.secure_aggregation: the server only learns the round's mean, so"
+        if self.strategy.name not in SECURE_STRATEGIES:
+            raise ValueError(f"{why} strategy.name={self.strategy.name} (which needs each client's update) cannot "
+                             f"run; pick one of {', '.join(SECURE_STRATEGIES)}")
+        if self.robustness.aggregator != "mean" or self.robustness.norm_bound or self.robustness.max_update_norm:
+            raise ValueError(f"{why} robust aggregators and norm checks cannot see single updates: drop "
+                             "robustness.aggregator, robustness.norm_bound and robustness.max_update_norm")
+        if self.compression.uplink:
+            raise ValueError(f"{why} clients send fixed-point integers of the whole update: drop "
+                             "compression.uplink")
+        if self.resources.rank_tiers:
+            raise ValueError(f"{why} every client must send the same tensors: drop resources.rank_tiers")
+        if self.participation.stragglers == "stale":
+            raise ValueError(f"{why} a late update cannot join a later round's masks: use "
+                             "participation.stragglers: drop")
+        if self.privacy.adaptive_clip:
+            raise ValueError(f"{why} it cannot count clients below the clip: use a fixed privacy.clip")
+        if self.clients.per_round < 2:
+            raise ValueError(f"{why} it needs clients.per_round >= 2 (with one client the mean is its update)")

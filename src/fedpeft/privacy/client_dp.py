@@ -92,7 +92,9 @@ class ClientLevelDP:
         self.ledger = PrivacyLedger(delta)
         self.participations: dict[str, int] = {}
         self._draws = 0  # calls of ``mean`` so far: each draws fresh, seeded noise
-        strategy.norm_bound = clip
+        # central: re-clip on receipt (a client that skipped clipping must not raise the sensitivity); local:
+        # updates arrive noised on purpose, and re-clipping them would shrink signal and noise alike
+        strategy.norm_bound = clip if mode == "central" else None
         strategy.client_config[CLIP_KEY] = clip
         strategy.mean = self.mean
         strategy.round_hooks.append(self.end_round)
@@ -110,11 +112,12 @@ class ClientLevelDP:
     def mean(self, updates: Sequence[ClientUpdate], names: Sequence[str] | None = None) -> TensorDict:
         """sum_i delta_i / m (every client counts the same: weights would change the sensitivity), plus
         N(0, (z C / m)^2) per coordinate in central mode."""
-        m = len(updates)
+        counts = [len(u.members) or 1 for u in updates]  # a securely aggregated update is its members' mean
+        m = sum(counts)
         self._draws += 1
         out: TensorDict = {}
         for i, name in enumerate(sorted(updates[0].delta if names is None else names)):
-            total = torch.stack([u.delta[name].float() for u in updates]).sum(0)
+            total = torch.stack([u.delta[name].float() * k for u, k in zip(updates, counts)]).sum(0)
             if self.mode == "central" and self.noise_multiplier > 0:
                 z = self.update_noise(m)
                 total = total + gaussian(total.shape, z * self.clip, [self.seed, self._draws, i, 0xC3])
@@ -122,8 +125,8 @@ class ClientLevelDP:
         return out
 
     def end_round(self, round_: int, updates: Sequence[ClientUpdate]) -> None:
-        for u in updates:
-            self.participations[u.client_id] = self.participations.get(u.client_id, 0) + 1
+        for cid in [c for u in updates for c in (u.members or (u.client_id,))]:
+            self.participations[cid] = self.participations.get(cid, 0) + 1
         if self.noise_multiplier > 0:
             if self.mode == "central":
                 self.ledger.step(self.noise_multiplier, self.sample_rate)

@@ -95,6 +95,13 @@ def summary_text(summary: dict[str, Any]) -> str:
             f"({sgd['per_example_gradients']}); client epsilon max {sgd['max_client_epsilon']:.2f}, median "
             f"{sgd['median_client_epsilon']:.2f} over {sgd['clients']} clients at delta {sgd['delta']:.0e}."
         )
+    sec = summary.get("secure_aggregation")
+    if sec:
+        lines.append(
+            f"  Privacy: secure aggregation (pairwise masks, Shamir-shared keys): the server saw only masked "
+            f"fixed-point updates ({sec['frac_bits']} fraction bits, coordinates within +-{sec['bound']:g}) and "
+            f"each round's mean; {sec['clients_needed']} clients per round needed to unmask."
+        )
     comp = summary.get("compression") or {}
     if comp and (comp.get("uplink") != "none" or comp.get("downlink") != "none"):
         feedback = " with error feedback" if comp.get("error_feedback") else ""

@@ -23,6 +23,8 @@ from fedpeft.model.state import TensorDict
 from fedpeft.privacy.client_dp import ClientLevelDP
 from fedpeft.runtime.base import RoundOutcome
 from fedpeft.runtime.profiles import ClientProfile
+from fedpeft.runtime.secure_round import SecureAggregation, SecureRound
+from fedpeft.privacy.secagg import SecAggError
 from fedpeft.strategy.base import ClientUpdate, Strategy, update_norm
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,7 @@ class Simulator:
         self.max_update_norm = max_update_norm
         self.attackers: list[str] = []  # simulated malicious clients, if any
         self.privacy: ClientLevelDP | None = None  # client-level DP, when configured
+        self.secure: SecureAggregation | None = None  # secure aggregation, when configured
         self.profiles = dict(profiles or {})
         self.participation = participation or ParticipationConfig()
         self.seed = seed
@@ -81,12 +84,16 @@ class Simulator:
         available = [c for c in self.client_ids if c not in busy]
         sampled = self.strategy.configure_train(round_, available, self.rng)
         outcome = RoundOutcome(round_, sampled, [])
+        secure = None
+        if self.secure is not None and sampled:
+            weights = {c: 1.0 if self.privacy is not None else float(len(self.client.data[c])) for c in sampled}
+            secure = self.secure.start(sampled, weights, self.strategy.uplink_spec(sampled[0], {}))
         gone = np.random.default_rng([self.seed, round_, 0xD509]).random(len(sampled)) < self.participation.dropout
         updates: list[ClientUpdate] = []
         losses: list[float] = []
         times: list[float] = []
         for cid, dropped_out in zip(sampled, gone):
-            update, seconds = self._one_client(round_, cid, bool(dropped_out), outcome)
+            update, seconds = self._one_client(round_, cid, bool(dropped_out), outcome, secure)
             if on_client is not None:
                 on_client(cid)
             if update is None:
@@ -96,22 +103,32 @@ class Simulator:
                 self._straggler(round_, update, late, seconds, outcome)
                 continue
             times.append(seconds or 0.0)
-            updates.append(self.strategy.receive(update))
+            if secure is None:  # (a secure round's server half already holds the masked update)
+                updates.append(self.strategy.receive(update))
             losses.append(update.metrics.get("train_loss", float("nan")))
         for due, update in [x for x in self.pending if x[0] == round_]:
             self.pending.remove((due, update))
             updates.append(self.strategy.receive(update))
             outcome.late.append(update.client_id)
         outcome.accepted = [u.client_id for u in updates]
+        if secure is not None:
+            outcome.accepted = secure.received
+            try:
+                updates = [self.strategy.receive(secure.finish())]
+            except SecAggError as exc:
+                outcome.status = "failed"
+                log.warning("round %d failed: %s", round_, exc)
+                return outcome
         if losses:
             outcome.train_loss = float(np.mean(losses))
         if self.profiles and any(p.speed for p in self.profiles.values()):
             deadline = self.participation.deadline_s
             outcome.simulated_seconds = deadline if deadline and any(
                 "straggler" in r for r in outcome.dropped.values()) else max(times, default=0.0)
-        if len(updates) < self.min_updates:
+        if len(outcome.accepted) < self.min_updates:
             outcome.status = "failed"
-            log.warning("round %d failed: %d valid update(s), %d needed", round_, len(updates), self.min_updates)
+            log.warning("round %d failed: %d valid update(s), %d needed", round_, len(outcome.accepted),
+                        self.min_updates)
             return outcome
         start = time.perf_counter()
         self.strategy.aggregate_train(round_, updates)
@@ -119,9 +136,11 @@ class Simulator:
         return outcome
 
     def _one_client(
-        self, round_: int, cid: str, dropped_out: bool, outcome: RoundOutcome
+        self, round_: int, cid: str, dropped_out: bool, outcome: RoundOutcome, secure: SecureRound | None = None
     ) -> tuple[ClientUpdate | None, float | None]:
-        """Send, train, receive and validate one client's update; None when it is lost, with the reason."""
+        """Send, train, receive and validate one client's update; None when it is lost, with the reason.
+        Under secure aggregation the client masks its update and the server half of the protocol takes the
+        masked payload; the returned update then carries no tensors."""
         profile = self.profiles.get(cid, NO_PROFILE)
         tensors, config = self.strategy.downlink(round_, cid)
         if profile.local_steps is not None:
@@ -142,13 +161,28 @@ class Simulator:
             return None, None
         finally:
             outcome.train_seconds += time.perf_counter() - start
+        spec = self.strategy.uplink_spec(cid, reply.metrics)
+        if secure is not None:  # the client's half: mask its own (decoded) update
+            try:
+                reply = replace(reply, payload=secure.mask(cid, self.client.uplink.decode(reply.payload, spec)))
+            except InvalidUpdate as exc:
+                outcome.rejected[cid] = f"client failed: {exc}"
+                return None, None
         outcome.bytes_up += len(reply.payload)
         outcome.samples += int(reply.metrics.get("samples", 0))
         cost["bytes_up"] = float(len(reply.payload))
         cost.update({k: float(reply.metrics[k]) for k in COST_METRICS if k in reply.metrics})
         seconds = profile.seconds(int(reply.metrics.get("samples", 0)), len(payload), len(reply.payload))
+        if secure is not None:  # the server's half: a masked vector of the right size is all it can check
+            if not self._rounds_late(seconds):  # a straggler past the deadline counts as dropped out
+                try:
+                    secure.receive(cid, reply.payload)
+                except InvalidUpdate as exc:
+                    log.warning("round %d: rejected update: %s", round_, exc)
+                    outcome.rejected[cid] = str(exc)
+                    return None, seconds
+            return ClientUpdate(cid, {}, reply.num_examples, reply.metrics), seconds
         try:
-            spec = self.strategy.uplink_spec(cid, reply.metrics)
             delta = self.client.uplink.decode(reply.payload, spec, max_bytes=self.max_update_bytes, sender=cid)
             if self.max_update_norm is not None and (norm := update_norm(delta)) > self.max_update_norm:
                 raise InvalidUpdate(f"{cid}: update norm {norm:.3g} exceeds robustness.max_update_norm "

@@ -32,7 +32,8 @@ class ClientUpdate:
     """A decoded, validated client update: tensor deltas, the client's example count and metrics.
 
     ``staleness`` counts the rounds a late update arrived after the round it trained for; its weight in an
-    aggregate is ``num_examples * weight_scale`` (the staleness discount).
+    aggregate is ``num_examples * weight_scale`` (the staleness discount). ``members`` lists the clients whose
+    mean this update is, when secure aggregation combined them before the server could see any one.
     """
 
     client_id: str
@@ -41,6 +42,7 @@ class ClientUpdate:
     metrics: dict[str, float] = field(default_factory=dict)
     staleness: int = 0
     weight_scale: float = 1.0
+    members: tuple[str, ...] = ()
 
     @property
     def weight(self) -> float:
