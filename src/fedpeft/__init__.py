@@ -7,7 +7,7 @@ from typing import Any
 from fedpeft.config import RunConfig, load_config
 
 __version__ = "0.1.0"
-__all__ = ["RunConfig", "__version__", "load_config", "run"]
+__all__ = ["RunConfig", "__version__", "load_config", "resume", "run"]
 
 
 def run(
@@ -26,3 +26,22 @@ def run(
     from fedpeft.experiment import run_experiment
 
     return run_experiment(load_config(config, overrides), progress=progress)
+
+
+def resume(run_dir: str | Path, overrides: Iterable[str] = (), *, progress: bool | None = None) -> dict[str, Any]:
+    """Go on with a run that stopped (killed, crashed) from its last completed round, with the config saved in
+    its folder; the results equal an uninterrupted run's. Only ``threads=`` may be overridden.
+
+    Example:
+        >>> summary = fedpeft.resume("runs/quickstart")  # doctest: +SKIP
+    """
+    from fedpeft.errors import ConfigError
+    from fedpeft.experiment import run_experiment
+
+    folder = Path(run_dir)
+    if not (folder / "config.yaml").is_file():
+        raise ConfigError(f"{folder}: no config.yaml, so not a fedpeft run folder (runs/<name>/)")
+    changed = [o for o in overrides if not o.startswith("threads=")]
+    if changed:
+        raise ConfigError(f"--resume keeps the run's own config; only threads= may change, not {', '.join(changed)}")
+    return run_experiment(load_config(folder / "config.yaml", overrides), progress=progress, resume=folder)

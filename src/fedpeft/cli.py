@@ -13,7 +13,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import fedpeft
 
     progress = False if args.no_progress else None
-    summary = fedpeft.run(args.config, args.overrides, progress=progress)
+    if args.resume is not None:
+        overrides = [args.config, *args.overrides] if args.config else args.overrides
+        summary = fedpeft.resume(args.resume, overrides, progress=progress)
+    elif args.config is None:
+        raise SystemExit("fedpeft run: give a config (e.g. configs/quickstart.yaml) or --resume runs/<name>")
+    else:
+        summary = fedpeft.run(args.config, args.overrides, progress=progress)
     return 0 if summary["ledger"]["failed_rounds"] < summary["rounds"] else 1
 
 
@@ -121,9 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fedpeft", description="Federated parameter-efficient fine-tuning.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a federated fine-tuning job from a YAML config")
-    run.add_argument("config", help="YAML config file (e.g. configs/quickstart.yaml)")
+    run.add_argument("config", nargs="?", help="YAML config file (e.g. configs/quickstart.yaml)")
     run.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rounds=10 clients.per_round=8")
     run.add_argument("--no-progress", action="store_true", help="no progress bars, one line per round")
+    run.add_argument("--resume", metavar="RUN_DIR", help="go on with a stopped run (runs/<name>) from its last "
+                     "completed round, with its saved config")
     run.set_defaults(func=_cmd_run)
     val = sub.add_parser("validate", help="check a config (and overrides) without running it")
     val.add_argument("config")

@@ -6,11 +6,13 @@ config -> data (load, split, partition) -> model (base + PEFT method) -> client 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -46,6 +48,7 @@ from fedpeft.privacy.accounting import calibrate
 from fedpeft.privacy.client_dp import ClientLevelDP, ClipAndNoise
 from fedpeft.privacy.dp_sgd import SampleLevelDP
 from fedpeft.runtime.attacks import Attack, choose_attackers
+from fedpeft.runtime.checkpoint import Checkpoint, restore, state_of
 from fedpeft.runtime.profiles import assign_profiles
 from fedpeft.runtime.secure_round import SecureAggregation, frac_bits_for
 from fedpeft.strategy import STRATEGIES, Strategy
@@ -216,13 +219,56 @@ def install_dp_sgd(setup: Setup) -> SampleLevelDP:
     return dp
 
 
-def run_experiment(cfg: RunConfig, progress: bool | None = None) -> dict[str, Any]:
-    """Run the configured federated job end to end; return (and save) the summary."""
+@dataclass
+class Progress:
+    """What the round loop carries from round to round (and a checkpoint saves)."""
+
+    STATE = ("ledger", "initial", "last_test", "last_clients", "accepted", "sample_eps", "seconds", "torch_rng")
+
+    ledger: dict[str, Any]
+    initial: dict[str, float]
+    last_test: dict[str, float]
+    last_clients: dict[str, Any] | None = None
+    accepted: int = 0
+    sample_eps: dict[str, float] = field(default_factory=dict)  # DP-SGD: each client's epsilon so far
+    seconds: float = 0.0  # wall time of the sessions before a resume
+    torch_rng: torch.Tensor = field(default_factory=torch.get_rng_state)
+
+
+def save_checkpoint(run: RunDir, round_: int, sim: Simulator, progress: Progress) -> None:
+    progress.torch_rng = torch.get_rng_state()
+    state = {"simulator": state_of(sim), "strategy": state_of(sim.strategy), "progress": state_of(progress),
+             "privacy": None if sim.privacy is None else state_of(sim.privacy)}
+    Checkpoint(run.path).save(round_, state, sim.client.store.take_changed())
+
+
+def load_checkpoint(run: RunDir, sim: Simulator) -> tuple[int, Progress]:
+    """Put the simulator, strategy, privacy ledger and client states back as they were after the last saved
+    round; drop the metrics of any round after it."""
+    ck = Checkpoint(run.path)
+    state = ck.load()
+    restore(sim, state["simulator"])
+    restore(sim.strategy, state["strategy"])
+    if sim.privacy is not None:
+        restore(sim.privacy, state["privacy"])
+    ck.restore_clients(sim.client.store)
+    sim.client.store.take_changed()
+    p = state["progress"]
+    progress = Progress(**{k: p[k] for k in Progress.STATE})
+    torch.set_rng_state(progress.torch_rng)
+    records = [r for r in run.read_metrics() if r["round"] <= ck.round]
+    run.write_text("metrics.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    return ck.round, progress
+
+
+def run_experiment(cfg: RunConfig, progress: bool | None = None, resume: str | Path | None = None) -> dict[str, Any]:
+    """Run the configured federated job end to end; return (and save) the summary. With ``resume`` (a run
+    folder), go on from that run's last checkpoint; ``cfg`` must then be the config saved there."""
     started = time.perf_counter()
-    run = RunDir.create(cfg)
+    run = RunDir(Path(resume)) if resume is not None else RunDir.create(cfg)
     show_bars = sys.stderr.isatty() if progress is None else progress
     say = tqdm.write if show_bars else print
-    say(f"fedpeft: run '{cfg.name}' -> {run.path}/")
+    say(f"fedpeft: run '{cfg.name}' -> {run.path}/" + (" (resuming)" if resume is not None else ""))
     setup = build(cfg)
     report_partition(setup, run)
     say(
@@ -232,13 +278,22 @@ def run_experiment(cfg: RunConfig, progress: bool | None = None) -> dict[str, An
     )
     sim = make_simulator(setup, run)
     ledger = Ledger(*count_parameters(setup.model), watts_per_core=cfg.ledger.watts_per_core)
-    start = time.perf_counter()
-    initial, _ = evaluate(setup, sim.strategy.evaluation_state())
-    ledger.seconds["evaluate"] += time.perf_counter() - start
-    run.append_metrics({"round": 0, "test": initial})
-    last_test, last_clients, accepted = initial, None, 0
-    sample_eps: dict[str, float] = {}  # DP-SGD: each client's epsilon so far
-    rounds = tqdm(range(1, cfg.rounds + 1), desc="rounds", unit="round", disable=not show_bars)
+    if resume is not None:
+        done, state = load_checkpoint(run, sim)
+        ledger = Ledger(**state.ledger)
+        if done >= cfg.rounds:
+            raise ConfigError(f"{run.path}: all {cfg.rounds} rounds already ran; its results are in summary.json")
+        say(f"fedpeft: resuming after round {done} of {cfg.rounds}")
+    else:
+        done = 0
+        start = time.perf_counter()
+        initial, _ = evaluate(setup, sim.strategy.evaluation_state())
+        ledger.seconds["evaluate"] += time.perf_counter() - start
+        run.append_metrics({"round": 0, "test": initial})
+        state = Progress(asdict(ledger), initial, initial)
+    prior = state.seconds
+    rounds = tqdm(range(done + 1, cfg.rounds + 1), desc="rounds", unit="round", disable=not show_bars,
+                  initial=done, total=cfg.rounds)
     for r in rounds:
         clients_bar = tqdm(total=min(cfg.clients.per_round, len(setup.client_data)), desc=f"round {r} clients",
                            unit="client", leave=False, disable=not show_bars)
@@ -252,7 +307,7 @@ def run_experiment(cfg: RunConfig, progress: bool | None = None) -> dict[str, An
             if r == cfg.rounds and clients is not None:
                 clients["personalised"] = evaluate_personalised(setup, sim, r)
             eval_s = time.perf_counter() - start
-            last_test, last_clients = test, clients
+            state.last_test, state.last_clients = test, clients
         for cost in outcome.clients.values():
             if "cpu_seconds" in cost:
                 cost["energy_wh_estimate"] = ledger.energy_wh_of(cost["cpu_seconds"])
@@ -263,18 +318,22 @@ def run_experiment(cfg: RunConfig, progress: bool | None = None) -> dict[str, An
             dropped=len(outcome.dropped), late=len(outcome.late), simulated_seconds=outcome.simulated_seconds,
             clients=outcome.clients,
         )
-        accepted += len(outcome.accepted)
+        state.accepted += len(outcome.accepted)
         record = round_record(outcome, test, clients, eval_s)
         if sim.privacy is not None:
             record["privacy"] = {"epsilon": sim.privacy.epsilon, "clip": sim.privacy.clip}
-        sample_eps.update({c: v["dp_epsilon"] for c, v in outcome.clients.items() if "dp_epsilon" in v})
+        state.sample_eps.update({c: v["dp_epsilon"] for c, v in outcome.clients.items() if "dp_epsilon" in v})
         if sim.client.trainer.dp is not None:
-            record["dp_sgd"] = {"max_client_epsilon": max(sample_eps.values(), default=0.0)}
+            record["dp_sgd"] = {"max_client_epsilon": max(state.sample_eps.values(), default=0.0)}
         run.append_metrics(record)
+        if cfg.output.checkpoint:
+            state.ledger, state.seconds = asdict(ledger), prior + time.perf_counter() - started
+            save_checkpoint(run, r, sim, state)
         say(round_line(outcome, test))
-        rounds.set_postfix(acc=f"{last_test['accuracy']:.3f}")
+        rounds.set_postfix(acc=f"{state.last_test['accuracy']:.3f}")
     rounds.close()
-    summary = finish(setup, sim, run, ledger, initial, last_test, last_clients, accepted, started, sample_eps)
+    state.seconds = prior
+    summary = finish(setup, sim, run, ledger, state, started)
     say(summary_text(summary))
     return summary
 
@@ -331,11 +390,8 @@ def report_partition(setup: Setup, run: RunDir) -> None:
         plot_partition(hist, setup.train.label_names, run.path / "partition.png")
 
 
-def finish(
-    setup: Setup, sim: Simulator, run: RunDir, ledger: Ledger, initial: dict[str, float],
-    final: dict[str, float], clients: dict[str, Any] | None, accepted: int, started: float,
-    sample_eps: dict[str, float],
-) -> dict[str, Any]:
+def finish(setup: Setup, sim: Simulator, run: RunDir, ledger: Ledger, state: Progress, started: float
+           ) -> dict[str, Any]:
     cfg = setup.cfg
     setup.trainable.load(sim.strategy.evaluation_state())
     if cfg.output.save_adapter:
@@ -353,11 +409,11 @@ def finish(
         "run_dir": str(run.path),
         "rounds": cfg.rounds,
         "clients_per_round": min(cfg.clients.per_round, len(sizes)),
-        "updates_accepted": accepted,
-        "wall_seconds": time.perf_counter() - started,
-        "initial": initial,
-        "final": final,
-        "per_client": None if clients is None else _without_by_client(clients),
+        "updates_accepted": state.accepted,
+        "wall_seconds": state.seconds + time.perf_counter() - started,
+        "initial": state.initial,
+        "final": state.last_test,
+        "per_client": None if state.last_clients is None else _without_by_client(state.last_clients),
         "data": {
             "dataset": cfg.data.dataset,
             "train_examples": len(setup.train),
@@ -373,7 +429,7 @@ def finish(
             "client_dp": cfg.privacy.client_dp, "noise_multiplier": sim.privacy.noise_multiplier,
             "clip": sim.privacy.clip, "epsilon": sim.privacy.epsilon, "delta": sim.privacy.ledger.delta,
         },
-        "dp_sgd": dp_sgd_summary(sim.client.trainer.dp, sample_eps),
+        "dp_sgd": dp_sgd_summary(sim.client.trainer.dp, state.sample_eps),
         "secure_aggregation": None if sim.secure is None else {
             "threshold": sim.secure.threshold, "bound": sim.secure.bound, "frac_bits": frac_bits_for(sim.secure.bound),
             "clients_needed": sim.secure.clients_needed(min(cfg.clients.per_round, len(sizes))),

@@ -31,6 +31,7 @@ class ClientStateStore:
         self._memory: OrderedDict[str, TensorDict] = OrderedDict()
         self._on_disk: set[str] = set()
         self._bytes = 0
+        self.changed: set[str] = set()  # clients put since the last ``take_changed`` (for checkpoints)
 
     def __contains__(self, client_id: str) -> bool:
         return client_id in self._memory or client_id in self._on_disk
@@ -50,7 +51,14 @@ class ClientStateStore:
             return load_file(str(self._path(client_id)))
         return None
 
+    def take_changed(self) -> dict[str, TensorDict]:
+        """The states of the clients put since the last call."""
+        out = {cid: self.get(cid) or {} for cid in sorted(self.changed)}
+        self.changed.clear()
+        return out
+
     def put(self, client_id: str, state: TensorDict) -> None:
+        self.changed.add(client_id)
         old = self._memory.pop(client_id, None)
         if old is not None:
             self._bytes -= nbytes(old)

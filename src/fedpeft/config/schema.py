@@ -278,6 +278,8 @@ class OutputConfig(Section):
     overwrite: bool = Field(False, description="reuse runs/<name> instead of picking a fresh suffix")
     save_adapter: bool = True
     plot: bool = True
+    checkpoint: bool = Field(True, description="save a checkpoint after every round, so that `fedpeft run "
+                             "--resume runs/<name>` goes on after a crash")
 
 
 class RunConfig(Section):

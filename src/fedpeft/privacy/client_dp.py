@@ -71,6 +71,8 @@ class ClientLevelDP:
         [0.6000000238418579, 0.800000011920929]
     """
 
+    STATE = ("clip", "participations", "_draws", "accounting")  # what a round checkpoint saves
+
     def __init__(
         self,
         strategy: Strategy,
@@ -85,19 +87,37 @@ class ClientLevelDP:
         clip_lr: float = 0.2,
         seed: int = 0,
     ) -> None:
-        self.strategy, self.clip, self.mode = strategy, clip, mode
+        self.strategy, self.mode = strategy, mode
         self.adaptive, self.target_quantile, self.clip_lr = adaptive, target_quantile, clip_lr
         self.sample_rate, self.seed = sample_rate, seed
         self.noise_multiplier = noise_multiplier
         self.ledger = PrivacyLedger(delta)
         self.participations: dict[str, int] = {}
         self._draws = 0  # calls of ``mean`` so far: each draws fresh, seeded noise
-        # central: re-clip on receipt (a client that skipped clipping must not raise the sensitivity); local:
-        # updates arrive noised on purpose, and re-clipping them would shrink signal and noise alike
-        strategy.norm_bound = clip if mode == "central" else None
-        strategy.client_config[CLIP_KEY] = clip
+        self.clip = clip
         strategy.mean = self.mean
         strategy.round_hooks.append(self.end_round)
+
+    @property
+    def clip(self) -> float:
+        return self._clip
+
+    @clip.setter
+    def clip(self, value: float) -> None:
+        """Sent to every client; central mode also re-clips on receipt (a client that skipped clipping must not
+        raise the sensitivity). Local updates arrive noised on purpose: re-clipping would shrink the noise."""
+        self._clip = value
+        self.strategy.norm_bound = value if self.mode == "central" else None
+        self.strategy.client_config[CLIP_KEY] = value
+
+    @property
+    def accounting(self) -> list[tuple[float, float, int]]:
+        """The accountant's history: (noise multiplier, sample rate, steps) per release."""
+        return list(self.ledger.accountant.history)
+
+    @accounting.setter
+    def accounting(self, history: list[list[float]]) -> None:
+        self.ledger.accountant.history = [(float(z), float(q), int(s)) for z, q, s in history]
 
     def update_noise(self, count: int) -> float:
         """The noise multiplier on the updates: with adaptive clipping part of the budget goes to the count
@@ -135,8 +155,6 @@ class ClientLevelDP:
             if self.noise_multiplier > 0:
                 below += float(gaussian(torch.Size([]), len(updates) / 20, [self.seed, round_, 0xB1]))
             self.clip *= math.exp(-self.clip_lr * (below / len(updates) - self.target_quantile))
-            self.strategy.norm_bound = self.clip
-            self.strategy.client_config[CLIP_KEY] = self.clip
 
     @property
     def epsilon(self) -> float:

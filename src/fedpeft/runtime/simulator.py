@@ -12,7 +12,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import numpy as np
 
@@ -74,6 +74,25 @@ class Simulator:
             strategy.keep_past = self.participation.max_staleness
         client.plugins = strategy.client_plugins()
         self.pending: list[tuple[int, ClientUpdate]] = []  # (round it arrives, late update)
+
+    STATE = ("rng_state", "late_updates")  # what a round checkpoint saves (with the strategy's STATE)
+
+    @property
+    def rng_state(self) -> dict:
+        return dict(self.rng.bit_generator.state)
+
+    @rng_state.setter
+    def rng_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state
+
+    @property
+    def late_updates(self) -> list[dict]:
+        """The stragglers' updates waiting for a later round, as plain data."""
+        return [{"due": due, **{f.name: getattr(u, f.name) for f in fields(u)}} for due, u in self.pending]
+
+    @late_updates.setter
+    def late_updates(self, value: list[dict]) -> None:
+        self.pending = [(int(v.pop("due")), ClientUpdate(**{**v, "members": tuple(v["members"])})) for v in value]
 
     @property
     def global_state(self) -> TensorDict:

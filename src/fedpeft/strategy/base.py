@@ -109,6 +109,8 @@ class Strategy:
         [2.0]
     """
 
+    STATE: tuple[str, ...] = ("global_state", "_past")  # what a round checkpoint saves (runtime/checkpoint.py)
+
     personal_names: frozenset[str] = frozenset()  # trainable tensors that stay on clients
 
     def __init__(self, per_round: int, server_lr: float = 1.0) -> None:

@@ -88,12 +88,33 @@ class FLora(FedAvg):
         0
     """
 
+    STATE = (*FedAvg.STATE, "version", "history", "synced", "merged")
+
     def __init__(self, per_round: int, model: nn.Module | None, server_lr: float = 1.0) -> None:
         super().__init__(per_round, server_lr)
         self.model = model
         self.version = 0
         self.history: list[TensorDict] = []  # the stack of each merged round
         self.synced: dict[str, int] = {}  # the version each client's copy is at
+
+    @property
+    def merged(self) -> dict[str, object]:
+        """The (shared) model's base weights with every stack merged so far, and their version."""
+        if self.model is None:
+            return {}
+        weights = {p.module: _layer(self.model, p.module).get_base_layer().weight for p in self.pairs}
+        return {"version": _version(self.model), "weights": weights}
+
+    @merged.setter
+    @torch.no_grad()
+    def merged(self, value: dict[str, object]) -> None:
+        if self.model is None or not value:
+            return
+        weights = value["weights"]
+        assert isinstance(weights, dict)
+        for p in self.pairs:
+            _layer(self.model, p.module).get_base_layer().weight.copy_(weights[p.module])
+        self.model._flora_version = value["version"]  # type: ignore[assignment]
 
     def downlink(self, round_: int, client_id: str) -> tuple[TensorDict, dict[str, Scalar]]:
         tensors, config = super().downlink(round_, client_id)

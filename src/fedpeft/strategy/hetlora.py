@@ -28,6 +28,8 @@ class HetLora(FedAvg):
         True
     """
 
+    STATE = (*FedAvg.STATE, "pruned")
+
     def __init__(self, per_round: int, server_lr: float = 1.0, self_prune: bool = False, gamma: float = 0.9,
                  lam: float = 1e-3, min_rank: int = 1) -> None:
         super().__init__(per_round, server_lr)

@@ -30,6 +30,8 @@ class Scaffold(FedAvg):
         [1.5]
     """
 
+    STATE = (*FedAvg.STATE, "control")
+
     def initialize(self, state: TensorDict, ranks: Mapping[str, int] | None = None,
                    num_clients: int | None = None) -> None:
         if ranks:

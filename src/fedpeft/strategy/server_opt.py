@@ -26,6 +26,8 @@ class FedAvgM(FedAvg):
         [2.5]
     """
 
+    STATE = (*FedAvg.STATE, "velocity")
+
     def __init__(self, per_round: int, momentum: float, server_lr: float = 1.0) -> None:
         super().__init__(per_round, server_lr)
         self.momentum = momentum
@@ -47,6 +49,8 @@ class FedOpt(FedAvg):
         >>> s.aggregate(1, {"w": torch.zeros(1)}, [ClientUpdate("a", {"w": torch.tensor([-4.0])}, 1)])["w"]
         tensor([-0.1000])
     """
+
+    STATE = (*FedAvg.STATE, "m", "v")
 
     def __init__(
         self, per_round: int, rule: Literal["adam", "yogi", "adagrad"], server_lr: float = 0.01,
