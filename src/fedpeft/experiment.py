@@ -43,10 +43,10 @@ from fedpeft.model.prefix_cache import PrefixCache, frozen_prefix_depth
 from fedpeft.pipeline.compression import UpdatePipeline
 from fedpeft.report import Ledger, RunDir, summary_text
 from fedpeft.report.plots import plot_curves, plot_partition
-from fedpeft.runtime import RoundOutcome, Simulator
 from fedpeft.privacy.accounting import calibrate
 from fedpeft.privacy.client_dp import ClientLevelDP, ClipAndNoise
 from fedpeft.privacy.dp_sgd import SampleLevelDP
+from fedpeft.runtime import RoundOutcome, Simulator
 from fedpeft.runtime.attacks import Attack, choose_attackers
 from fedpeft.runtime.checkpoint import Checkpoint, restore, state_of
 from fedpeft.runtime.profiles import assign_profiles

@@ -105,7 +105,7 @@ class FlopCounter:
 class _Measure:
     def __init__(self, counter: FlopCounter, units: int) -> None:
         self.counter, self.units = counter, units
-        self.mode = None if counter.settled else FlopCounterMode(display=False)
+        self.mode = None if counter.settled or units == 0 else FlopCounterMode(display=False)  # 0: empty batch
 
     def __enter__(self) -> None:
         if self.mode is not None:

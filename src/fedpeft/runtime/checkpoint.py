@@ -113,8 +113,8 @@ class Checkpoint:
     def load(self) -> dict[str, Any]:
         path = self.folder / "state.json"
         if not path.exists():
-            raise CheckpointError(f"{self.folder}: no checkpoint (the run stopped before its first round ended); "
-                                  "start it again without --resume")
+            raise CheckpointError(f"{self.folder}: no checkpoint (the run stopped before its first round ended, "
+                                  "or ran with output.checkpoint: false); start it again without --resume")
         meta = json.loads(path.read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT:
             raise CheckpointError(f"{path}: not a {FORMAT} checkpoint")

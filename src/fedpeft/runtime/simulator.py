@@ -21,10 +21,10 @@ from fedpeft.config.schema import ParticipationConfig
 from fedpeft.errors import InvalidUpdate
 from fedpeft.model.state import TensorDict
 from fedpeft.privacy.client_dp import ClientLevelDP
+from fedpeft.privacy.secagg import SecAggError
 from fedpeft.runtime.base import RoundOutcome
 from fedpeft.runtime.profiles import ClientProfile
 from fedpeft.runtime.secure_round import SecureAggregation, SecureRound
-from fedpeft.privacy.secagg import SecAggError
 from fedpeft.strategy.base import ClientUpdate, Strategy, update_norm
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,8 @@ class Simulator:
         >>> sim = Simulator(client, FedAvg(per_round=4), client_ids, initial_state, seed=0)  # doctest: +SKIP
         >>> outcome = sim.run_round(1); outcome.bytes_up  # doctest: +SKIP
     """
+
+    STATE = ("rng_state", "late_updates")  # what a round checkpoint saves (with the strategy's STATE)
 
     def __init__(
         self,
@@ -74,8 +76,6 @@ class Simulator:
             strategy.keep_past = self.participation.max_staleness
         client.plugins = strategy.client_plugins()
         self.pending: list[tuple[int, ClientUpdate]] = []  # (round it arrives, late update)
-
-    STATE = ("rng_state", "late_updates")  # what a round checkpoint saves (with the strategy's STATE)
 
     @property
     def rng_state(self) -> dict:
