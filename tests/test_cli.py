@@ -1,6 +1,7 @@
 import json
 from pathlib import Path
 
+import pytest
 import yaml
 
 from fedpeft.cli import main
@@ -27,11 +28,13 @@ def test_datasets_and_methods_list_registered_names(capsys) -> None:  # type: ig
 def test_run_from_yaml_with_overrides(tiny_config: dict, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config))
-    assert main(["run", str(cfg), "rounds=1", "--no-progress"]) == 0
+    assert main(["run", str(cfg), "rounds=1", "--no-progress", "clients.per_round=2"]) == 0  # options anywhere
     out = capsys.readouterr().out
     assert "round   1:" in out and "finished in" in out and "test accuracy" in out
     summary = json.loads(next(Path(tiny_config["output"]["dir"]).glob("*/summary.json")).read_text())
-    assert summary["rounds"] == 1
+    assert summary["rounds"] == 1 and summary["clients_per_round"] == 2
+    with pytest.raises(SystemExit):
+        main(["run", str(cfg), "--no-progress", "--bogus"])
 
 
 def test_missing_config_file_exits_2(capsys) -> None:  # type: ignore[no-untyped-def]

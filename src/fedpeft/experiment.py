@@ -24,7 +24,6 @@ from fedpeft.client import ClientStateStore, FederatedClient, LocalTrainer
 from fedpeft.config.schema import RunConfig
 from fedpeft.data import (
     Partition,
-    TextDataset,
     TokenizedDataset,
     load_dataset,
     local_holdout,
@@ -32,8 +31,11 @@ from fedpeft.data import (
     tokenize,
     train_test_split,
 )
+from fedpeft.data.dataset import Examples, ImageDataset
+from fedpeft.data.images import PixelDataset, to_pixels
 from fedpeft.errors import ConfigError
 from fedpeft.evaluation import metrics, per_client_metrics, predict
+from fedpeft.evaluation.classification import class_report
 from fedpeft.evaluation.personalised import needs_personalisation, personalised_metrics, spread
 from fedpeft.methods import METHODS
 from fedpeft.methods.configured import apply_configured
@@ -42,7 +44,7 @@ from fedpeft.model.load import infer_task, load_model
 from fedpeft.model.prefix_cache import PrefixCache, frozen_prefix_depth
 from fedpeft.pipeline.compression import UpdatePipeline
 from fedpeft.report import Ledger, RunDir, summary_text
-from fedpeft.report.plots import plot_curves, plot_partition
+from fedpeft.report.plots import plot_confusion, plot_curves, plot_partition
 from fedpeft.privacy.accounting import calibrate
 from fedpeft.privacy.client_dp import ClientLevelDP, ClipAndNoise
 from fedpeft.privacy.dp_sgd import SampleLevelDP
@@ -55,6 +57,7 @@ from fedpeft.strategy import STRATEGIES, Strategy
 from fedpeft.strategy.robust import make_aggregator
 
 log = logging.getLogger("fedpeft")
+Inputs = TokenizedDataset | PixelDataset  # what the model reads, per example
 
 
 @dataclass
@@ -62,18 +65,20 @@ class Setup:
     """Everything built from a config before the first round (shared by runs and benchmarks)."""
 
     cfg: RunConfig
-    train: TextDataset
-    test: TextDataset
+    task: str
+    train: Examples
+    test: Examples
     partition: Partition
     model: nn.Module
     tokenizer: Any
     trainable: TrainableState
-    client_data: dict[str, TokenizedDataset]
-    test_data: TokenizedDataset
-    local_test: TokenizedDataset | None
+    client_data: dict[str, Inputs]
+    test_data: Inputs
+    local_test: Inputs | None
     local_groups: list[tuple[str, np.ndarray]]
     method_setup: dict[str, Any]
     prefix_cache: PrefixCache | None = None
+    classes: dict[str, Any] | None = None  # per-class recall and confusion matrix of the latest evaluation
 
 
 def configure_torch(cfg: RunConfig) -> None:
@@ -86,13 +91,18 @@ def build(cfg: RunConfig) -> Setup:
     """Load and split the data, partition it, and build the shared model with the PEFT method applied."""
     configure_torch(cfg)
     task = infer_task(cfg.model.name)
-    if task != "sequence_classification":
+    if task == "causal_lm":
         raise ConfigError(
-            f"model.name={cfg.model.name!r} is a {task} model, and `fedpeft run` trains text classifiers so "
-            "far; pick a text encoder (e.g. model.name=minilm) or drive the model through the Python API "
-            "(fedpeft.model.load_model, fedpeft.methods.METHODS)"
+            f"model.name={cfg.model.name!r} is a causal LM, and `fedpeft run` trains text and image classifiers "
+            "so far; drive the model through the Python API (fedpeft.model.load_model, fedpeft.methods.METHODS)"
         )
     dataset = load_dataset(cfg.data)
+    holds = "image_classification" if isinstance(dataset, ImageDataset) else "sequence_classification"
+    if holds != task:
+        what = "images" if holds == "image_classification" else "texts"
+        fix = "mobilenet_v2" if holds == "image_classification" else "minilm"
+        raise ConfigError(f"data.dataset={cfg.data.dataset} holds {what}, but model.name={cfg.model.name!r} is a "
+                          f"{task.replace('_', ' ')} model: set model.name={fix} (or a matching model)")
     train, test = train_test_split(dataset, cfg.data, cfg.seed)
     parts = partition(train.labels, train.groups, cfg.partition, cfg.seed)
     train_idx, local_idx = local_holdout(parts.indices, cfg.data.local_test_fraction, cfg.seed)
@@ -105,7 +115,7 @@ def build(cfg: RunConfig) -> Setup:
         trust_remote_code=cfg.model.trust_remote_code,
         num_layers=cfg.model.num_layers,
     )
-    tokens = tokenize(train, tokenizer, cfg.data.max_length)
+    tokens = model_inputs(train, tokenizer, cfg)
     client_data = {cid: tokens.subset(idx) for cid, idx in zip(parts.client_ids, train_idx)}
     model, method_setup = apply_configured(cfg, model, task, client_data)
     prepare = STRATEGIES.get(cfg.strategy.name).prepare_model
@@ -120,16 +130,26 @@ def build(cfg: RunConfig) -> Setup:
         offsets = np.cumsum([0] + [len(i) for i in local_idx])
         groups = [(cid, np.arange(offsets[k], offsets[k + 1])) for k, cid in enumerate(parts.client_ids)]
     return Setup(
-        cfg, train, test, Partition(parts.client_ids, train_idx), model, tokenizer, trainable,
-        client_data, tokenize(test, tokenizer, cfg.data.max_length), local_test, groups, method_setup, cache,
+        cfg, task, train, test, Partition(parts.client_ids, train_idx), model, tokenizer, trainable,
+        client_data, model_inputs(test, tokenizer, cfg), local_test, groups, method_setup, cache,
     )
 
 
+def model_inputs(examples: Examples, tokenizer: Any, cfg: RunConfig) -> Inputs:
+    """Token ids for texts, resized pixels for images: computed once, batched by index later."""
+    if isinstance(examples, ImageDataset):
+        return to_pixels(examples, cfg.data.image_size)
+    return tokenize(examples, tokenizer, cfg.data.max_length)
+
+
 def evaluate(setup: Setup, state: dict[str, torch.Tensor]) -> tuple[dict[str, float], dict[str, Any] | None]:
-    """Central test metrics of ``state``, and per-client metrics on local held-out examples if configured."""
+    """Central test metrics of ``state``, and per-client metrics on local held-out examples if configured.
+    The per-class recall and confusion matrix of the latest evaluation are kept in ``setup.classes``."""
     setup.trainable.load(state)
     num_labels = setup.train.num_labels
-    central = metrics(predict(setup.model, setup.test_data, setup.cfg.eval.batch_size), num_labels)
+    pred = predict(setup.model, setup.test_data, setup.cfg.eval.batch_size)
+    setup.classes = class_report(pred, setup.train.label_names)
+    central = metrics(pred, num_labels)
     if setup.local_test is None:
         return central, None
     pred = predict(setup.model, setup.local_test, setup.cfg.eval.batch_size)
@@ -396,11 +416,13 @@ def finish(setup: Setup, sim: Simulator, run: RunDir, ledger: Ledger, state: Pro
     setup.trainable.load(sim.strategy.evaluation_state())
     if cfg.output.save_adapter:
         folder = run.path / "adapter"
-        METHODS.get(cfg.peft.method).save(setup.model, folder, cfg.peft, "sequence_classification")
+        METHODS.get(cfg.peft.method).save(setup.model, folder, cfg.peft, setup.task)
         sim.strategy.export(folder)
-        setup.tokenizer.save_pretrained(str(folder))
+        if setup.tokenizer is not None:
+            setup.tokenizer.save_pretrained(str(folder))
         run.write_json("adapter/fedpeft.json", {
-            "method": cfg.peft.method, "model": cfg.model.name, "label_names": setup.train.label_names,
+            "method": cfg.peft.method, "model": cfg.model.name, "task": setup.task,
+            "label_names": setup.train.label_names,
         })
     sizes = np.array(setup.partition.sizes())
     counts = np.bincount(setup.test.labels, minlength=setup.test.num_labels)
@@ -414,6 +436,7 @@ def finish(setup: Setup, sim: Simulator, run: RunDir, ledger: Ledger, state: Pro
         "initial": state.initial,
         "final": state.last_test,
         "per_client": None if state.last_clients is None else _without_by_client(state.last_clients),
+        "classes": setup.classes,
         "data": {
             "dataset": cfg.data.dataset,
             "train_examples": len(setup.train),
@@ -447,6 +470,9 @@ def finish(setup: Setup, sim: Simulator, run: RunDir, ledger: Ledger, state: Pro
         "ledger": ledger.totals(),
         "outputs": (["curves.png"] if cfg.output.plot else []) + (["adapter/"] if cfg.output.save_adapter else []),
     }
+    if cfg.output.plot and setup.classes is not None:
+        plot_confusion(setup.classes, run.path / "confusion.png")
+        summary["outputs"].insert(1, "confusion.png")
     run.write_json("summary.json", summary)
     if cfg.output.plot:
         plot_curves(run.read_metrics(), run.path / "curves.png", summary["data"]["majority_baseline"])

@@ -55,6 +55,7 @@ class DataConfig(Section):
         0.0, ge=0.0, lt=1.0, description="held out from each client's data for per-client evaluation"
     )
     max_length: int = Field(128, ge=4, le=8192, description="tokens per example after truncation")
+    image_size: int = Field(32, ge=8, le=512, description="side images are resized to (image datasets)")
 
     @model_validator(mode="after")
     def _source_fields(self) -> DataConfig:

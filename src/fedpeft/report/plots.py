@@ -67,3 +67,29 @@ def plot_partition(
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_confusion(report: dict[str, Any], path: Path) -> Path:
+    """The confusion matrix as shares of each true class (rows), with each class's recall on the diagonal."""
+    plt = _pyplot()
+    cm = np.asarray(report["confusion"], dtype=np.float64)
+    share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    names = report["labels"]
+    side = max(3.5, 0.45 * len(names) + 1.5)
+    fig, ax = plt.subplots(figsize=(side + 1, side))
+    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    if len(names) <= 20:
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
+                        color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=90 if len(names) > 6 else 0, fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("test confusion matrix (counts; colour = share of the true class)")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -46,6 +46,15 @@ def summary_text(summary: dict[str, Any]) -> str:
         f"  Quality: test accuracy {before}{q['accuracy']:.3f}, macro-F1 {q['macro_f1']:.3f}, loss "
         f"{q['loss']:.3f}; majority-class baseline {d['majority_baseline']:.3f}."
     )
+    classes = summary.get("classes")
+    if classes:
+        recall = sorted(((r, n) for n, r in classes["recall"].items() if r == r), key=lambda x: x[0])
+        shown = recall if len(recall) <= 4 else recall[:3]
+        what = "per class" if len(recall) <= 4 else "lowest"
+        lines.append(f"  Recall:  {what} " + ", ".join(f"{n} {r:.2f}" for r, n in shown)
+                     + ("" if len(recall) <= 4 else f"; highest {recall[-1][1]} {recall[-1][0]:.2f}")
+                     + " (confusion matrix in summary.json" + (", confusion.png)" if "confusion.png" in
+                                                               summary.get("outputs", []) else ")"))
     strategy = summary.get("strategy") or {}
     if strategy.get("name", "fedavg") != "fedavg" or strategy.get("ranks"):
         ranks = strategy.get("ranks")
@@ -76,7 +85,7 @@ def summary_text(summary: dict[str, Any]) -> str:
     if c.get("flops"):
         lines.append(
             f"  Compute: local training {c['flops'] / 1e12:.2f} TFLOPs and {c['energy_wh_estimate']:.2f} Wh "
-            f"(estimates: counted FLOPs per token, CPU time x {c['watts_per_core']:g} W per core); "
+            f"(estimates: counted FLOPs per token or image, CPU time x {c['watts_per_core']:g} W per core); "
             f"peak memory while a client trained {c['peak_client_mb'] / 1024:.2f} GiB."
         )
     dp = summary.get("privacy")
