@@ -168,5 +168,5 @@ def test_cut_down_model_and_non_text_models_in_run(tiny_config: dict) -> None:
     from fedpeft.model.anatomy import body_blocks
 
     assert len(body_blocks(setup.model)[1]) == 1
-    with pytest.raises(ConfigError, match="is a causal LM"):
+    with pytest.raises(ConfigError, match="holds labelled texts, but model.name=.smollm2. is a causal lm model: set model.name=minilm"):
         build(load_config(tiny_config, ["model.name=smollm2"]))

@@ -31,11 +31,14 @@ from fedpeft.data import (
     tokenize,
     train_test_split,
 )
-from fedpeft.data.dataset import Examples, ImageDataset
+from fedpeft.data.batching import CausalLMDataset
+from fedpeft.data.chat import encode_chat, encode_text, prompt_ids
+from fedpeft.data.dataset import Examples, GenerationDataset, ImageDataset, TextDataset
 from fedpeft.data.images import PixelDataset, to_pixels
 from fedpeft.errors import ConfigError
 from fedpeft.evaluation import metrics, per_client_metrics, predict
 from fedpeft.evaluation.classification import class_report
+from fedpeft.evaluation.generative import exact_match, greedy_answers, perplexity, rouge_l
 from fedpeft.evaluation.personalised import needs_personalisation, personalised_metrics, spread
 from fedpeft.methods import METHODS
 from fedpeft.methods.configured import apply_configured
@@ -57,7 +60,12 @@ from fedpeft.strategy import STRATEGIES, Strategy
 from fedpeft.strategy.robust import make_aggregator
 
 log = logging.getLogger("fedpeft")
-Inputs = TokenizedDataset | PixelDataset  # what the model reads, per example
+Inputs = TokenizedDataset | PixelDataset | CausalLMDataset  # what the model reads, per example
+KINDS = {  # what a dataset holds: (the model task it needs, in words, a packaged model that reads it)
+    TextDataset: ("sequence_classification", "labelled texts", "minilm"),
+    ImageDataset: ("image_classification", "images", "mobilenet_v2"),
+    GenerationDataset: ("causal_lm", "texts for a language model", "smollm2"),
+}
 
 
 @dataclass
@@ -79,6 +87,7 @@ class Setup:
     method_setup: dict[str, Any]
     prefix_cache: PrefixCache | None = None
     classes: dict[str, Any] | None = None  # per-class recall and confusion matrix of the latest evaluation
+    samples: list[dict[str, str]] | None = None  # a few greedy answers of the latest evaluation (causal LMs)
 
 
 def configure_torch(cfg: RunConfig) -> None:
@@ -91,16 +100,9 @@ def build(cfg: RunConfig) -> Setup:
     """Load and split the data, partition it, and build the shared model with the PEFT method applied."""
     configure_torch(cfg)
     task = infer_task(cfg.model.name)
-    if task == "causal_lm":
-        raise ConfigError(
-            f"model.name={cfg.model.name!r} is a causal LM, and `fedpeft run` trains text and image classifiers "
-            "so far; drive the model through the Python API (fedpeft.model.load_model, fedpeft.methods.METHODS)"
-        )
     dataset = load_dataset(cfg.data)
-    holds = "image_classification" if isinstance(dataset, ImageDataset) else "sequence_classification"
+    holds, what, fix = KINDS[type(dataset)]
     if holds != task:
-        what = "images" if holds == "image_classification" else "texts"
-        fix = "mobilenet_v2" if holds == "image_classification" else "minilm"
         raise ConfigError(f"data.dataset={cfg.data.dataset} holds {what}, but model.name={cfg.model.name!r} is a "
                           f"{task.replace('_', ' ')} model: set model.name={fix} (or a matching model)")
     train, test = train_test_split(dataset, cfg.data, cfg.seed)
@@ -139,6 +141,10 @@ def model_inputs(examples: Examples, tokenizer: Any, cfg: RunConfig) -> Inputs:
     """Token ids for texts, resized pixels for images: computed once, batched by index later."""
     if isinstance(examples, ImageDataset):
         return to_pixels(examples, cfg.data.image_size)
+    if isinstance(examples, GenerationDataset):
+        if examples.targets is None:
+            return encode_text(tokenizer, examples.texts, cfg.data.max_length)
+        return encode_chat(tokenizer, examples.texts, examples.targets, cfg.data.max_length)
     return tokenize(examples, tokenizer, cfg.data.max_length)
 
 
@@ -146,23 +152,54 @@ def evaluate(setup: Setup, state: dict[str, torch.Tensor]) -> tuple[dict[str, fl
     """Central test metrics of ``state``, and per-client metrics on local held-out examples if configured.
     The per-class recall and confusion matrix of the latest evaluation are kept in ``setup.classes``."""
     setup.trainable.load(state)
+    if setup.task == "causal_lm":
+        return evaluate_generation(setup)
     num_labels = setup.train.num_labels
+    assert not isinstance(setup.test_data, CausalLMDataset)
     pred = predict(setup.model, setup.test_data, setup.cfg.eval.batch_size)
     setup.classes = class_report(pred, setup.train.label_names)
     central = metrics(pred, num_labels)
     if setup.local_test is None:
         return central, None
+    assert not isinstance(setup.local_test, CausalLMDataset)
     pred = predict(setup.model, setup.local_test, setup.cfg.eval.batch_size)
     clients = per_client_metrics(pred, setup.local_groups, num_labels)
     return central, {**spread(clients), "by_client": clients}
+
+
+def evaluate_generation(setup: Setup) -> tuple[dict[str, float], dict[str, Any] | None]:
+    """Perplexity on the held-out texts; with answers, greedy answers to the first ``eval.generate_examples``
+    held-out prompts scored by ROUGE-L and exact match (a few kept in ``setup.samples``); per-client
+    perplexity on local held-out examples if configured."""
+    cfg, test = setup.cfg.eval, setup.test
+    assert isinstance(setup.test_data, CausalLMDataset) and isinstance(test, GenerationDataset)
+    central = {**perplexity(setup.model, setup.test_data, cfg.batch_size), "examples": float(len(test))}
+    n = min(cfg.generate_examples, len(test))
+    if test.targets is not None and n:
+        prompts = [prompt_ids(setup.tokenizer, q) for q in test.texts[:n]]
+        answers = greedy_answers(setup.model, setup.tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
+                                 batch_size=min(cfg.batch_size, 16))
+        central["answered"] = float(n)
+        central["rouge_l"] = rouge_l(answers, test.targets[:n])
+        central["exact_match"] = exact_match(answers, test.targets[:n])
+        setup.samples = [{"prompt": q, "reference": r, "answer": a}
+                         for q, r, a in list(zip(test.texts, test.targets, answers))[:3]]
+    if setup.local_test is None:
+        return central, None
+    assert isinstance(setup.local_test, CausalLMDataset)
+    clients = {cid: perplexity(setup.model, setup.local_test.subset(idx), cfg.batch_size)
+               for cid, idx in setup.local_groups if len(idx)}
+    return central, {**spread(clients, "perplexity"), "by_client": clients}
 
 
 def evaluate_personalised(setup: Setup, sim: Simulator, round_: int) -> dict[str, Any] | None:
     """Per-client metrics of each client's own model (rank, personal tensors, local fine-tuning), if any
     differs from the global one."""
     cfg = setup.cfg
-    if setup.local_test is None or not needs_personalisation(sim.client, cfg.eval.finetune_steps):
+    if setup.local_test is None or setup.task == "causal_lm" or not needs_personalisation(
+            sim.client, cfg.eval.finetune_steps):
         return None
+    assert not isinstance(setup.local_test, CausalLMDataset)
     clients = personalised_metrics(
         sim.client, sim.strategy.evaluation_state(), setup.local_groups, setup.local_test,
         rank_of=sim.strategy.rank, finetune_steps=cfg.eval.finetune_steps, round_=round_,
@@ -243,7 +280,8 @@ def install_dp_sgd(setup: Setup) -> SampleLevelDP:
 class Progress:
     """What the round loop carries from round to round (and a checkpoint saves)."""
 
-    STATE = ("ledger", "initial", "last_test", "last_clients", "accepted", "sample_eps", "seconds", "torch_rng")
+    STATE = ("ledger", "initial", "last_test", "last_clients", "accepted", "sample_eps", "seconds", "torch_rng",
+             "samples_before")
 
     ledger: dict[str, Any]
     initial: dict[str, float]
@@ -253,6 +291,7 @@ class Progress:
     sample_eps: dict[str, float] = field(default_factory=dict)  # DP-SGD: each client's epsilon so far
     seconds: float = 0.0  # wall time of the sessions before a resume
     torch_rng: torch.Tensor = field(default_factory=torch.get_rng_state)
+    samples_before: list[dict[str, str]] | None = None  # greedy answers before training (causal LMs)
 
 
 def save_checkpoint(run: RunDir, round_: int, sim: Simulator, progress: Progress) -> None:
@@ -310,7 +349,7 @@ def run_experiment(cfg: RunConfig, progress: bool | None = None, resume: str | P
         initial, _ = evaluate(setup, sim.strategy.evaluation_state())
         ledger.seconds["evaluate"] += time.perf_counter() - start
         run.append_metrics({"round": 0, "test": initial})
-        state = Progress(asdict(ledger), initial, initial)
+        state = Progress(asdict(ledger), initial, initial, samples_before=setup.samples)
     prior = state.seconds
     rounds = tqdm(range(done + 1, cfg.rounds + 1), desc="rounds", unit="round", disable=not show_bars,
                   initial=done, total=cfg.rounds)
@@ -350,7 +389,7 @@ def run_experiment(cfg: RunConfig, progress: bool | None = None, resume: str | P
             state.ledger, state.seconds = asdict(ledger), prior + time.perf_counter() - started
             save_checkpoint(run, r, sim, state)
         say(round_line(outcome, test))
-        rounds.set_postfix(acc=f"{state.last_test['accuracy']:.3f}")
+        rounds.set_postfix_str(headline(state.last_test))
     rounds.close()
     state.seconds = prior
     summary = finish(setup, sim, run, ledger, state, started)
@@ -382,7 +421,7 @@ def round_record(
 
 
 def round_line(outcome: RoundOutcome, test: dict[str, float] | None) -> str:
-    quality = f"test acc {test['accuracy']:.3f} f1 {test['macro_f1']:.3f}" if test else "no eval"
+    quality = headline(test) if test else "no eval"
     status = "" if outcome.status == "ok" else f" [{outcome.status.upper()}]"
     dropped = f", {len(outcome.rejected)} rejected" if outcome.rejected else ""
     dropped += f", {len(outcome.dropped)} dropped/late" if outcome.dropped else ""
@@ -392,6 +431,14 @@ def round_line(outcome: RoundOutcome, test: dict[str, float] | None) -> str:
         f"train loss {outcome.train_loss:.3f}, {quality}, up {outcome.bytes_up / 1e6:.2f} MB, "
         f"{outcome.train_seconds:.1f} s"
     )
+
+
+def headline(test: dict[str, float]) -> str:
+    """The figures a round line shows: accuracy and macro-F1, or perplexity (and ROUGE-L) for a causal LM."""
+    if "accuracy" in test:
+        return f"test acc {test['accuracy']:.3f} f1 {test['macro_f1']:.3f}"
+    rouge = f" rouge-L {test['rouge_l']:.3f}" if "rouge_l" in test else ""
+    return f"test ppl {test['perplexity']:.2f}{rouge}"
 
 
 def report_partition(setup: Setup, run: RunDir) -> None:
@@ -437,6 +484,8 @@ def finish(setup: Setup, sim: Simulator, run: RunDir, ledger: Ledger, state: Pro
         "final": state.last_test,
         "per_client": None if state.last_clients is None else _without_by_client(state.last_clients),
         "classes": setup.classes,
+        "samples": None if setup.samples is None else {"before": state.samples_before, "after": setup.samples,
+                                                      "decoding": "greedy", "max_new_tokens": cfg.eval.max_new_tokens},
         "data": {
             "dataset": cfg.data.dataset,
             "train_examples": len(setup.train),
@@ -444,7 +493,7 @@ def finish(setup: Setup, sim: Simulator, run: RunDir, ledger: Ledger, state: Pro
             "partition": cfg.partition.method,
             "num_clients": len(sizes),
             "client_sizes": {"min": int(sizes.min()), "median": float(np.median(sizes)), "max": int(sizes.max())},
-            "majority_baseline": float(counts.max() / counts.sum()),
+            "majority_baseline": None if setup.task == "causal_lm" else float(counts.max() / counts.sum()),
         },
         "strategy": {"name": cfg.strategy.name, "ranks": _rank_counts(sim),
                      "aggregator": cfg.robustness.aggregator, "norm_bound": cfg.robustness.norm_bound},

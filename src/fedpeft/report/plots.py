@@ -23,15 +23,20 @@ def plot_curves(records: list[dict[str, Any]], path: Path, baseline: float | Non
     rows = [r for r in records if r.get("test")]
     rounds = [r["round"] for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    ax1.plot(rounds, [r["test"]["accuracy"] for r in rows], marker="o", label="accuracy")
-    ax1.plot(rounds, [r["test"]["macro_f1"] for r in rows], marker=".", label="macro-F1")
+    for key, label, mark in (("accuracy", "accuracy", "o"), ("macro_f1", "macro-F1", "."),
+                             ("rouge_l", "ROUGE-L", "o"), ("exact_match", "exact match", ".")):
+        if all(key in r["test"] for r in rows):
+            ax1.plot(rounds, [r["test"][key] for r in rows], marker=mark, label=label)
+    if not ax1.lines:  # language modelling: perplexity is the figure
+        ax1.plot(rounds, [r["test"]["perplexity"] for r in rows], marker="o", label="perplexity")
     if baseline is not None:
         ax1.axhline(baseline, ls="--", c="grey", lw=1, label=f"majority class ({baseline:.3f})")
     ax1.set_xlabel("round")
     ax1.set_title("central test set")
     ax1.legend(loc="lower right")
     ax1.grid(alpha=0.3)
-    ax2.plot(rounds, [r["test"]["loss"] for r in rows], marker="o", label="test loss")
+    ax2.plot(rounds, [r["test"]["loss"] for r in rows], marker="o", label="test loss (per target token)"
+             if "perplexity" in rows[0]["test"] else "test loss")
     train = [(r["round"], r["train_loss"]) for r in records if r.get("train_loss") is not None]
     if train:
         ax2.plot(*zip(*train), marker=".", label="clients' train loss")

@@ -41,11 +41,26 @@ def summary_text(summary: dict[str, Any]) -> str:
             f" Mask agreed from the Fisher scores of {setup['clients']} clients "
             f"({setup['bytes_up_once'] / 1e6:.2f} MB up, once)."
         )
-    before = f"{first['accuracy']:.3f} -> " if "accuracy" in first else ""
-    lines.append(
-        f"  Quality: test accuracy {before}{q['accuracy']:.3f}, macro-F1 {q['macro_f1']:.3f}, loss "
-        f"{q['loss']:.3f}; majority-class baseline {d['majority_baseline']:.3f}."
-    )
+    if "accuracy" in q:
+        before = f"{first['accuracy']:.3f} -> " if "accuracy" in first else ""
+        lines.append(
+            f"  Quality: test accuracy {before}{q['accuracy']:.3f}, macro-F1 {q['macro_f1']:.3f}, loss "
+            f"{q['loss']:.3f}; majority-class baseline {d['majority_baseline']:.3f}."
+        )
+    else:
+        before = f"{first['perplexity']:.2f} -> " if "perplexity" in first else ""
+        answers = ""
+        if "rouge_l" in q:
+            answers = (f"; greedy answers to {q.get('answered', 0):.0f} held-out prompts: ROUGE-L "
+                       f"{first.get('rouge_l', float('nan')):.3f} -> {q['rouge_l']:.3f}, exact match "
+                       f"{first.get('exact_match', float('nan')):.3f} -> {q['exact_match']:.3f}")
+        lines.append(f"  Quality: test perplexity {before}{q['perplexity']:.2f} (over {q['tokens']:.0f} target "
+                     f"tokens){answers}.")
+    samples = summary.get("samples")
+    if samples and samples.get("after"):
+        s0, b0 = samples["after"][0], (samples.get("before") or [{}])[0]
+        lines.append(f"  Sample:  {s0['prompt']!r} -> before {b0.get('answer', '')!r}, after {s0['answer']!r} "
+                     f"(reference {s0['reference']!r}; more in summary.json)")
     classes = summary.get("classes")
     if classes:
         recall = sorted(((r, n) for n, r in classes["recall"].items() if r == r), key=lambda x: x[0])
@@ -63,7 +78,8 @@ def summary_text(summary: dict[str, Any]) -> str:
     if summary.get("per_client"):
         pc = summary["per_client"]
         lines.append(
-            f"  Clients: per-client accuracy of the global model mean {pc['mean']:.3f}, worst 10% "
+            f"  Clients: per-client {pc.get('metric', 'accuracy')} of the global model mean {pc['mean']:.3f}, "
+            f"worst 10% "
             f"{pc['worst_10pct']:.3f} over {pc['clients']} clients with held-out examples."
         )
         own = pc.get("personalised")
