@@ -196,16 +196,25 @@ def evaluate_personalised(setup: Setup, sim: Simulator, round_: int) -> dict[str
     """Per-client metrics of each client's own model (rank, personal tensors, local fine-tuning), if any
     differs from the global one."""
     cfg = setup.cfg
-    if setup.local_test is None or setup.task == "causal_lm" or not needs_personalisation(
-            sim.client, cfg.eval.finetune_steps):
+    if setup.local_test is None or not needs_personalisation(sim.client, cfg.eval.finetune_steps):
         return None
-    assert not isinstance(setup.local_test, CausalLMDataset)
+    batch, num_labels = cfg.eval.batch_size, setup.train.num_labels
+    if setup.task == "causal_lm":
+        key = "perplexity"
+
+        def score(model: nn.Module, data: Any) -> dict[str, float]:
+            return perplexity(model, data, batch)
+    else:
+        key = "accuracy"
+
+        def score(model: nn.Module, data: Any) -> dict[str, float]:
+            return metrics(predict(model, data, batch), num_labels)
+
     clients = personalised_metrics(
         sim.client, sim.strategy.evaluation_state(), setup.local_groups, setup.local_test,
-        rank_of=sim.strategy.rank, finetune_steps=cfg.eval.finetune_steps, round_=round_,
-        batch_size=cfg.eval.batch_size, num_labels=setup.train.num_labels,
+        rank_of=sim.strategy.rank, finetune_steps=cfg.eval.finetune_steps, round_=round_, score=score,
     )
-    return {**spread(clients), "finetune_steps": cfg.eval.finetune_steps, "by_client": clients}
+    return {**spread(clients, key), "finetune_steps": cfg.eval.finetune_steps, "by_client": clients}
 
 
 def make_simulator(setup: Setup, run: RunDir) -> Simulator:
@@ -485,7 +494,9 @@ def finish(setup: Setup, sim: Simulator, run: RunDir, ledger: Ledger, state: Pro
         "per_client": None if state.last_clients is None else _without_by_client(state.last_clients),
         "classes": setup.classes,
         "samples": None if setup.samples is None else {"before": state.samples_before, "after": setup.samples,
-                                                      "decoding": "greedy", "max_new_tokens": cfg.eval.max_new_tokens},
+                                                      "decoding": "greedy", "max_new_tokens": cfg.eval.max_new_tokens,
+                                                      "generate_examples": cfg.eval.generate_examples,
+                                                      "seed": cfg.seed},
         "data": {
             "dataset": cfg.data.dataset,
             "train_examples": len(setup.train),

@@ -35,8 +35,10 @@ def test_chat_instruction_tuning_reports_perplexity_answers_and_samples(tmp_path
 
 def test_hamlet_language_modelling_by_character(tmp_path: Path) -> None:
     summary = fedpeft.run(CONFIGS / "hamlet.yaml", [*QUICK, "data.max_train_examples=200", "data.max_test_examples=20",
-                                                    f"output.dir={tmp_path}"], progress=False)
+                                                    "eval.finetune_steps=1", f"output.dir={tmp_path}"], progress=False)
     assert summary["final"]["perplexity"] < summary["initial"]["perplexity"] and "rouge_l" not in summary["final"]
     assert summary["data"]["partition"] == "natural" and summary["data"]["num_clients"] >= 10
     per_client = summary["per_client"]
     assert per_client["metric"] == "perplexity" and per_client["worst_10pct"] >= per_client["mean"]
+    own = per_client["personalised"]  # each client's model after one step of fine-tuning on its own lines
+    assert own["metric"] == "perplexity" and own["clients"] == per_client["clients"] and own["finetune_steps"] == 1

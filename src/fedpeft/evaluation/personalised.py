@@ -15,7 +15,6 @@ import torch
 
 from fedpeft.client.app import FederatedClient, client_seed, derived_seed
 from fedpeft.client.plugins import FitContext, PersonalTensors, RankMask, RankSelfPruning, gradient_hooks
-from fedpeft.evaluation.classification import LabelledInputs, metrics, predict
 from fedpeft.model.state import TensorDict
 
 PERSONAL_PLUGINS = (PersonalTensors, RankSelfPruning, RankMask)
@@ -30,15 +29,15 @@ def personalised_metrics(
     client: FederatedClient,
     global_state: TensorDict,
     groups: Sequence[tuple[str, np.ndarray]],
-    local_test: LabelledInputs,
+    local_test: Any,
     *,
     rank_of: Callable[[str], int | None],
     finetune_steps: int,
     round_: int,
-    batch_size: int,
-    num_labels: int,
+    score: Callable[[torch.nn.Module, Any], dict[str, float]],
 ) -> dict[str, dict[str, float]]:
-    """Metrics per client id of its personalised model on its held-out examples."""
+    """Metrics per client id of its personalised model on its held-out examples; ``score(model, examples)``
+    gives them (classification metrics, perplexity)."""
     plugins = [p for p in client.plugins if isinstance(p, PERSONAL_PLUGINS)]
     trainable, trainer = client.trainable, client.trainer
     out: dict[str, dict[str, float]] = {}
@@ -60,7 +59,7 @@ def personalised_metrics(
                 local_steps=finetune_steps,
                 on_gradients=gradient_hooks([p for p in plugins if isinstance(p, RankMask)], ctx),
             )
-        out[cid] = metrics(predict(trainer.model, local_test.subset(idx), batch_size), num_labels)
+        out[cid] = score(trainer.model, local_test.subset(idx))
     trainable.load(global_state)
     return out
 
