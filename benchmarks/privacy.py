@@ -88,8 +88,9 @@ def cost_report(out: Path) -> None:
             continue
         ref = base["IA3" if name.startswith("IA3") else "plain"]
         ratio = f"{r['train_seconds'] / ref['train_seconds']:.2f}" if ref else ""
+        per_update = f"{r['bytes_up'] / r['updates'] / 1e3:.1f} kB" if r["updates"] else "no update accepted"
         print(f"| {name} | {r['train_seconds']:.1f} s | {ratio} | {r['aggregate_seconds']:.2f} s | "
-              f"{r['bytes_up'] / r['updates'] / 1e3:.1f} kB | {r['checkpoint_bytes'] / 1e6:.2f} MB |")
+              f"{per_update} | {r['checkpoint_bytes'] / 1e6:.2f} MB |")
 
 
 def plot(saved: dict, path: Path) -> None:

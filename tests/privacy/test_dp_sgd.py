@@ -111,6 +111,20 @@ def test_every_step_moves_the_model_by_at_most_the_clipped_mean() -> None:
         assert 0 < moved <= 1e-3 * result.samples / 10 * (1 + 1e-4)
 
 
+def test_a_trainable_tensor_the_forward_skips_gets_zero_per_example_gradients() -> None:
+    model = tiny_classifier("lora")
+    model.unused = torch.nn.Linear(3, 3)  # trainable, never called (like a pooler a mean-pooling head skips)
+    state = TrainableState(model)
+    assert any(n.startswith("unused") for n in state.params)
+    data = toy_data(40)
+    trainer = LocalTrainer(model, state, ClientConfig(optimizer="sgd", lr=1.0, batch_size=10, local_steps=2))
+    trainer.dp = dp(max_grad_norm=1.0)
+    assert trainer.dp.prepare(model, state.params, data.batch(np.arange(4))) == "opacus hooks"
+    before = model.unused.weight.detach().clone()
+    result, _ = trainer.train(data, np.random.default_rng(0))
+    assert result.steps == 2 and torch.equal(model.unused.weight, before)
+
+
 def test_noise_has_std_z_clip_over_the_expected_batch() -> None:
     model = tiny_classifier("bitfit")
     state = TrainableState(model)

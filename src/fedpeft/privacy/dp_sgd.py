@@ -176,6 +176,9 @@ class SampleLevelDP:
         if self._gsm is not None:
             loss = forward(batch)
             loss.backward()
+            for p in params.values():  # a tensor the forward did not use (a pooler the head skips): zeros
+                if getattr(p, "grad_sample", None) is None:
+                    p.grad_sample = p.new_zeros((size, *p.shape))  # type: ignore[attr-defined]
             return loss.detach()
         samples: dict[str, list[torch.Tensor]] = {n: [] for n in params}
         total = torch.zeros(())
