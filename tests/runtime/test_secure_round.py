@@ -31,7 +31,8 @@ def recording(sim: Simulator) -> list[ClientUpdate]:
     return seen
 
 
-@pytest.mark.parametrize("extra", [[], ["privacy.client_dp=central", "privacy.noise_multiplier=0.8", "privacy.clip=0.5"],
+@pytest.mark.parametrize("extra", [[], ["privacy.client_dp=central", "privacy.noise_multiplier=0.8",
+                                        "privacy.clip=0.5"],
                                    ["privacy.client_dp=local", "privacy.noise_multiplier=0.3"],
                                    ["strategy.name=ffa_lora"], ["strategy.name=fedadam", "strategy.server_lr=0.01"]])
 def test_secure_rounds_reach_the_plain_global_state_with_dropouts(tiny_config: dict, extra: list[str]) -> None:
@@ -51,7 +52,8 @@ def test_secure_rounds_reach_the_plain_global_state_with_dropouts(tiny_config: d
 
 
 def test_what_the_server_holds_says_nothing_about_any_update(tiny_config: dict) -> None:
-    plain, secure = simulator(tiny_config, ["clients.per_round=4"]), simulator(tiny_config, ["clients.per_round=4", *SECURE])
+    plain = simulator(tiny_config, ["clients.per_round=4"])
+    secure = simulator(tiny_config, ["clients.per_round=4", *SECURE])
     seen = recording(plain)
     plain.run_round(1)
     updates = {u.client_id: u for u in seen}

@@ -120,7 +120,8 @@ class GenerationDataset:
         )
 
 
-Examples = TextDataset | ImageDataset | GenerationDataset  # what a source gives: labels, label names, optional client keys
+# what a source gives: examples with labels, label names and optional client keys
+Examples = TextDataset | ImageDataset | GenerationDataset
 
 
 def from_frame(

@@ -54,8 +54,9 @@ def greedy_answers(model: nn.Module, tokenizer: object, prompts: Sequence[Sequen
             input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
             pad_token_id=pad, eos_token_id=eos,
         )
+        decode = tokenizer.decode  # type: ignore[attr-defined]
         for j, i in enumerate(idx):
-            out[i] = tokenizer.decode(generated[j, width:], skip_special_tokens=True).strip()  # type: ignore[attr-defined]
+            out[i] = decode(generated[j, width:], skip_special_tokens=True).strip()
     return out
 
 
