@@ -104,9 +104,11 @@ class Simulator:
         sampled = self.strategy.configure_train(round_, available, self.rng)
         outcome = RoundOutcome(round_, sampled, [])
         secure = None
-        if self.secure is not None and sampled:
+        if self.secure is not None and sampled:  # key exchange and shares: counted as aggregation time
+            start = time.perf_counter()
             weights = {c: 1.0 if self.privacy is not None else float(len(self.client.data[c])) for c in sampled}
             secure = self.secure.start(sampled, weights, self.strategy.uplink_spec(sampled[0], {}))
+            outcome.aggregate_seconds += time.perf_counter() - start
         gone = np.random.default_rng([self.seed, round_, 0xD509]).random(len(sampled)) < self.participation.dropout
         updates: list[ClientUpdate] = []
         losses: list[float] = []
@@ -132,8 +134,10 @@ class Simulator:
         outcome.accepted = [u.client_id for u in updates]
         if secure is not None:
             outcome.accepted = secure.received
+            start = time.perf_counter()
             try:
                 updates = [self.strategy.receive(secure.finish())]
+                outcome.aggregate_seconds += time.perf_counter() - start
             except SecAggError as exc:
                 outcome.status = "failed"
                 log.warning("round %d failed: %s", round_, exc)
@@ -151,7 +155,7 @@ class Simulator:
             return outcome
         start = time.perf_counter()
         self.strategy.aggregate_train(round_, updates)
-        outcome.aggregate_seconds = time.perf_counter() - start
+        outcome.aggregate_seconds += time.perf_counter() - start
         return outcome
 
     def _one_client(
@@ -181,12 +185,15 @@ class Simulator:
         finally:
             outcome.train_seconds += time.perf_counter() - start
         spec = self.strategy.uplink_spec(cid, reply.metrics)
-        if secure is not None:  # the client's half: mask its own (decoded) update
+        if secure is not None:  # the client's half: mask its own (decoded) update, as part of its work
+            start = time.perf_counter()
             try:
                 reply = replace(reply, payload=secure.mask(cid, self.client.uplink.decode(reply.payload, spec)))
             except InvalidUpdate as exc:
                 outcome.rejected[cid] = f"client failed: {exc}"
                 return None, None
+            finally:
+                outcome.train_seconds += time.perf_counter() - start
         outcome.bytes_up += len(reply.payload)
         outcome.samples += int(reply.metrics.get("samples", 0))
         cost["bytes_up"] = float(len(reply.payload))
