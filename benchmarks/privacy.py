@@ -37,9 +37,14 @@ for method in ("lora", "ffa_lora"):
     CONFIGS[f"{method} eps=inf"] = strategy
     for eps in EPSILONS:
         CONFIGS[f"{method} eps={eps}"] = [*strategy, *DP, f"privacy.target_epsilon={eps}"]
+CONFIGS["lora clip only"] = [*DP, "privacy.noise_multiplier=0"]  # DP-FedAvg's clipping without its noise
 for eps in SGD_EPSILONS:
     CONFIGS[f"dp_sgd eps={eps}"] = ["privacy.dp_sgd.enabled=true", f"privacy.dp_sgd.target_epsilon={eps}"]
+CONFIGS["dp_sgd eps=8 (sgd)"] = ["privacy.dp_sgd.enabled=true", "privacy.dp_sgd.target_epsilon=8",
+                                "clients.optimizer=sgd", "clients.lr=0.5"]
 CONFIGS["no attack / mean"] = []
+CONFIGS["no attack / median"] = ["robustness.aggregator=median"]  # what a robust rule costs with no attack
+CONFIGS["no attack / multi_krum"] = ["robustness.aggregator=multi_krum", "robustness.byzantine=8"]
 for attack in ("sign_flip", "scale", "noise"):
     hit = [f"attack.kind={attack}", "attack.fraction=0.1", "attack.scale=5", "attack.noise_std=0.05"]
     CONFIGS[f"{attack} / mean"] = hit
@@ -98,7 +103,7 @@ def plot(saved: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for family, label in (("lora", "LoRA, client-level DP"), ("ffa_lora", "FFA-LoRA, client-level DP"),
-                          ("dp_sgd", "LoRA, DP-SGD (max client epsilon)")):
+                          ("dp_sgd", "LoRA, DP-SGD (per-client target epsilon)")):
         pts = [(eps, saved[f"{family} eps={eps}"]["accuracy"])
                for eps in (SGD_EPSILONS if family == "dp_sgd" else EPSILONS) if f"{family} eps={eps}" in saved]
         if pts:
@@ -126,7 +131,7 @@ def report(out: Path) -> None:
     print("|---|---:|---:|---:|---:|---:|")
     for name in CONFIGS:
         r = saved.get(name)
-        if r and "eps=" in name:
+        if r and ("eps=" in name or name == "lora clip only"):
             eps = "inf" if r["epsilon"] is None else f"{r['epsilon']:.2f}"
             if r.get("median_client_epsilon") is not None:
                 eps += f" (median {r['median_client_epsilon']:.2f})"
