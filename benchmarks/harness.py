@@ -54,7 +54,9 @@ def run_and_append(name: str, overrides: list[str], out: Path, results: str, pre
                           progress=False)
     with open(out / results, "a") as fh:
         fh.write(json.dumps(row(name, summary)) + "\n")
-    print(f"[{name}] accuracy {summary['final']['accuracy']:.3f}, {time.perf_counter() - started:.0f} s", flush=True)
+    final = summary["final"]
+    figure = f"accuracy {final['accuracy']:.3f}" if "accuracy" in final else f"perplexity {final['perplexity']:.2f}"
+    print(f"[{name}] {figure}, {time.perf_counter() - started:.0f} s", flush=True)
     return summary
 
 

@@ -73,12 +73,16 @@ def report(out: Path) -> None:
 
 
 def main() -> None:
-    args = parser(__doc__, "tasks.jsonl", what="task").parse_args()
+    p = parser(__doc__, "tasks.jsonl", what="task")
+    p.add_argument("--setting", choices=["federated", "centralised"], help="run only this setting")
+    args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if not args.report:
         for task in chosen(args.only, list(TASKS)):
             for setting, overrides in runs(task).items():
+                if args.setting and setting != args.setting:
+                    continue
                 run_and_append(f"{task} / {setting}", [*overrides, *args.overrides], out, "tasks.jsonl", "tasks-", row,
                                config=CONFIGS / TASKS[task][0])
     report(out)
