@@ -16,13 +16,14 @@ from dataclasses import fields, replace
 
 import numpy as np
 
-from fedpeft.client.app import FederatedClient, FitInstruction, client_seed, derived_seed
+from fedpeft.client.app import FederatedClient, FitInstruction, FitReply, client_seed, derived_seed
 from fedpeft.config.schema import ParticipationConfig
 from fedpeft.errors import InvalidUpdate
 from fedpeft.model.state import TensorDict
 from fedpeft.privacy.client_dp import ClientLevelDP
 from fedpeft.privacy.secagg import SecAggError
 from fedpeft.runtime.base import RoundOutcome
+from fedpeft.runtime.fleet import Fleet, LocalFleet
 from fedpeft.runtime.profiles import ClientProfile
 from fedpeft.runtime.secure_round import SecureAggregation, SecureRound
 from fedpeft.strategy.base import ClientUpdate, Strategy, update_norm
@@ -58,6 +59,7 @@ class Simulator:
         participation: ParticipationConfig | None = None,
     ) -> None:
         self.client = client
+        self.fleet: Fleet = LocalFleet(client)  # how instructions reach the clients
         self.strategy = strategy
         self.client_ids = list(client_ids)
         self.min_updates = min_updates
@@ -113,10 +115,20 @@ class Simulator:
         updates: list[ClientUpdate] = []
         losses: list[float] = []
         times: list[float] = []
+        instructions = []
         for cid, dropped_out in zip(sampled, gone):
-            update, seconds = self._one_client(round_, cid, bool(dropped_out), outcome, secure)
-            if on_client is not None:
-                on_client(cid)
+            ins = self._instruction(round_, cid, outcome)
+            if dropped_out:
+                outcome.dropped[cid] = "dropped out (no reply)"
+                if on_client is not None:
+                    on_client(cid)
+            else:
+                instructions.append(ins)
+        start = time.perf_counter()
+        replies = self.fleet.fit(instructions, on_client)
+        outcome.train_seconds += time.perf_counter() - start
+        for ins in instructions:
+            update, seconds = self._received(round_, ins, replies[ins.client_id], outcome, secure)
             if update is None:
                 continue
             late = self._rounds_late(seconds)
@@ -158,12 +170,8 @@ class Simulator:
         outcome.aggregate_seconds += time.perf_counter() - start
         return outcome
 
-    def _one_client(
-        self, round_: int, cid: str, dropped_out: bool, outcome: RoundOutcome, secure: SecureRound | None = None
-    ) -> tuple[ClientUpdate | None, float | None]:
-        """Send, train, receive and validate one client's update; None when it is lost, with the reason.
-        Under secure aggregation the client masks its update and the server half of the protocol takes the
-        masked payload; the returned update then carries no tensors."""
+    def _instruction(self, round_: int, cid: str, outcome: RoundOutcome) -> FitInstruction:
+        """What ``cid`` receives this round: the strategy's tensors through the downlink pipeline."""
         profile = self.profiles.get(cid, NO_PROFILE)
         tensors, config = self.strategy.downlink(round_, cid)
         if profile.local_steps is not None:
@@ -171,19 +179,21 @@ class Simulator:
         seed = derived_seed(client_seed(self.seed, round_, cid), 0xD0)
         payload, _ = self.client.downlink.encode(tensors, seed=seed, describe=True)
         outcome.bytes_down += len(payload)
-        cost = outcome.clients[cid] = {"bytes_down": float(len(payload))}
-        if dropped_out:
-            outcome.dropped[cid] = "dropped out (no reply)"
+        outcome.clients[cid] = {"bytes_down": float(len(payload))}
+        return FitInstruction(round_, cid, payload, config)
+
+    def _received(
+        self, round_: int, ins: FitInstruction, reply: FitReply | str, outcome: RoundOutcome,
+        secure: SecureRound | None = None,
+    ) -> tuple[ClientUpdate | None, float | None]:
+        """Validate one client's reply into an update; None when it is lost, with the reason in ``outcome``.
+        Under secure aggregation the client masks its update and the server half of the protocol takes the
+        masked payload; the returned update then carries no tensors."""
+        cid, payload = ins.client_id, ins.payload
+        if isinstance(reply, str):
+            outcome.rejected[cid] = reply
             return None, None
-        start = time.perf_counter()
-        try:
-            reply = self.client.fit(FitInstruction(round_, cid, payload, config))
-        except Exception as exc:  # a crashing client is a dropout; the round goes on
-            log.warning("round %d: client %s failed: %s", round_, cid, exc, exc_info=True)
-            outcome.rejected[cid] = f"client failed: {type(exc).__name__}: {exc}"
-            return None, None
-        finally:
-            outcome.train_seconds += time.perf_counter() - start
+        profile, cost = self.profiles.get(cid, NO_PROFILE), outcome.clients[cid]
         spec = self.strategy.uplink_spec(cid, reply.metrics)
         if secure is not None:  # the client's half: mask its own (decoded) update, as part of its work
             start = time.perf_counter()
