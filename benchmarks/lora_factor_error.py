@@ -31,7 +31,7 @@ def main(overrides: Sequence[str]) -> None:
     out = tempfile.mkdtemp(prefix="fedpeft-factor-error-")
     cfg = load_config(QUICKSTART, ["rounds=5", *overrides, f"output.dir={out}", "output.plot=false"])
     setup = build(cfg)
-    sim = make_simulator(setup, RunDir.create(cfg))
+    sim = make_simulator(setup, RunDir.create(cfg).path / "client_state")
     strategy = sim.strategy
     rows = []
     original = strategy.aggregate

@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -54,6 +55,7 @@ from fedpeft.privacy.dp_sgd import SampleLevelDP
 from fedpeft.runtime import RoundOutcome, Simulator
 from fedpeft.runtime.attacks import Attack, choose_attackers
 from fedpeft.runtime.checkpoint import Checkpoint, restore, state_of
+from fedpeft.runtime.fleet import Fleet
 from fedpeft.runtime.profiles import assign_profiles
 from fedpeft.runtime.secure_round import SecureAggregation, frac_bits_for
 from fedpeft.strategy import STRATEGIES, Strategy
@@ -217,15 +219,16 @@ def evaluate_personalised(setup: Setup, sim: Simulator, round_: int) -> dict[str
     return {**spread(clients, key), "finetune_steps": cfg.eval.finetune_steps, "by_client": clients}
 
 
-def make_simulator(setup: Setup, run: RunDir) -> Simulator:
-    """The configured strategy, client fleet (resources, participation) and simulator for a built setup."""
+def make_simulator(setup: Setup, state_dir: Path) -> Simulator:
+    """The configured strategy, client fleet (resources, participation) and simulator for a built setup;
+    clients keep their own state (optimiser moments, personal tensors) under ``state_dir``."""
     cfg = setup.cfg
     ids = list(setup.client_data)
     profiles = assign_profiles(ids, cfg.resources, cfg.seed)
     compression = cfg.compression
     client = FederatedClient(
         LocalTrainer(setup.model, setup.trainable, cfg.clients), setup.trainable, setup.client_data,
-        ClientStateStore(run.path / "client_state"), cfg.seed,
+        ClientStateStore(state_dir), cfg.seed,
         uplink=UpdatePipeline.from_config(compression.uplink, compression.feedback),
         downlink=UpdatePipeline.from_config(compression.downlink),
     )
@@ -329,9 +332,14 @@ def load_checkpoint(run: RunDir, sim: Simulator) -> tuple[int, Progress]:
     return ck.round, progress
 
 
-def run_experiment(cfg: RunConfig, progress: bool | None = None, resume: str | Path | None = None) -> dict[str, Any]:
+def run_experiment(
+    cfg: RunConfig, progress: bool | None = None, resume: str | Path | None = None,
+    fleet: Callable[[Simulator], Fleet] | None = None,
+) -> dict[str, Any]:
     """Run the configured federated job end to end; return (and save) the summary. With ``resume`` (a run
-    folder), go on from that run's last checkpoint; ``cfg`` must then be the config saved there."""
+    folder), go on from that run's last checkpoint; ``cfg`` must then be the config saved there. ``fleet``
+    makes what delivers the rounds' work to the clients (Flower's, in a deployment); by default they train
+    in this process."""
     started = time.perf_counter()
     run = RunDir(Path(resume)) if resume is not None else RunDir.create(cfg)
     show_bars = sys.stderr.isatty() if progress is None else progress
@@ -344,7 +352,9 @@ def run_experiment(cfg: RunConfig, progress: bool | None = None, resume: str | P
         f"({cfg.partition.method}); {setup.trainable.numel():,} trainable parameters; built in "
         f"{time.perf_counter() - started:.1f} s"
     )
-    sim = make_simulator(setup, run)
+    sim = make_simulator(setup, run.path / "client_state")
+    if fleet is not None:
+        sim.fleet = fleet(sim)
     ledger = Ledger(*count_parameters(setup.model), watts_per_core=cfg.ledger.watts_per_core)
     if resume is not None:
         done, state = load_checkpoint(run, sim)

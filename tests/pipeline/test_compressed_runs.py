@@ -65,7 +65,7 @@ def test_flops_follow_what_trains(tiny_config: dict) -> None:
 def test_error_feedback_residual_is_kept_per_client(tiny_config: dict, tmp_path: Path) -> None:
     cfg = load_config({**tiny_config, "compression": {"uplink": [{"name": "topk", "density": 0.1}]}})
     setup = build(cfg)
-    sim = make_simulator(setup, RunDir.create(cfg))
+    sim = make_simulator(setup, RunDir.create(cfg).path / "client_state")
     out = sim.run_round(1)
     for cid in out.accepted:
         residual = {k: v for k, v in (sim.client.store.get(cid) or {}).items() if k.startswith("ef/")}
@@ -86,7 +86,7 @@ class Truncating(FederatedClient):
 def test_a_bad_compressed_update_drops_only_its_client(tiny_config: dict) -> None:
     cfg = load_config({**tiny_config, "compression": HEAVY})
     setup = build(cfg)
-    sim = make_simulator(setup, RunDir.create(cfg))
+    sim = make_simulator(setup, RunDir.create(cfg).path / "client_state")
     sim.client.__class__ = Truncating
     sim.client.bad = sorted(setup.client_data)[0]  # type: ignore[attr-defined]
     sim.client_ids = sorted(setup.client_data)[:3]

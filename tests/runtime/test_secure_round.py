@@ -20,7 +20,7 @@ SECURE = ["privacy.secure_aggregation.enabled=true", "privacy.secure_aggregation
 
 def simulator(tiny_config: dict, overrides: list[str]) -> Simulator:
     cfg = load_config(tiny_config, overrides)
-    return make_simulator(build(cfg), RunDir.create(cfg))
+    return make_simulator(build(cfg), RunDir.create(cfg).path / "client_state")
 
 
 def recording(sim: Simulator) -> list[ClientUpdate]:

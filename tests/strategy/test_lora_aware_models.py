@@ -22,7 +22,7 @@ TIERS = ["peft.r=4", "resources.rank_tiers={2: 0.5, 4: 0.5}", "clients.per_round
 def setup_for(tiny_config: dict, overrides: list[str]):  # type: ignore[no-untyped-def]
     cfg = load_config(tiny_config, overrides)
     setup = build(cfg)
-    return cfg, setup, make_simulator(setup, RunDir.create(cfg))
+    return cfg, setup, make_simulator(setup, RunDir.create(cfg).path / "client_state")
 
 
 @pytest.mark.parametrize("name", ["fedavg", "ffa_lora", "fedsa_lora", "hetlora"])
