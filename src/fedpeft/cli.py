@@ -1,4 +1,4 @@
-"""The `fedpeft` command: run, validate, datasets, methods, strategies, transforms."""
+"""The `fedpeft` command: run, validate, datasets, methods, strategies, transforms, flower."""
 
 from __future__ import annotations
 
@@ -123,6 +123,44 @@ def _method_costs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_flower_local(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fedpeft.config import load_config
+    from fedpeft.runtime.flower.federation import LocalFederation
+
+    cfg = load_config(args.config, args.overrides)  # a bad config fails here, before anything starts
+    folder = Path(args.folder or Path(cfg.output.dir) / f"{cfg.name}-flower").resolve()
+    overrides = [*args.overrides, f"output.dir={Path(cfg.output.dir).resolve()}"]
+    secure = "insecure (no TLS, no node authentication)" if args.insecure else "TLS and SuperNode authentication"
+    print(f"fedpeft: starting a SuperLink and {args.nodes} SuperNodes on 127.0.0.1 with {secure}; logs in {folder}/")
+    with LocalFederation(folder, nodes=args.nodes, secure=not args.insecure) as fed:
+        result = fed.run(Path(args.config), overrides, timeout=args.timeout, echo=True)
+    print(f"fedpeft: Flower run {result.run_id}: {result.status}" + (f"; results in {result.run_dir}/"
+                                                                    if result.run_dir else ""))
+    return 0 if result.ok else 1
+
+
+def _cmd_flower_certs(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fedpeft.runtime.flower.certs import make_credentials
+
+    creds = make_credentials(Path(args.folder), args.nodes, args.host or None, days=args.days)
+    print(f"CA certificate:      {creds.ca_cert}   (to the SuperNodes and to flwr's connection)")
+    print(f"SuperLink TLS:       {creds.server_cert}, {creds.server_key}   (for {', '.join(args.host or ['127.0.0.1', 'localhost'])})")
+    for i, (private, public) in enumerate(creds.node_keys):
+        print(f"SuperNode {i} keys:    {private} (stays on node {i}), {public} (flwr supernode register)")
+    return 0
+
+
+def _cmd_flower_app(args: argparse.Namespace) -> int:
+    from fedpeft.runtime.flower.federation import APP
+
+    print(APP)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fedpeft", description="Federated parameter-efficient fine-tuning.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -147,6 +185,24 @@ def build_parser() -> argparse.ArgumentParser:
     met.add_argument("--model", help="a model alias, id or folder (e.g. minilm, smollm2, mobilenet_v2)")
     met.add_argument("--labels", type=int, default=2, help="classes of the new head when no config gives data")
     met.set_defaults(func=_cmd_methods)
+    flower = sub.add_parser("flower", help="run on Flower: a local federation, credentials, the app bundle")
+    fsub = flower.add_subparsers(dest="flower_command", required=True)
+    local = fsub.add_parser("local", help="a SuperLink and N SuperNodes on loopback running a config")
+    local.add_argument("config")
+    local.add_argument("overrides", nargs="*")
+    local.add_argument("--nodes", type=int, default=2, help="SuperNodes, each holding one data partition")
+    local.add_argument("--insecure", action="store_true", help="no TLS and no SuperNode authentication")
+    local.add_argument("--folder", help="for certificates, logs and Flower's home (default runs/<name>-flower)")
+    local.add_argument("--timeout", type=float, default=3600.0, help="seconds before the run is stopped")
+    local.set_defaults(func=_cmd_flower_local)
+    certs = fsub.add_parser("certs", help="a CA, the SuperLink's TLS certificate and SuperNode key pairs")
+    certs.add_argument("folder")
+    certs.add_argument("--nodes", type=int, default=2)
+    certs.add_argument("--host", action="append", help="an address the SuperLink is reached at (repeatable)")
+    certs.add_argument("--days", type=int, default=365)
+    certs.set_defaults(func=_cmd_flower_certs)
+    fsub.add_parser("app", help="print the folder of fedpeft's Flower app (for flwr run)").set_defaults(
+        func=_cmd_flower_app)
     return parser
 
 

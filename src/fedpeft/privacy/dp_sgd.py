@@ -15,15 +15,17 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from opacus import GradSampleModule
-from opacus.accountants import RDPAccountant
-from opacus.optimizers import DPOptimizer
 from torch import nn
 
 from fedpeft.privacy.accounting import calibrate
+
+if TYPE_CHECKING:  # (Opacus is imported where it is used: it takes seconds, paid by every Flower ClientApp)
+    from opacus import GradSampleModule
+    from opacus.optimizers import DPOptimizer
 
 log = logging.getLogger(__name__)
 # Opacus's backward hooks fire on the frozen base model's outputs; PyTorch warns about it every time.
@@ -57,6 +59,8 @@ def epsilon_of(history: torch.Tensor, delta: float) -> float:
     """Epsilon at ``delta`` of a client's DP-SGD history: rows of (noise multiplier, sample rate, steps)."""
     if history.numel() == 0:
         return 0.0
+    from opacus.accountants import RDPAccountant
+
     accountant = RDPAccountant()
     accountant.history = [(float(z), float(q), int(s)) for z, q, s in history.tolist()]
     with warnings.catch_warnings():
@@ -114,6 +118,8 @@ class SampleLevelDP:
         """Choose how per-example gradients are computed for ``model``: Opacus's hooks if, on ``probe`` (a real
         batch of at least two examples), they exist for every trainable tensor and sum to the batch gradient;
         one backward pass per example otherwise. Returns the path taken."""
+        from opacus import GradSampleModule
+
         gsm = GradSampleModule(model, batch_first=True, loss_reduction="mean", strict=False)
         bad = self._check_hooks(model, params, probe)
         if bad:
@@ -150,6 +156,8 @@ class SampleLevelDP:
 
     def optimizer(self, opt: torch.optim.Optimizer, noise_multiplier: float, expected_batch_size: int,
                   generator: torch.Generator) -> DPOptimizer:
+        from opacus.optimizers import DPOptimizer
+
         return DPOptimizer(opt, noise_multiplier=noise_multiplier, max_grad_norm=self.max_grad_norm,
                            expected_batch_size=expected_batch_size, loss_reduction="mean", generator=generator)
 

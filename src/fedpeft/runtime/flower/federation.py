@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -153,14 +154,19 @@ class LocalFederation:
         log = (self.folder / "superlink.log").read_text(errors="replace")[-2000:]
         raise FlowerRunFailed(f"the SuperLink did not come up on 127.0.0.1:{self.port}; its log ends:\n{log}")
 
-    def run(self, config: Path, overrides: list[str] = (), timeout: float = 3600.0, echo: bool = False) -> FlowerRun:
-        """``flwr run`` fedpeft's app with this fedpeft config; wait for it; read its status from Flower."""
+    def run(self, config: Path, overrides: Sequence[str] = (), timeout: float = 3600.0, echo: bool = False,
+            run_config: Mapping[str, str | int | float] | None = None) -> FlowerRun:
+        """``flwr run`` fedpeft's app with this fedpeft config; wait for it; read its status from Flower.
+        ``run_config`` sets more of the app's run config (e.g. {"round-timeout": 60})."""
         app = self.folder / "app"
         shutil.rmtree(app, ignore_errors=True)
         shutil.copytree(APP, app)
-        quoted = " ".join(shlex.quote(o) for o in overrides).replace("'", '"')
-        run_config = f"config='{Path(config).resolve()}' overrides='{quoted}' nodes={self.nodes}"
-        proc = subprocess.Popen(["flwr", "run", str(app), CONNECTION, "--stream", "--run-config", run_config],
+        pairs = {"config": str(Path(config).resolve()), "overrides": shlex.join(overrides), "nodes": self.nodes,
+                 **(run_config or {})}
+        if any('"' in str(v) for v in pairs.values()):  # Flower's --run-config parser cannot escape them
+            raise FlowerRunFailed(f"a Flower run config value cannot hold a double quote: {pairs}; use single quotes")
+        run_config_text = " ".join(f"{k}={json.dumps(v)}" for k, v in pairs.items())  # TOML values
+        proc = subprocess.Popen(["flwr", "run", str(app), CONNECTION, "--stream", "--run-config", run_config_text],
                                 env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 cwd=self.folder, start_new_session=True)
         lines: list[str] = []
