@@ -5,9 +5,9 @@ Federated rows split the training data IID over `clients` clients and sample `pe
 each taking `steps` local steps; centralised rows put all the data on one client taking per_round x steps
 steps per round. Rounds, batch size and learning rate are the task config's. The base row is the federated
 run's round-0 evaluation. FedAvg of m clients x s local steps moves the model about as far as s large-batch
-steps, against m x s sequential steps centrally; the "fedavgm" rows give the server a learning rate of m and
-momentum 0.5 (FedAvgM), the same client work. Target: federated within 2 points (classification) or 5% relative perplexity
-(language models) of centralised. Results are appended to runs/benchmarks/tasks.jsonl as each run finishes.
+steps, against m x s sequential steps centrally; the "fedavgm" rows give the server a learning rate of m
+and momentum 0.5 (FedAvgM), the same client work. Target: federated within 2 points (classification) or 5%
+relative perplexity (language models) of centralised. Results are appended to runs/benchmarks/tasks.jsonl as each run finishes.
 
 Run: .venv/bin/python benchmarks/tasks.py [--only "sentiment,digits"] [overrides, e.g. threads=1]
      .venv/bin/python benchmarks/tasks.py --report
@@ -66,8 +66,8 @@ def gap(fed: dict, cen: dict) -> str:
 
 def report(out: Path) -> None:
     saved = latest(out / "tasks.jsonl", lambda r: (r["task"], r["setting"]))
-    print("| task | base | federated LoRA (FedAvg) | FedAvgM, server lr m | centralised LoRA | gap FedAvg | gap FedAvgM "
-          "| uplink (fed.) | time fed. / cen. |")
+    print("| task | base | federated LoRA (FedAvg) | FedAvgM, server lr m | centralised LoRA | gap FedAvg "
+          "| gap FedAvgM | uplink (fed.) | time fed. / cen. |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for task in TASKS:
         fed, cen, mom = (saved.get((task, s)) for s in ("federated", "centralised", "fedavgm"))

@@ -148,7 +148,8 @@ def _cmd_flower_certs(args: argparse.Namespace) -> int:
 
     creds = make_credentials(Path(args.folder), args.nodes, args.host or None, days=args.days)
     print(f"CA certificate:      {creds.ca_cert}   (to the SuperNodes and to flwr's connection)")
-    print(f"SuperLink TLS:       {creds.server_cert}, {creds.server_key}   (for {', '.join(args.host or ['127.0.0.1', 'localhost'])})")
+    hosts = ", ".join(args.host or ["127.0.0.1", "localhost"])
+    print(f"SuperLink TLS:       {creds.server_cert}, {creds.server_key}   (for {hosts})")
     for i, (private, public) in enumerate(creds.node_keys):
         print(f"SuperNode {i} keys:    {private} (stays on node {i}), {public} (flwr supernode register)")
     return 0

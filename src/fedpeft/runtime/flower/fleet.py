@@ -13,7 +13,7 @@ from flwr.serverapp import Grid
 from fedpeft.client.app import FitInstruction
 from fedpeft.errors import ConfigError, InvalidUpdate
 from fedpeft.runtime.fleet import Delivered
-from fedpeft.runtime.flower.records import QUERY, TRAIN, instruction_record, read_reply
+from fedpeft.runtime.flower.records import QUERY, TRAIN, instruction_record, integer, read_reply
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def partitions_of(grid: Grid, nodes: Sequence[int], timeout: float) -> dict[int,
             raise ConfigError(f"SuperNode {reply.metadata.src_node_id} could not say which partition it holds: "
                               f"{reply.error.reason}")
         info = reply.content.config_records["fedpeft"]
-        pid, count = int(info["partition_id"]), int(info["num_partitions"])
+        pid, count = integer(info, "partition_id"), integer(info, "num_partitions")
         if pid in held:
             raise ConfigError(f"SuperNodes {held[pid]} and {reply.metadata.src_node_id} both hold partition-id={pid}:"
                               " give each node its own --node-config 'partition-id=I'")

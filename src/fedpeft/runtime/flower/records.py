@@ -17,6 +17,14 @@ TRAIN = "train"  # the message type of a round's work
 QUERY = "query"  # the message type that asks a node which data partition it holds
 
 
+def integer(record: ConfigRecord, key: str) -> int:
+    """An integer field of a received record; anything else is refused."""
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidUpdate(f"the record's {key!r} must be an integer, not {value!r}")
+    return value
+
+
 def _bytes(payload: bytes) -> ArrayRecord:
     return ArrayRecord({"payload": Array(np.frombuffer(payload, dtype=np.uint8))})
 
@@ -41,7 +49,7 @@ def read_instruction(content: RecordDict) -> tuple[FitInstruction, str]:
     if meta is None:
         raise InvalidUpdate("the message is not a fedpeft instruction (no 'fedpeft' config record)")
     config: dict[str, Any] = json.loads(str(meta["config"]))
-    ins = FitInstruction(int(meta["round"]), str(meta["client_id"]), _payload(content, "server"), config)
+    ins = FitInstruction(integer(meta, "round"), str(meta["client_id"]), _payload(content, "server"), config)
     return ins, str(meta["fedpeft_config"])
 
 
@@ -58,5 +66,5 @@ def read_reply(content: RecordDict, expected_client: str) -> FitReply:
         raise InvalidUpdate(f"{expected_client}: the reply does not come from that client "
                             f"(client_id {None if meta is None else meta.get('client_id')!r})")
     metrics = content.metric_records.get("metrics") or MetricRecord({})
-    return FitReply(expected_client, _payload(content, expected_client), int(meta["num_examples"]),
+    return FitReply(expected_client, _payload(content, expected_client), integer(meta, "num_examples"),
                     {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
