@@ -1,5 +1,6 @@
 """fedpeft on a real Flower deployment on loopback: a SuperLink and two SuperNodes with TLS and SuperNode
-authentication, two rounds of the packaged MiniLM + LoRA on small slices, compared with the simulator."""
+authentication, two rounds of the packaged MiniLM + LoRA on small slices, compared with the simulator; the
+same under Flower's SecAgg+; and a failed run reported as failed. One federation serves all three runs."""
 
 from __future__ import annotations
 
@@ -16,16 +17,22 @@ pytestmark = pytest.mark.integration
 
 CONFIG = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
 QUICK = ["rounds=2", "data.max_train_examples=240", "data.max_test_examples=100", "partition.method=iid",
-         "partition.num_clients=4", "clients.per_round=3", "clients.local_steps=3", "threads=1", "eval.every=1",
+         "partition.num_clients=4", "clients.per_round=2", "clients.local_steps=3", "threads=1", "eval.every=0",
          "output.plot=false", "output.save_adapter=false"]
+
+
+SECURE = [*QUICK, "rounds=1", "partition.num_clients=2", "clients.per_round=2", "privacy.secure_aggregation.enabled=true"]
 
 
 def test_loopback_deployment_with_tls_and_node_auth_equals_the_simulator(tmp_path: Path) -> None:
     sim = fedpeft.run(CONFIG, [*QUICK, f"output.dir={tmp_path / 'sim'}"], progress=False)
+    sim_secure = fedpeft.run(CONFIG, [*SECURE, f"output.dir={tmp_path / 'sim-secure'}"], progress=False)
     with LocalFederation(tmp_path / "fl", nodes=2) as fed:
         assert fed.creds is not None  # TLS and node keys on
         done = fed.run(CONFIG, [*QUICK, f"output.dir={tmp_path / 'flower'}"], timeout=300)
         assert done.ok, done.log[-4000:]
+        secure = fed.run(CONFIG, [*SECURE, f"output.dir={tmp_path / 'flower-secure'}"], timeout=300)
+        assert secure.ok and secure.run_dir is not None, secure.log[-4000:]
         # A run that cannot get its nodes fails, and is reported failed although `flwr run` exits 0.
         failed = fed.run(CONFIG, [*QUICK, f"output.dir={tmp_path / 'failed'}"], timeout=120,
                          run_config={"nodes": 3, "connect-timeout": 2})
@@ -39,7 +46,13 @@ def test_loopback_deployment_with_tls_and_node_auth_equals_the_simulator(tmp_pat
     assert flower["final"]["loss"] == pytest.approx(sim["final"]["loss"], abs=1e-5)
     assert flower["ledger"]["bytes_up"] == sim["ledger"]["bytes_up"] > 0
     rounds = [json.loads(line) for line in (done.run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [r.get("accepted") for r in rounds[1:]] == [3, 3]
+    assert [r.get("accepted") for r in rounds[1:]] == [2, 2]
+    # Under Flower's SecAgg+ the server only sees the masked sum: the same model up to its quantisation
+    # (2^22 levels over +-1 per coordinate), so the loss agrees to 1e-4.
+    masked = json.loads((secure.run_dir / "summary.json").read_text())
+    assert masked["secure_aggregation"]["protocol"] == "flower secagg+"
+    assert masked["final"]["loss"] == pytest.approx(sim_secure["final"]["loss"], abs=1e-4)
+    assert masked["final"]["loss"] != sim_secure["initial"]["loss"]  # (it trained)
     for pid in pids:  # every Flower process stopped
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)

@@ -121,7 +121,12 @@ def summary_text(summary: dict[str, Any]) -> str:
             f"{sgd['median_client_epsilon']:.2f} over {sgd['clients']} clients at delta {sgd['delta']:.0e}."
         )
     sec = summary.get("secure_aggregation")
-    if sec:
+    if sec and sec.get("protocol") == "flower secagg+":
+        lines.append(
+            f"  Privacy: Flower's SecAgg+: the server saw only masked, quantised updates (coordinates within "
+            f"+-{sec['bound']:g}) and each round's mean; {sec['clients_needed']} clients per round needed to unmask."
+        )
+    elif sec:
         lines.append(
             f"  Privacy: secure aggregation (pairwise masks, Shamir-shared keys): the server saw only masked "
             f"fixed-point updates ({sec['frac_bits']} fraction bits, coordinates within +-{sec['bound']:g}) and "

@@ -30,7 +30,8 @@ from fedpeft.strategy.base import ClientUpdate, Strategy, update_norm
 
 log = logging.getLogger(__name__)
 NO_PROFILE = ClientProfile()
-COST_METRICS = ("samples", "train_seconds", "cpu_seconds", "peak_mb", "flops", "dp_epsilon")
+COST_METRICS = ("samples", "train_seconds", "cpu_seconds", "peak_mb", "flops", "dp_epsilon",
+                "process_start_seconds", "build_seconds")  # (the last two: a Flower ClientApp's own costs)
 
 
 class Simulator:
@@ -106,7 +107,8 @@ class Simulator:
         sampled = self.strategy.configure_train(round_, available, self.rng)
         outcome = RoundOutcome(round_, sampled, [])
         secure = None
-        if self.secure is not None and sampled:  # key exchange and shares: counted as aggregation time
+        by_fleet = self.secure is not None and hasattr(self.fleet, "secure_round")  # (Flower's SecAgg+)
+        if self.secure is not None and sampled and not by_fleet:  # key exchange and shares: counted as aggregation time
             start = time.perf_counter()
             weights = {c: 1.0 if self.privacy is not None else float(len(self.client.data[c])) for c in sampled}
             secure = self.secure.start(sampled, weights, self.strategy.uplink_spec(sampled[0], {}))
@@ -124,6 +126,8 @@ class Simulator:
                     on_client(cid)
             else:
                 instructions.append(ins)
+        if by_fleet:
+            return self._fleet_secure_round(instructions, outcome)
         start = time.perf_counter()
         replies = self.fleet.fit(instructions, on_client)
         outcome.train_seconds += time.perf_counter() - start
@@ -167,6 +171,44 @@ class Simulator:
             return outcome
         start = time.perf_counter()
         self.strategy.aggregate_train(round_, updates)
+        outcome.aggregate_seconds += time.perf_counter() - start
+        return outcome
+
+    def _fleet_secure_round(self, instructions: list[FitInstruction], outcome: RoundOutcome) -> RoundOutcome:
+        """A round whose updates the fleet sums under its own secure aggregation (Flower's SecAgg+): the
+        server gets the survivors' weighted mean and their metrics, never an update."""
+        assert self.secure is not None
+        cids = [i.client_id for i in instructions]
+        weights = {c: 1.0 if self.privacy is not None else float(len(self.client.data[c])) for c in cids}
+        spec = self.strategy.uplink_spec(cids[0], {}) if cids else {}
+        start = time.perf_counter()
+        result = self.fleet.secure_round(  # type: ignore[attr-defined]
+            instructions, weights, spec, bound=self.secure.bound, threshold=self.secure.threshold)
+        outcome.train_seconds += time.perf_counter() - start
+        outcome.accepted = result.accepted
+        words = sum(math.prod(shape) for shape, _ in spec.values())
+        for cid in cids:
+            if cid not in result.accepted:
+                outcome.dropped[cid] = "no masked update reached the SecAgg+ sum (dropped out or too late)"
+                continue
+            metrics = result.metrics.get(cid, {})
+            outcome.clients[cid].update({k: metrics[k] for k in COST_METRICS if k in metrics})
+            outcome.clients[cid]["bytes_up"] = float(8 * words)  # one 64-bit masked word per coordinate
+            outcome.bytes_up += 8 * words
+            outcome.samples += int(metrics.get("samples", 0))
+        losses = [result.metrics[c]["train_loss"] for c in result.accepted if "train_loss" in result.metrics.get(c, {})]
+        if losses:
+            outcome.train_loss = float(np.mean(losses))
+        needed = max(self.min_updates, self.secure.clients_needed(len(outcome.sampled)))
+        if result.mean is None or len(result.accepted) < needed:
+            outcome.status = "failed"
+            log.warning("round %d failed: %d masked update(s) summed, %d needed", outcome.round,
+                        len(result.accepted), needed)
+            return outcome
+        update = ClientUpdate("secure-aggregate", result.mean, int(sum(weights[c] for c in result.accepted)),
+                              members=tuple(result.accepted))
+        start = time.perf_counter()
+        self.strategy.aggregate_train(outcome.round, [self.strategy.receive(update)])
         outcome.aggregate_seconds += time.perf_counter() - start
         return outcome
 

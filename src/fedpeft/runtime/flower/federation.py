@@ -1,7 +1,8 @@
 """A Flower federation on this machine's loopback: a SuperLink and N SuperNodes (each holding its own data
-partition), with TLS and SuperNode authentication unless asked otherwise, and fedpeft's Flower app run on
-it with ``flwr run``. Every process Flower starts has its calls home turned off; all of them are stopped
-(their whole process groups) on exit, and a run counts as done only if Flower's own status says so."""
+partition), with TLS and SuperNode authentication unless asked otherwise, or Flower's simulation engine
+(Ray) with N virtual SuperNodes; fedpeft's Flower app runs on it with ``flwr run``. Every process Flower
+starts has its calls home turned off; all of them (found by their FLWR_HOME) are stopped on exit, and a run
+counts as done only if Flower's own status says so."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
+
+import psutil
 
 from fedpeft.errors import FedPeftError
 from fedpeft.runtime.flower.certs import Credentials, make_credentials
@@ -76,10 +80,12 @@ class LocalFederation:
         ('finished:completed', PosixPath('runs/quickstart'))
     """
 
-    def __init__(self, folder: Path, nodes: int = 2, secure: bool = True, start_timeout: float = 60.0) -> None:
+    def __init__(self, folder: Path, nodes: int = 2, secure: bool = True, start_timeout: float = 60.0,
+                 engine: Literal["deployment", "simulation"] = "deployment") -> None:
         self.folder = folder.resolve()
         self.nodes = nodes
-        self.secure = secure
+        self.engine = engine
+        self.secure = secure and engine == "deployment"  # (the simulation engine's SuperLink is local only)
         self.start_timeout = start_timeout
         self.env = flower_env(self.folder / "flwr-home")
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -110,6 +116,14 @@ class LocalFederation:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "flwr-home").mkdir(exist_ok=True)
         self.port = free_port()
+        if self.engine == "simulation":  # flwr run starts a local SuperLink with Ray behind it, on our ports
+            self.env.update(FLWR_LOCAL_SUPERLINK_HTTP_API_PORT=str(self.port),
+                            FLWR_LOCAL_CONTROL_API_PORT=str(free_port()))
+            (self.folder / "flwr-home" / "config.toml").write_text(
+                f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\naddress = ":local:"\n\n'
+                f"[superlink.{CONNECTION}.options]\nnum-supernodes = {self.nodes}\n\n"
+                f"[superlink.{CONNECTION}.options.backend.client-resources]\nnum-cpus = 1\n")
+            return
         link = ["flower-superlink", "--port", str(self.port), "--disable-runtime-dependency-installation"]
         connection = f'address = "127.0.0.1:{self.port}"\n'
         if self.secure:
@@ -203,6 +217,22 @@ class LocalFederation:
         for proc in reversed(self.procs):
             _stop(proc)
         self.procs.clear()
+        for proc in self.processes():  # what Flower started detached (the simulation SuperLink, Ray)
+            proc.terminate()
+        _, alive = psutil.wait_procs(self.processes(), timeout=10)
+        for proc in alive:
+            proc.kill()
+
+    def processes(self) -> list[psutil.Process]:
+        """Every live process of this federation (they all carry its FLWR_HOME), this one excepted."""
+        home, me, found = self.env["FLWR_HOME"], os.getpid(), []
+        for proc in psutil.process_iter():
+            try:
+                if proc.pid != me and proc.environ().get("FLWR_HOME") == home:
+                    found.append(proc)
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+        return found
 
 
 def _stop(proc: subprocess.Popen) -> None:

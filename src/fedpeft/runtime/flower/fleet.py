@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from flwr.app import ConfigRecord, Message, RecordDict
+import torch
+
+from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid
 
 from fedpeft.client.app import FitInstruction
 from fedpeft.errors import ConfigError, InvalidUpdate
 from fedpeft.runtime.fleet import Delivered
+from fedpeft.runtime.flower.secure import SecureResult, secure_round
 from fedpeft.runtime.flower.records import QUERY, TRAIN, instruction_record, integer, read_reply
 
 log = logging.getLogger(__name__)
@@ -65,19 +68,30 @@ class FlowerFleet:
         >>> fleet.fit([FitInstruction(1, "c0", payload)])["c0"]  # doctest: +SKIP
     """
 
-    def __init__(self, grid: Grid, node_of: dict[str, int], config_json: str, timeout: float = 600.0) -> None:
+    def __init__(self, grid: Grid, node_of: dict[str, int], config_json: str, timeout: float = 600.0,
+                 context: Context | None = None) -> None:
         self.grid = grid
+        self.context = context  # the ServerApp's, for Flower's SecAgg+ workflow
         self.node_of = node_of
         self.config_json = config_json
         self.timeout = timeout
 
     @classmethod
     def connect(cls, grid: Grid, client_ids: Sequence[str], config_json: str, nodes: int, timeout: float,
-                connect_timeout: float = 120.0) -> FlowerFleet:
+                connect_timeout: float = 120.0, context: Context | None = None) -> FlowerFleet:
         held = partitions_of(grid, wait_for_nodes(grid, nodes, connect_timeout), connect_timeout)
         node_of = {cid: held[k % len(held)] for k, cid in enumerate(client_ids)}
         log.info("%d clients on %d SuperNodes", len(client_ids), len(held))
-        return cls(grid, node_of, config_json, timeout)
+        return cls(grid, node_of, config_json, timeout, context)
+
+    def secure_round(self, instructions: Sequence[FitInstruction], weights: Mapping[str, float],
+                     spec: Mapping[str, tuple[tuple[int, ...], torch.dtype]], *, bound: float, threshold: float
+                     ) -> SecureResult:
+        """The round through Flower's SecAgg+ (``fedpeft.runtime.flower.secure``)."""
+        if self.context is None:
+            raise ConfigError("Flower's SecAgg+ needs the ServerApp's context: FlowerFleet.connect(..., context=)")
+        return secure_round(self.grid, self.context, self.node_of, instructions, weights, spec, self.config_json,
+                            bound=bound, threshold=threshold, timeout=self.timeout)
 
     def fit(self, instructions: Sequence[FitInstruction], on_reply: Callable[[str], None] | None = None
             ) -> Delivered:

@@ -1,0 +1,126 @@
+"""Flower's SecAgg+ for a round's updates, when privacy.secure_aggregation is on in a deployment.
+
+The server runs Flower's SecAggPlusWorkflow for the round; the nodes answer through Flower's
+``secaggplus_mod``, so the server only ever sees masked, quantised vectors and their weighted mean. A tiny
+shim plays the legacy Strategy the workflow expects: it hands over the round's instructions and keeps the
+mean. Each client's decoded update is what gets masked (as in the simulator's own protocol), weighted by 1
+under client-level DP and by its example count otherwise; every sampled client must sit on its own SuperNode.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
+from flwr.common import Code, FitIns, FitRes, Parameters, Status, ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+from flwr.compat.common import recorddict_compat as compat
+from flwr.server import ServerConfig
+from flwr.server.client_manager import ClientManager
+from flwr.server.client_proxy import ClientProxy
+from flwr.server.compat.grid_client_proxy import GridClientProxy
+from flwr.server.compat.legacy_context import LegacyContext
+from flwr.server.strategy import Strategy
+from flwr.server.workflow import SecAggPlusWorkflow
+from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
+from flwr.serverapp import Grid
+
+from fedpeft.client.app import FederatedClient, FitInstruction
+from fedpeft.errors import ConfigError
+from fedpeft.model.state import TensorDict
+from fedpeft.runtime.flower.records import integer
+
+FITINS = "fitins.config"  # where the legacy workflow puts a round's instruction (apps.SECURE_FIT)
+
+
+@dataclass
+class SecureResult:
+    """The weighted mean of the masked updates (None if the protocol could not finish), who took part."""
+
+    mean: TensorDict | None
+    accepted: list[str]
+    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+class _OneRound(Strategy):
+    """The legacy Strategy face the SecAgg+ workflow talks to: this round's instructions in, the mean out."""
+
+    def __init__(self, grid: Grid, fitins: Mapping[int, FitIns]) -> None:
+        self.proxies: list[tuple[ClientProxy, FitIns]] = [
+            (GridClientProxy(nid, grid, grid.run.run_id), ins) for nid, ins in fitins.items()]
+        self.results: list[tuple[ClientProxy, FitRes]] = []
+
+    def configure_fit(self, server_round: int, parameters: Parameters, client_manager: ClientManager
+                      ) -> list[tuple[ClientProxy, FitIns]]:
+        return self.proxies
+
+    def aggregate_fit(self, server_round: int, results: Any, failures: Any) -> tuple[Parameters | None, dict]:
+        self.results = list(results)
+        return (self.results[0][1].parameters if self.results else None), {}
+
+    def initialize_parameters(self, client_manager: ClientManager) -> None:
+        return None
+
+    def configure_evaluate(self, server_round: int, parameters: Parameters, client_manager: ClientManager) -> list:
+        return []
+
+    def aggregate_evaluate(self, server_round: int, results: Any, failures: Any) -> tuple[None, dict]:
+        return None, {}
+
+    def evaluate(self, server_round: int, parameters: Parameters) -> None:
+        return None
+
+
+def secure_round(
+    grid: Grid, context: Context, node_of: Mapping[str, int], instructions: Sequence[FitInstruction],
+    weights: Mapping[str, float], spec: Mapping[str, tuple[tuple[int, ...], torch.dtype]], config_json: str,
+    *, bound: float, threshold: float, timeout: float,
+) -> SecureResult:
+    """One round through Flower's SecAgg+: send, mask, sum, unmask; the survivors' weighted mean."""
+    nodes = [node_of[i.client_id] for i in instructions]
+    if len(set(nodes)) < len(nodes):
+        raise ConfigError("secure aggregation on Flower masks one update per SuperNode, but this round sampled "
+                          "several clients on one node: set partition.num_clients to the number of SuperNodes")
+    fitins = {node_of[i.client_id]: FitIns(ndarrays_to_parameters([np.frombuffer(i.payload, dtype=np.uint8)]), {
+        "round": i.round, "client_id": i.client_id, "config": json.dumps(i.config), "fedpeft_config": config_json,
+        "weight": int(weights[i.client_id])}) for i in instructions}
+    shim = _OneRound(grid, fitins)
+    legacy = LegacyContext(context, config=ServerConfig(num_rounds=1), strategy=shim)
+    legacy.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord({Key.CURRENT_ROUND: instructions[0].round})
+    legacy.state.array_records[MAIN_PARAMS_RECORD] = ArrayRecord()
+    workflow = SecAggPlusWorkflow(num_shares=1.0, reconstruction_threshold=threshold, clipping_range=bound,
+                                  max_weight=max(weights.values()), timeout=timeout)
+    workflow(grid, legacy)
+    client_of = {n: c for c, n in node_of.items() if n in fitins}
+    accepted = [client_of[p.node_id] for p, _ in shim.results if p.node_id in client_of]
+    metrics = {client_of[p.node_id]: {k: float(v) for k, v in r.metrics.items() if isinstance(v, (int, float))}
+               for p, r in shim.results if p.node_id in client_of}
+    if not shim.results:
+        return SecureResult(None, accepted, metrics)
+    arrays = parameters_to_ndarrays(shim.results[0][1].parameters)
+    mean = {name: torch.from_numpy(np.asarray(a, dtype=np.float64).reshape(shape)).to(dtype)
+            for (name, (shape, dtype)), a in zip(sorted(spec.items()), arrays)}
+    return SecureResult(mean, accepted, metrics)
+
+
+def is_secure_message(content: RecordDict) -> bool:
+    return RECORD_KEY_CONFIGS in content.config_records or FITINS in content.config_records
+
+
+def secure_fit(client: FederatedClient, msg: Message) -> Message:
+    """A node's part inside SecAgg+ (called by ``secaggplus_mod``): train, and hand back the decoded update
+    as float arrays in the order they were sent, with the server's weight as the example count."""
+    meta = msg.content.config_records[FITINS]
+    params = compat.arrayrecord_to_parameters(msg.content.array_records["fitins.parameters"], keep_input=True)
+    payload = parameters_to_ndarrays(params)[0].tobytes()
+    ins = FitInstruction(integer(meta, "round"), str(meta["client_id"]), payload, json.loads(str(meta["config"])))
+    reply = client.fit(ins)
+    delta = client.uplink.decode(reply.payload, None, sender=ins.client_id)
+    arrays = [delta[n].detach().to(torch.float64).numpy() for n in sorted(delta)]  # (the server's order too)
+    res = FitRes(Status(Code.OK, ""), ndarrays_to_parameters(arrays), integer(meta, "weight"), dict(reply.metrics))
+    return Message(compat.fitres_to_recorddict(res, keep_input=True), reply_to=msg)
