@@ -22,3 +22,12 @@ def test_put_replaces_a_spilled_client(tmp_path: Path) -> None:
     store.put("x/y odd id", {"m": torch.ones(2)})
     assert store.get("x/y odd id")["m"].tolist() == [1.0, 1.0]
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_reopened_store_finds_what_an_earlier_process_wrote_through(tmp_path) -> None:
+    first = ClientStateStore(tmp_path, max_bytes=0, reopen=True)
+    first.put("c1", {"m": torch.arange(3.0)})
+    later = ClientStateStore(tmp_path, max_bytes=0, reopen=True)  # (a new ClientApp process on the node)
+    assert "c1" in later and later.get("c1")["m"].tolist() == [0.0, 1.0, 2.0]
+    assert "c2" not in later and later.get("c2") is None
+    assert "c1" not in ClientStateStore(tmp_path)  # a simulator's store never adopts stale files

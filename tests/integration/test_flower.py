@@ -1,6 +1,7 @@
 """fedpeft on a real Flower deployment on loopback: a SuperLink and two SuperNodes with TLS and SuperNode
 authentication, two rounds of the packaged MiniLM + LoRA on small slices, compared with the simulator; the
-same under Flower's SecAgg+; and a failed run reported as failed. One federation serves all three runs."""
+same under Flower's SecAgg+; and a failed run reported as failed. Compression (top-k with error feedback,
+int8) and client-level DP are on in the first run, so they are checked against the simulator too. One federation serves all three runs."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from fedpeft.runtime.flower.federation import LocalFederation
 pytestmark = pytest.mark.integration
 
 CONFIG = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
-QUICK = ["rounds=2", "data.max_train_examples=240", "data.max_test_examples=100", "partition.method=iid",
-         "partition.num_clients=4", "clients.per_round=2", "clients.local_steps=3", "threads=1", "eval.every=0",
-         "output.plot=false", "output.save_adapter=false"]
-
-
-SECURE = [*QUICK, "rounds=1", "partition.num_clients=2", "clients.per_round=2", "privacy.secure_aggregation.enabled=true"]
+BASE = ["rounds=2", "data.max_train_examples=240", "data.max_test_examples=100", "partition.method=iid",
+        "partition.num_clients=4", "clients.per_round=2", "clients.local_steps=3", "threads=1", "eval.every=0",
+        "output.plot=false", "output.save_adapter=false"]
+# Compression with error feedback (residuals kept on the nodes' disks between rounds) and client-level DP.
+QUICK = [*BASE, "compression.uplink=[{name: topk, density: 0.1}, {name: int8}]", "privacy.client_dp=central",
+         "privacy.noise_multiplier=0.3", "privacy.clip=1.0"]
+SECURE = [*BASE, "rounds=1", "partition.num_clients=2", "clients.per_round=2",
+          "privacy.secure_aggregation.enabled=true"]
 
 
 def test_loopback_deployment_with_tls_and_node_auth_equals_the_simulator(tmp_path: Path) -> None:
@@ -45,6 +48,8 @@ def test_loopback_deployment_with_tls_and_node_auth_equals_the_simulator(tmp_pat
     assert flower["final"]["accuracy"] == sim["final"]["accuracy"]
     assert flower["final"]["loss"] == pytest.approx(sim["final"]["loss"], abs=1e-5)
     assert flower["ledger"]["bytes_up"] == sim["ledger"]["bytes_up"] > 0
+    assert flower["privacy"]["epsilon"] == sim["privacy"]["epsilon"] > 0
+    assert flower["compression"]["uplink"] == sim["compression"]["uplink"] != "none"
     rounds = [json.loads(line) for line in (done.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r.get("accepted") for r in rounds[1:]] == [2, 2]
     # Under Flower's SecAgg+ the server only sees the masked sum: the same model up to its quantisation

@@ -7,39 +7,18 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from fedpeft.client.costs import CostMeter
-from fedpeft.client.plugins import ClientPlugin, FitContext, Scalar, gradient_hooks
+from fedpeft.client.messages import FitInstruction, FitReply
+from fedpeft.client.plugins import ClientPlugin, FitContext, gradient_hooks
 from fedpeft.client.state_store import ClientStateStore
 from fedpeft.client.trainer import LocalTrainer
 from fedpeft.data.batching import ClientDataset
 from fedpeft.model.state import TrainableState
 from fedpeft.pipeline.compression import UpdatePipeline
-
-
-@dataclass(frozen=True)
-class FitInstruction:
-    """What the server sends: the round, the client it is for, tensors as bytes (the global trainable state,
-    cut to the client's rank, plus whatever its strategy sends), and a small config (rank, local steps)."""
-
-    round: int
-    client_id: str
-    payload: bytes
-    config: dict[str, Scalar] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class FitReply:
-    """What a client returns: its update (trainable-tensor deltas) as bytes plus counts and metrics."""
-
-    client_id: str
-    payload: bytes
-    num_examples: int
-    metrics: dict[str, float] = field(default_factory=dict)
 
 
 def client_seed(seed: int, round_: int, client_id: str) -> list[int]:

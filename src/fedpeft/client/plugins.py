@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from fedpeft.client.messages import Scalar
 from fedpeft.model.state import TensorDict
 from fedpeft.model.lora_factors import lora_pairs, truncate
 
-Scalar = int | float | str | bool
 
 
 @dataclass

@@ -25,16 +25,24 @@ class ClientStateStore:
         [1.0, 1.0, 1.0]
     """
 
-    def __init__(self, spill_dir: str | Path, max_bytes: int = 1 << 30) -> None:
+    def __init__(self, spill_dir: str | Path, max_bytes: int = 1 << 30, reopen: bool = False) -> None:
+        """``reopen``: states an earlier process wrote to ``spill_dir`` belong to this store (a Flower node's
+        clients, whose ClientApp processes come and go; with ``max_bytes=0`` every state is written through)."""
         self.spill_dir = Path(spill_dir)
         self.max_bytes = max_bytes
+        self.reopen = reopen
         self._memory: OrderedDict[str, TensorDict] = OrderedDict()
         self._on_disk: set[str] = set()
         self._bytes = 0
         self.changed: set[str] = set()  # clients put since the last ``take_changed`` (for checkpoints)
 
     def __contains__(self, client_id: str) -> bool:
-        return client_id in self._memory or client_id in self._on_disk
+        return client_id in self._memory or self._stored(client_id)
+
+    def _stored(self, client_id: str) -> bool:
+        if self.reopen and client_id not in self._on_disk and self._path(client_id).exists():
+            self._on_disk.add(client_id)
+        return client_id in self._on_disk
 
     def __len__(self) -> int:
         return len(self._memory) + len(self._on_disk)
@@ -47,7 +55,7 @@ class ClientStateStore:
         if client_id in self._memory:
             self._memory.move_to_end(client_id)
             return self._memory[client_id]
-        if client_id in self._on_disk:
+        if self._stored(client_id):
             return load_file(str(self._path(client_id)))
         return None
 

@@ -31,7 +31,7 @@ from fedpeft.strategy.base import ClientUpdate, Strategy, update_norm
 log = logging.getLogger(__name__)
 NO_PROFILE = ClientProfile()
 COST_METRICS = ("samples", "train_seconds", "cpu_seconds", "peak_mb", "flops", "dp_epsilon",
-                "process_start_seconds", "build_seconds")  # (the last two: a Flower ClientApp's own costs)
+                "process_start_seconds", "worker_start_seconds", "build_seconds")  # (the last three: a Flower ClientApp's own costs)
 
 
 class Simulator:

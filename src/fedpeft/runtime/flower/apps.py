@@ -14,17 +14,21 @@ for torch and fedpeft's model code (about 3 s a process).
 
 from __future__ import annotations
 
+import json
 import shlex
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.client.mod import secaggplus_mod
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
+from flwr.common import Code, FitRes, Status, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
+from flwr.compat.common import recorddict_compat as compat
 from flwr.serverapp import Grid, ServerApp
+
+from fedpeft.client.messages import FitReply
 
 SECURE_FIT = "fitins.config"  # where Flower's SecAgg+ workflow puts a round's instruction (see secure.py)
 
@@ -64,20 +68,41 @@ def describe(msg: Message, context: Context) -> Message:
 
 @client_app.train()
 def train(msg: Message, context: Context) -> Message:
-    """One client's round. The reply's metrics also say what this message cost the node beyond training:
-    the process's age when the message arrived (interpreter and imports) and the client's build time."""
+    """One client's round, trained by the node's worker (or here, with node config ``worker=false``). Under
+    SecAgg+ the decoded update goes back as float arrays for ``secaggplus_mod`` to mask. The reply's
+    metrics also say what this message cost the node beyond training: the ClientApp process's age when the
+    message arrived, starting the node worker (first message only) and building the client (likewise)."""
     arrived = time.time()
     import psutil
 
-    from fedpeft.runtime.flower.node import node_client
-    from fedpeft.runtime.flower.records import read_instruction, reply_record
-    from fedpeft.runtime.flower.secure import secure_fit
+    from fedpeft.runtime.flower.node import NodePlace
+    from fedpeft.runtime.flower.records import integer, read_instruction, reply_record
+    from fedpeft.runtime.flower.worker import ask_worker, fit_request, place_header
 
-    if SECURE_FIT in msg.content.config_records:  # a SecAgg+ round: the mod masks what this returns
-        return secure_fit(node_client(str(msg.content.config_records[SECURE_FIT]["fedpeft_config"]), context), msg)
-    ins, config_json = read_instruction(msg.content)
-    client = node_client(config_json, context)
-    built = time.time()
-    reply = client.fit(ins)
-    costs = {"process_start_seconds": arrived - psutil.Process().create_time(), "build_seconds": built - arrived}
-    return Message(reply_record(replace(reply, metrics={**reply.metrics, **costs})), reply_to=msg)
+    place = NodePlace.of(context.node_config, context.run_id)
+    secure = SECURE_FIT in msg.content.config_records
+    if secure:  # the instruction as Flower's SecAgg+ workflow packs it (see secure.py)
+        meta = msg.content.config_records[SECURE_FIT]
+        params = compat.arrayrecord_to_parameters(msg.content.array_records["fitins.parameters"], keep_input=True)
+        payload = parameters_to_ndarrays(params)[0].tobytes()
+        header = {"round": integer(meta, "round"), "client_id": str(meta["client_id"]),
+                  "config": json.loads(str(meta["config"])), "fedpeft_config": str(meta["fedpeft_config"])}
+    else:
+        ins, config_json = read_instruction(msg.content)
+        payload = ins.payload
+        header = {"round": ins.round, "client_id": ins.client_id, "config": ins.config, "fedpeft_config": config_json}
+    header["decoded"] = secure
+    if place.use_worker:
+        answer, body = ask_worker(place, header, payload)
+    else:
+        answer, body = fit_request({**header, "place": place_header(place)}, payload)
+    metrics = {**answer["metrics"], "process_start_seconds": arrived - psutil.Process().create_time()}
+    if secure:
+        from safetensors.numpy import load
+
+        named = load(body)
+        arrays = [named[n] for n in sorted(named)]  # (by name, as the server reads them)
+        res = FitRes(Status(Code.OK, ""), ndarrays_to_parameters(arrays), integer(meta, "weight"), metrics)
+        return Message(compat.fitres_to_recorddict(res, keep_input=True), reply_to=msg)
+    reply = FitReply(str(answer["client_id"]), body, int(answer["num_examples"]), metrics)
+    return Message(reply_record(reply), reply_to=msg)

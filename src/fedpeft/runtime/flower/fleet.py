@@ -12,7 +12,7 @@ import torch
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid
 
-from fedpeft.client.app import FitInstruction
+from fedpeft.client.messages import FitInstruction
 from fedpeft.errors import ConfigError, InvalidUpdate
 from fedpeft.runtime.fleet import Delivered
 from fedpeft.runtime.flower.secure import SecureResult, secure_round

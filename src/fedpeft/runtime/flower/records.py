@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord, RecordDict
 
-from fedpeft.client.app import FitInstruction, FitReply
+from fedpeft.client.messages import FitInstruction, FitReply
 from fedpeft.errors import InvalidUpdate
 
 TRAIN = "train"  # the message type of a round's work

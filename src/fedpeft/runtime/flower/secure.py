@@ -5,6 +5,7 @@ The server runs Flower's SecAggPlusWorkflow for the round; the nodes answer thro
 shim plays the legacy Strategy the workflow expects: it hands over the round's instructions and keeps the
 mean. Each client's decoded update is what gets masked (as in the simulator's own protocol), weighted by 1
 under client-level DP and by its example count otherwise; every sampled client must sit on its own SuperNode.
+The nodes' side is in ``apps.train``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, RecordDict
-from flwr.common import Code, FitIns, FitRes, Parameters, Status, ndarrays_to_parameters, parameters_to_ndarrays
-from flwr.common.secure_aggregation.secaggplus_constants import RECORD_KEY_CONFIGS
-from flwr.compat.common import recorddict_compat as compat
+from flwr.app import ArrayRecord, ConfigRecord, Context
+from flwr.common import FitIns, FitRes, Parameters, ndarrays_to_parameters, parameters_to_ndarrays
 from flwr.server import ServerConfig
 from flwr.server.client_manager import ClientManager
 from flwr.server.client_proxy import ClientProxy
@@ -30,12 +29,10 @@ from flwr.server.workflow import SecAggPlusWorkflow
 from flwr.server.workflow.constant import MAIN_CONFIGS_RECORD, MAIN_PARAMS_RECORD, Key
 from flwr.serverapp import Grid
 
-from fedpeft.client.app import FederatedClient, FitInstruction
+from fedpeft.client.messages import FitInstruction
 from fedpeft.errors import ConfigError
 from fedpeft.model.state import TensorDict
-from fedpeft.runtime.flower.records import integer
 
-FITINS = "fitins.config"  # where the legacy workflow puts a round's instruction (apps.SECURE_FIT)
 
 
 @dataclass
@@ -106,21 +103,3 @@ def secure_round(
     mean = {name: torch.from_numpy(np.asarray(a, dtype=np.float64).reshape(shape)).to(dtype)
             for (name, (shape, dtype)), a in zip(sorted(spec.items()), arrays)}
     return SecureResult(mean, accepted, metrics)
-
-
-def is_secure_message(content: RecordDict) -> bool:
-    return RECORD_KEY_CONFIGS in content.config_records or FITINS in content.config_records
-
-
-def secure_fit(client: FederatedClient, msg: Message) -> Message:
-    """A node's part inside SecAgg+ (called by ``secaggplus_mod``): train, and hand back the decoded update
-    as float arrays in the order they were sent, with the server's weight as the example count."""
-    meta = msg.content.config_records[FITINS]
-    params = compat.arrayrecord_to_parameters(msg.content.array_records["fitins.parameters"], keep_input=True)
-    payload = parameters_to_ndarrays(params)[0].tobytes()
-    ins = FitInstruction(integer(meta, "round"), str(meta["client_id"]), payload, json.loads(str(meta["config"])))
-    reply = client.fit(ins)
-    delta = client.uplink.decode(reply.payload, None, sender=ins.client_id)
-    arrays = [delta[n].detach().to(torch.float64).numpy() for n in sorted(delta)]  # (the server's order too)
-    res = FitRes(Status(Code.OK, ""), ndarrays_to_parameters(arrays), integer(meta, "weight"), dict(reply.metrics))
-    return Message(compat.fitres_to_recorddict(res, keep_input=True), reply_to=msg)
