@@ -41,7 +41,7 @@ def decode(payload: bytes, spec: Spec | None, *, max_bytes: int | None = None, s
     if max_bytes is not None and len(payload) > max_bytes:
         raise InvalidUpdate(f"{sender}: payload of {len(payload)} bytes exceeds the limit of {max_bytes}")
     try:
-        tensors = st_load(bytes(payload))
+        tensors = dict(sorted(st_load(bytes(payload)).items()))  # by name: safetensors' own order varies by process
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise InvalidUpdate(f"{sender}: payload is not a valid safetensors buffer ({exc})") from None
     if spec is None:

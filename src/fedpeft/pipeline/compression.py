@@ -86,7 +86,7 @@ class UpdatePipeline:
         if self.error_feedback and residual is not None:
             tensors = {n: t + carried(residual[n], t) if n in residual else t for n, t in tensors.items()}
         ctx = EncodeContext(seed, reference or {})
-        parts = dict(tensors)
+        parts = {n: tensors[n] for n in sorted(tensors)}  # by name: random draws must not depend on dict order
         for t in self.transforms:
             parts = t.encode(parts, ctx)
         meta = {"format": FORMAT, "pipeline": self.describe(), "seed": str(seed)}

@@ -10,7 +10,14 @@ from fedpeft.config import load_config
 from fedpeft.experiment import build
 from fedpeft.pipeline.compression import UpdatePipeline
 from fedpeft.runtime.flower.node import NodePlace
-from fedpeft.runtime.flower.worker import WorkerError, ask_worker, fit_request, place_header, stop_worker
+from fedpeft.runtime.flower.worker import (
+    WorkerError,
+    ask_worker,
+    fit_request,
+    place_header,
+    socket_path,
+    stop_worker,
+)
 
 
 def test_the_worker_answers_as_an_in_process_fit_and_keeps_its_client(tiny_config: dict, tmp_path: Path) -> None:
@@ -21,7 +28,7 @@ def test_the_worker_answers_as_an_in_process_fit_and_keeps_its_client(tiny_confi
     header = {"round": 1, "client_id": cid, "config": {}, "fedpeft_config": cfg.model_dump_json(), "decoded": False}
     here = NodePlace(0, 1, run_id=7, state_dir=tmp_path / "here", use_worker=False)
     expected, body = fit_request({**header, "place": place_header(here)}, payload)
-    worker = NodePlace(0, 1, run_id=7, state_dir=tmp_path / "node")
+    worker = NodePlace(0, 1, run_id=7, state_dir=tmp_path / ("a-long-folder-name" * 6))  # (> a socket path)
     try:
         first, first_body = ask_worker(worker, header, payload)
         assert first_body == body and first["num_examples"] == expected["num_examples"] > 0
@@ -30,7 +37,7 @@ def test_the_worker_answers_as_an_in_process_fit_and_keeps_its_client(tiny_confi
             ask_worker(worker, {**header, "client_id": "nobody"}, payload)
         second, _ = ask_worker(worker, {**header, "round": 2}, payload)  # the same worker, still alive
         assert second["metrics"]["worker_start_seconds"] == 0 and second["metrics"]["build_seconds"] < 0.5
-        assert oct((worker.state_dir / "worker.sock").stat().st_mode)[-3:] == "600"
+        assert oct(socket_path(worker).stat().st_mode)[-3:] == "600"
     finally:
         assert stop_worker(worker)
     assert not stop_worker(worker)

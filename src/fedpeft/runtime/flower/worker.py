@@ -2,8 +2,8 @@
 
 Flower's deployment engine starts a fresh ClientApp process for every message; importing torch and the
 model code and rebuilding the client would cost every round seconds before any training. The ClientApp
-instead hands each training request to this worker over a Unix socket in the node's state folder (owner-only
-permissions) and waits for the answer. Requests and answers are a JSON header plus raw payload bytes; nothing
+instead hands each training request to this worker over a Unix socket (owner-only permissions, in a folder
+only the node's user can enter) and waits for the answer. Requests and answers are a JSON header plus raw payload bytes; nothing
 is pickled. The first request starts the worker; it exits after ``idle`` seconds without requests. A crashed
 worker is started again by the next request (the clients' state is on disk).
 
@@ -16,12 +16,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -91,7 +93,7 @@ def ask_worker(place: NodePlace, header: dict[str, Any], payload: bytes, start_t
                ) -> tuple[dict[str, Any], bytes]:
     """Send a request to this node's worker (starting it if none answers); its answer. The header gets
     ``worker_start_seconds``: what starting the worker cost this request (0 when it was up)."""
-    path = place.state_dir / "worker.sock"
+    path = socket_path(place)
     started = 0.0
     sock = _connect(path)
     if sock is None:
@@ -107,9 +109,19 @@ def ask_worker(place: NodePlace, header: dict[str, Any], payload: bytes, start_t
     return answer, body
 
 
+def socket_path(place: NodePlace) -> Path:
+    """Where this node's worker listens: a short path (Unix sockets allow about 100 bytes) in a folder only
+    this user can enter, named after the node's state folder."""
+    folder = Path(tempfile.gettempdir()) / f"fedpeft-{os.getuid()}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    if folder.stat().st_uid != os.getuid() or folder.stat().st_mode & 0o077:
+        raise WorkerError(f"{folder} must belong to this user alone (mode 700): remove it and retry")
+    return folder / f"{hashlib.sha256(str(place.state_dir.resolve()).encode()).hexdigest()[:24]}.sock"
+
+
 def stop_worker(place: NodePlace) -> bool:
     """Ask this node's worker to exit; False if none was running."""
-    sock = _connect(place.state_dir / "worker.sock")
+    sock = _connect(socket_path(place))
     if sock is None:
         return False
     with sock:
