@@ -4,8 +4,9 @@ virtual SuperNodes) and a Flower deployment on loopback (SuperLink + two SuperNo
 Workload: configs/quickstart.yaml cut to WORKLOAD below (MiniLM + LoRA, 4 IID clients, all 4 each round,
 8 local steps, one thread each). Reported per engine: start-up (wall time before the first round: process
 and engine start, build), seconds per round (the server's round time, median), what a Flower ClientApp
-process spends per message before it trains (interpreter + imports, and building fedpeft's client: Ray's
-actors persist between messages, the deployment's ClientApp processes do not), the
+process spends per message before it trains (its start, median, and building fedpeft's client, median;
+Ray's actors persist between messages; in the deployment a fresh ClientApp process hands the work to the
+node's worker, whose start, once per node, is shown too), the
 peak of the summed resident memory of all the engine's processes (shared pages count once per process),
 and the final accuracy (equal across engines: same seed, same updates).
 
@@ -96,6 +97,7 @@ def run_engine(engine: str, folder: Path, extra: list[str]) -> dict:
     clients = [c for r in rounds for c in r["clients"].values()]
     per_message = {k: median(c[k] for c in clients) if all(k in c for c in clients) else None
                    for k in ("process_start_seconds", "build_seconds", "train_seconds")}
+    per_message["worker_start_max"] = max((c.get("worker_start_seconds", 0.0) for c in clients), default=0.0)
     return {"engine": engine, "status": "ok", "wall_seconds": wall,
             "startup_seconds": wall - sum(round_s) - sum(r["seconds"]["evaluate"] for r in rounds),
             "round_seconds": median(round_s), "per_message": per_message, "peak_rss_bytes": mem.peak,
@@ -115,6 +117,8 @@ def report(path: Path) -> None:
         m = r["per_message"]
         if engine == "flower_deployment":
             start = f"{m['process_start_seconds']:.1f} s + {m['build_seconds']:.1f} s"
+            if m.get("worker_start_max"):
+                start += f" (node worker start {m['worker_start_max']:.1f} s, once)"
         else:
             start = "- (one process)" if engine == "simulator" else "- (Ray actors persist)"
         print(f"| {engine} | {r['startup_seconds']:.1f} s | {r['round_seconds']:.1f} s | {start} | "
