@@ -16,6 +16,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Mapping, Sequence
@@ -184,16 +185,23 @@ class LocalFederation:
                                 env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 cwd=self.folder, start_new_session=True)
         lines: list[str] = []
-        deadline = time.monotonic() + timeout
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            lines.append(line)
-            if echo:
-                print(line, end="", flush=True)
-            if time.monotonic() > deadline:
-                break
-        timed_out = proc.poll() is None and time.monotonic() > deadline
+
+        def read() -> None:  # (in a thread, so a run that goes silent still meets the timeout)
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                lines.append(line)
+                if echo:
+                    print(line, end="", flush=True)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            proc.wait(timeout=timeout)
+            timed_out = False
+        except subprocess.TimeoutExpired:
+            timed_out = True
         _stop(proc)
+        reader.join(timeout=5)
         log = "".join(lines)
         found = re.search(r"Successfully started run (\d+)", log)
         run_id = int(found.group(1)) if found else None
