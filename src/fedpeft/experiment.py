@@ -12,8 +12,8 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -524,7 +524,7 @@ def finish(setup: Setup, sim: Simulator, run: RunDir, ledger: Ledger, state: Pro
         },
         "dp_sgd": dp_sgd_summary(sim.client.trainer.dp, state.sample_eps),
         "secure_aggregation": None if sim.secure is None else {
-            "protocol": "flower secagg+" if hasattr(sim.fleet, "secure_round") else "fedpeft",
+            "protocol": "flower secagg+" if sim.secured_by_fleet else "fedpeft",
             "threshold": sim.secure.threshold, "bound": sim.secure.bound, "frac_bits": frac_bits_for(sim.secure.bound),
             "clients_needed": sim.secure.clients_needed(min(cfg.clients.per_round, len(sizes))),
         },

@@ -18,7 +18,6 @@ from fedpeft.model.state import TensorDict
 from fedpeft.model.lora_factors import lora_pairs, truncate
 
 
-
 @dataclass
 class FitContext:
     """What the hooks of one client's fit see and change.

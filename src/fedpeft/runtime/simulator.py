@@ -31,7 +31,7 @@ from fedpeft.strategy.base import ClientUpdate, Strategy, update_norm
 log = logging.getLogger(__name__)
 NO_PROFILE = ClientProfile()
 COST_METRICS = ("samples", "train_seconds", "cpu_seconds", "peak_mb", "flops", "dp_epsilon",
-                "process_start_seconds", "worker_start_seconds", "build_seconds")  # (the last three: a Flower ClientApp's own costs)
+                "process_start_seconds", "worker_start_seconds", "build_seconds")  # (last 3: Flower nodes' own)
 
 
 class Simulator:
@@ -98,6 +98,15 @@ class Simulator:
         self.pending = [(int(v.pop("due")), ClientUpdate(**{**v, "members": tuple(v["members"])})) for v in value]
 
     @property
+    def secured_by_fleet(self) -> bool:
+        """Secure aggregation is on and the fleet runs it itself (Flower's SecAgg+)."""
+        return self.secure is not None and hasattr(self.fleet, "secure_round")
+
+    def _secure_weights(self, cids: Sequence[str]) -> dict[str, float]:
+        """Each client's weight in a secure sum: 1 under client-level DP, else its example count."""
+        return {c: 1.0 if self.privacy is not None else float(len(self.client.data[c])) for c in cids}
+
+    @property
     def global_state(self) -> TensorDict:
         return self.strategy.global_state
 
@@ -107,11 +116,11 @@ class Simulator:
         sampled = self.strategy.configure_train(round_, available, self.rng)
         outcome = RoundOutcome(round_, sampled, [])
         secure = None
-        by_fleet = self.secure is not None and hasattr(self.fleet, "secure_round")  # (Flower's SecAgg+)
-        if self.secure is not None and sampled and not by_fleet:  # key exchange and shares: counted as aggregation time
+        by_fleet = self.secured_by_fleet
+        if self.secure is not None and sampled and not by_fleet:  # key exchange and shares: aggregation time
             start = time.perf_counter()
-            weights = {c: 1.0 if self.privacy is not None else float(len(self.client.data[c])) for c in sampled}
-            secure = self.secure.start(sampled, weights, self.strategy.uplink_spec(sampled[0], {}))
+            spec = self.strategy.uplink_spec(sampled[0], {})
+            secure = self.secure.start(sampled, self._secure_weights(sampled), spec)
             outcome.aggregate_seconds += time.perf_counter() - start
         gone = np.random.default_rng([self.seed, round_, 0xD509]).random(len(sampled)) < self.participation.dropout
         updates: list[ClientUpdate] = []
@@ -179,7 +188,7 @@ class Simulator:
         server gets the survivors' weighted mean and their metrics, never an update."""
         assert self.secure is not None
         cids = [i.client_id for i in instructions]
-        weights = {c: 1.0 if self.privacy is not None else float(len(self.client.data[c])) for c in cids}
+        weights = self._secure_weights(cids)
         spec = self.strategy.uplink_spec(cids[0], {}) if cids else {}
         start = time.perf_counter()
         result = self.fleet.secure_round(  # type: ignore[attr-defined]

@@ -61,8 +61,10 @@ def serve(grid: Grid, context: Context) -> None:
 
 @client_app.query()
 def describe(msg: Message, context: Context) -> Message:
-    node = context.node_config
-    info = ConfigRecord({"partition_id": int(node["partition-id"]), "num_partitions": int(node["num-partitions"])})
+    from fedpeft.runtime.flower.node import NodePlace
+
+    place = NodePlace.of(context.node_config, context.run_id)
+    info = ConfigRecord({"partition_id": place.partition_id, "num_partitions": place.num_partitions})
     return Message(RecordDict({"fedpeft": info}), reply_to=msg)
 
 

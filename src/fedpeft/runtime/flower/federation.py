@@ -105,9 +105,9 @@ class LocalFederation:
         self.stop()
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
-        log = open(self.folder / f"{name}.log", "wb")
-        self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                           start_new_session=True, cwd=self.folder))
+        with open(self.folder / f"{name}.log", "wb") as log:  # (the child keeps its own copy of the file)
+            self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                                               start_new_session=True, cwd=self.folder))
 
     def _flwr(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         return subprocess.run(["flwr", *args], env=self.env, capture_output=True, text=True, timeout=timeout,

@@ -15,8 +15,8 @@ from flwr.serverapp import Grid
 from fedpeft.client.messages import FitInstruction
 from fedpeft.errors import ConfigError, InvalidUpdate
 from fedpeft.runtime.fleet import Delivered
-from fedpeft.runtime.flower.secure import SecureResult, secure_round
 from fedpeft.runtime.flower.records import QUERY, TRAIN, instruction_record, integer, read_reply
+from fedpeft.runtime.flower.secure import SecureResult, secure_round
 
 log = logging.getLogger(__name__)
 

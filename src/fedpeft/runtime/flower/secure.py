@@ -34,7 +34,6 @@ from fedpeft.errors import ConfigError
 from fedpeft.model.state import TensorDict
 
 
-
 @dataclass
 class SecureResult:
     """The weighted mean of the masked updates (None if the protocol could not finish), who took part."""
@@ -93,7 +92,7 @@ def secure_round(
     workflow = SecAggPlusWorkflow(num_shares=1.0, reconstruction_threshold=threshold, clipping_range=bound,
                                   max_weight=max(weights.values()), timeout=timeout)
     workflow(grid, legacy)
-    client_of = {n: c for c, n in node_of.items() if n in fitins}
+    client_of = {node_of[i.client_id]: i.client_id for i in instructions}  # (this round's client on each node)
     accepted = [client_of[p.node_id] for p, _ in shim.results if p.node_id in client_of]
     metrics = {client_of[p.node_id]: {k: float(v) for k, v in r.metrics.items() if isinstance(v, (int, float))}
                for p, r in shim.results if p.node_id in client_of}

@@ -3,8 +3,8 @@
 Flower's deployment engine starts a fresh ClientApp process for every message; importing torch and the
 model code and rebuilding the client would cost every round seconds before any training. The ClientApp
 instead hands each training request to this worker over a Unix socket (owner-only permissions, in a folder
-only the node's user can enter) and waits for the answer. Requests and answers are a JSON header plus raw payload bytes; nothing
-is pickled. The first request starts the worker; it exits after ``idle`` seconds without requests. A crashed
+only the node's user can enter) and waits for the answer. Requests and answers are a JSON header plus raw
+payload bytes; nothing is pickled. The first request starts the worker; it exits after ``idle`` seconds without requests. A crashed
 worker is started again by the next request (the clients' state is on disk).
 
 Example:
