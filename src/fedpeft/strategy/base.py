@@ -126,9 +126,12 @@ class Strategy:
         self.round_hooks: list[Callable[[int, Sequence[ClientUpdate]], None]] = []  # run after each aggregate
 
     def initialize(
-        self, state: TensorDict, ranks: Mapping[str, int] | None = None, num_clients: int | None = None
+        self, state: TensorDict, ranks: Mapping[str, int] | None = None, num_clients: int | None = None,
+        keep_past: int = 0,
     ) -> None:
-        """Start from ``state`` (the model's trainable tensors); ``ranks`` gives clients their LoRA rank."""
+        """Start from ``state`` (the model's trainable tensors); ``ranks`` gives clients their LoRA rank;
+        ``keep_past`` rounds of global states are kept for late (stale) updates."""
+        self.keep_past = keep_past
         self.global_state = {k: v.detach().clone() for k, v in state.items()}
         self.initial_state = {k: v.clone() for k, v in self.global_state.items()}
         self.pairs = lora_pairs(state)
@@ -140,6 +143,10 @@ class Strategy:
     def configure_train(self, round_: int, client_ids: Sequence[str], rng: np.random.Generator) -> list[str]:
         """Choose the clients that train this round."""
         return sample_clients(client_ids, self.per_round, rng)
+
+    def secure_weight(self, num_examples: int) -> float:
+        """A client's weight in a secure sum (its example count; 1 under client-level DP)."""
+        return float(num_examples)
 
     def rank(self, client_id: str) -> int | None:
         return self.ranks.get(client_id)

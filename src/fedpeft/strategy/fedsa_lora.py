@@ -26,8 +26,8 @@ class FedSALora(FedAvg):
     """
 
     def initialize(self, state: TensorDict, ranks: Mapping[str, int] | None = None,
-                   num_clients: int | None = None) -> None:
-        super().initialize(state, ranks, num_clients)
+                   num_clients: int | None = None, keep_past: int = 0) -> None:
+        super().initialize(state, ranks, num_clients, keep_past)
         self.personal_names = frozenset(p.b for p in self.pairs)
 
     def client_plugins(self) -> list[ClientPlugin]:

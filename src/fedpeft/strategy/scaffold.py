@@ -33,11 +33,11 @@ class Scaffold(FedAvg):
     STATE = (*FedAvg.STATE, "control")
 
     def initialize(self, state: TensorDict, ranks: Mapping[str, int] | None = None,
-                   num_clients: int | None = None) -> None:
+                   num_clients: int | None = None, keep_past: int = 0) -> None:
         if ranks:
             raise ValueError("SCAFFOLD's control variates are not defined for clients of mixed LoRA ranks; "
                              "drop resources.rank_tiers or pick a LoRA-aware strategy")
-        super().initialize(state, ranks, num_clients)
+        super().initialize(state, ranks, num_clients, keep_past)
         self.control = {n: torch.zeros_like(t, dtype=torch.float32) for n, t in self.global_state.items()}
 
     def downlink(self, round_: int, client_id: str) -> tuple[TensorDict, dict[str, Scalar]]:
