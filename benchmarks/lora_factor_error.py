@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from fedpeft.config import load_config
-from fedpeft.experiment import build, make_simulator
+from fedpeft.build import build_setup as build
+from fedpeft.recipe import make_simulator
 from fedpeft.model.lora_factors import product
 from fedpeft.report import RunDir
 from fedpeft.strategy import ClientUpdate

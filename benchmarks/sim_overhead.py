@@ -22,9 +22,11 @@ from fedpeft.client import ClientStateStore, FederatedClient, LocalTrainer
 from fedpeft.client.app import client_seed
 from fedpeft.config import load_config
 from fedpeft.data.batching import shuffled_batches
-from fedpeft.experiment import Setup, build
+from fedpeft.build import Setup
+from fedpeft.build import build_setup as build
 from fedpeft.runtime import Simulator
 from fedpeft.strategy import FedAvg, sample_clients
+from fedpeft.strategy.base import started
 
 
 def fedpeft_rounds(setup: Setup, rounds: int, spill_dir: str) -> tuple[float, dict[str, torch.Tensor]]:
@@ -33,8 +35,8 @@ def fedpeft_rounds(setup: Setup, rounds: int, spill_dir: str) -> tuple[float, di
         LocalTrainer(setup.model, setup.trainable, cfg.clients), setup.trainable, setup.client_data,
         ClientStateStore(spill_dir), cfg.seed,
     )
-    sim = Simulator(client, FedAvg(cfg.clients.per_round), list(setup.client_data), setup.trainable.snapshot(),
-                    seed=cfg.seed)
+    sim = Simulator(client, started(FedAvg(cfg.clients.per_round), setup.trainable.snapshot(), num_clients=len(setup.client_data)),
+                    list(setup.client_data), seed=cfg.seed)
     start = time.perf_counter()
     for r in range(1, rounds + 1):
         sim.run_round(r)

@@ -104,6 +104,7 @@ def check_method():  # type: ignore[no-untyped-def]
     from fedpeft.model import TrainableState
     from fedpeft.pipeline import codec
     from fedpeft.runtime import Simulator
+    from fedpeft.strategy.base import started
     from fedpeft.strategy.fedavg import FedAvg
 
     def check_method(name: str, cfg: object, task: str, make: Callable[[], nn.Module], data: ClientDataset,
@@ -123,7 +124,7 @@ def check_method():  # type: ignore[no-untyped-def]
         frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
         trainer = LocalTrainer(model, trainable, ClientConfig(local_steps=3, batch_size=4, lr=lr))
         client = FederatedClient(trainer, trainable, {"c0": data}, ClientStateStore(tmp_path / "state"), seed=0)
-        sim = Simulator(client, FedAvg(per_round=1), ["c0"], start, seed=0)
+        sim = Simulator(client, started(FedAvg(per_round=1), start, num_clients=1), ["c0"], seed=0)
     
         outcome = sim.run_round(1)
     

@@ -44,7 +44,7 @@ def test_missing_config_file_exits_2(capsys) -> None:  # type: ignore[no-untyped
 
 def test_methods_on_a_config_measures_each_method(tiny_config: dict, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     from fedpeft.config import load_config
-    from fedpeft.experiment import build
+    from fedpeft.build import build_setup as build
 
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config))

@@ -23,7 +23,7 @@ def run(
         >>> summary = fedpeft.run("configs/quickstart.yaml", ["rounds=2"])  # doctest: +SKIP
         >>> summary["final"]["accuracy"]  # doctest: +SKIP
     """
-    from fedpeft.experiment import run_experiment
+    from fedpeft.recipe import run_experiment
 
     return run_experiment(load_config(config, overrides), progress=progress)
 
@@ -36,7 +36,7 @@ def resume(run_dir: str | Path, overrides: Iterable[str] = (), *, progress: bool
         >>> summary = fedpeft.resume("runs/quickstart")  # doctest: +SKIP
     """
     from fedpeft.errors import ConfigError
-    from fedpeft.experiment import run_experiment
+    from fedpeft.recipe import run_experiment
 
     folder = Path(run_dir)
     if not (folder / "config.yaml").is_file():

@@ -9,7 +9,7 @@ import pytest
 import fedpeft
 from fedpeft.config import load_config
 from fedpeft.errors import ConfigError
-from fedpeft.experiment import build
+from fedpeft.build import build_setup as build
 
 pytestmark = pytest.mark.integration
 

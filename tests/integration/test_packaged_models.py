@@ -15,6 +15,7 @@ from fedpeft.methods import METHODS
 from fedpeft.model import TrainableState
 from fedpeft.model.load import load_model, resolve
 from fedpeft.runtime import Simulator
+from fedpeft.strategy.base import started
 from fedpeft.strategy.fedavg import FedAvg
 
 pytestmark = pytest.mark.integration
@@ -38,7 +39,7 @@ def one_round(model: torch.nn.Module, data: ClientDataset, tmp_path: Path, lr: f
     state = TrainableState(model)
     trainer = LocalTrainer(model, state, ClientConfig(local_steps=4, batch_size=len(data), lr=lr))
     client = FederatedClient(trainer, state, {"c0": data}, ClientStateStore(tmp_path), seed=0)
-    sim = Simulator(client, FedAvg(per_round=1), ["c0"], state.snapshot(), seed=0)
+    sim = Simulator(client, started(FedAvg(per_round=1), state.snapshot(), num_clients=1), ["c0"], seed=0)
     assert sim.run_round(1).status == "ok"
     state.load(sim.global_state)
     return mean_loss(model, data)

@@ -8,7 +8,7 @@ import torch
 import fedpeft
 from fedpeft.config import load_config
 from fedpeft.evaluation import predict
-from fedpeft.experiment import build
+from fedpeft.build import build_setup as build
 from fedpeft.methods import METHODS
 from fedpeft.model import load_sequence_classifier
 from fedpeft.pipeline import codec

@@ -10,7 +10,7 @@ import torch
 import fedpeft
 from fedpeft.config.load import load_config
 from fedpeft.errors import ModelError
-from fedpeft.experiment import build
+from fedpeft.build import build_setup as build
 
 
 @pytest.fixture(scope="module")

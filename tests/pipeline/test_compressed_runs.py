@@ -8,7 +8,8 @@ import pytest
 import fedpeft
 from fedpeft.client import FederatedClient, FitReply
 from fedpeft.config.load import load_config
-from fedpeft.experiment import build, make_simulator
+from fedpeft.build import build_setup as build
+from fedpeft.recipe import make_simulator
 from fedpeft.report import RunDir, summary_text
 
 LEARN = ["rounds=6", "clients.per_round=6", "clients.local_steps=6", "clients.lr=0.03", "model.pooling=mean"]

@@ -14,7 +14,7 @@ import fedpeft
 from fedpeft.client.plugins import FitContext
 from fedpeft.config import load_config
 from fedpeft.errors import ConfigError
-from fedpeft.privacy.client_dp import BELOW_KEY, CLIP_KEY, ClientLevelDP, ClipAndNoise
+from fedpeft.wrappers.client_dp import BELOW_KEY, CLIP_KEY, ClientLevelDP, ClipAndNoise
 from fedpeft.strategy import FedAvg
 from fedpeft.strategy.base import ClientUpdate, update_norm
 
@@ -36,8 +36,8 @@ def test_every_update_is_clipped_on_the_client_and_again_on_the_server(clip: flo
     ClipAndNoise(local_noise=0.0).finish(ctx)
     assert update_norm(ctx.update) <= clip * (1 + 1e-5)
     assert ctx.metrics[BELOW_KEY] == float(update_norm(update) <= clip)
-    s, _ = dp_strategy(clip=clip)  # a client that skipped clipping is clipped on receipt
-    received = s.receive(ClientUpdate("evil", {"w": scale * torch.randn(1000, generator=gen)}, 1))
+    _, dp = dp_strategy(clip=clip)  # a client that skipped clipping is clipped on receipt
+    received = dp.receive(ClientUpdate("evil", {"w": scale * torch.randn(1000, generator=gen)}, 1))
     assert update_norm(received.delta) <= clip * (1 + 1e-5)
 
 
@@ -63,13 +63,14 @@ def test_local_noise_is_added_by_the_client() -> None:
 
 
 def test_adaptive_clipping_moves_the_clip_towards_the_quantile() -> None:
-    s, dp = dp_strategy(adaptive=True, target_quantile=0.5, clip_lr=0.2)
+    _, dp = dp_strategy(adaptive=True, target_quantile=0.5, clip_lr=0.2)
     below = [ClientUpdate(str(i), {"w": torch.zeros(1000)}, 1, {BELOW_KEY: 1.0}) for i in range(4)]
-    s.aggregate_train(1, below)  # every norm was below C: C shrinks by exp(-0.2 (1 - 0.5))
-    assert dp.clip == pytest.approx(math.exp(-0.1)) and s.norm_bound == dp.clip
-    assert s.client_config[CLIP_KEY] == dp.clip
+    dp.aggregate_train(1, below)  # every norm was below C: C shrinks by exp(-0.2 (1 - 0.5))
+    big = ClientUpdate("x", {"w": torch.full((1000,), 5.0)}, 1)
+    assert dp.clip == pytest.approx(math.exp(-0.1)) and update_norm(dp.receive(big).delta) == pytest.approx(dp.clip)
+    assert dp.downlink(3, "c0")[1][CLIP_KEY] == dp.clip
     above = [ClientUpdate(str(i), {"w": torch.zeros(1000)}, 1, {BELOW_KEY: 0.0}) for i in range(4)]
-    s.aggregate_train(2, above)
+    dp.aggregate_train(2, above)
     assert dp.clip == pytest.approx(1.0)
 
 
@@ -117,3 +118,45 @@ def test_local_dp_composes_with_compression(tiny_config: dict) -> None:
 def test_inconsistent_privacy_settings_are_refused(overrides: list[str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         load_config({}, overrides)
+
+
+@pytest.mark.parametrize("mode", ["central", "local"])
+@pytest.mark.parametrize("name", ["fedavg", "fedprox", "fedavgm", "fedadam", "scaffold", "ffa_lora", "fedsa_lora"])
+def test_no_released_tensor_escapes_the_noise(name: str, mode: str) -> None:
+    """Every tensor a client releases (model deltas and strategy state such as SCAFFOLD's control-variate
+    changes) is clipped as one vector and noised: centrally by the wrapper, locally by the client mod."""
+    from fedpeft.build.server import build_strategy
+
+    cfg = load_config({}, [f"strategy.name={name}", f"privacy.client_dp={mode}", "privacy.noise_multiplier=1.0",
+                           "privacy.clip=0.5", "clients.per_round=4"])
+    state = {"m.lora_A.default.weight": torch.zeros(4, 16), "m.lora_B.default.weight": torch.zeros(16, 4)}
+    dp = build_strategy(cfg, torch.nn.Linear(1, 1), state, num_clients=8)
+    assert isinstance(dp, ClientLevelDP)
+    spec = dp.uplink_spec("c0", {})
+    zeros = {n: torch.zeros(shape, dtype=dtype) for n, (shape, dtype) in spec.items()}
+    released = []
+    for i in range(4):  # every client sends an all-zero update: all that arrives is noise (or nothing)
+        ctx = FitContext(1, f"c{i}", dp.downlink(1, f"c{i}")[1], {}, {}, {}, lr=0.1)
+        ctx.update = {n: t.clone() for n, t in zeros.items()}
+        ClipAndNoise(1.0 if mode == "local" else 0.0, seed=i).finish(ctx)
+        released.append(ClientUpdate(f"c{i}", ctx.update, 10))
+    mean = dp.mean([dp.receive(u) for u in released])
+    assert set(mean) == set(spec)  # the mean covers every released tensor ...
+    expected = 0.5 / 4 if mode == "central" else 0.5 / 2  # z C / m central; local: z C / sqrt(m), m = 4
+    for n, t in mean.items():  # ... and each carries that noise
+        assert float(t.float().std()) == pytest.approx(expected, rel=0.35), n
+
+
+def test_scaffold_control_variates_carry_the_accounted_noise() -> None:
+    from fedpeft.build.server import build_strategy
+    from fedpeft.strategy.scaffold import DC
+
+    cfg = load_config({}, ["strategy.name=scaffold", "privacy.client_dp=central", "privacy.noise_multiplier=2.0",
+                           "privacy.clip=1.0", "clients.per_round=4"])
+    dp = build_strategy(cfg, torch.nn.Linear(1, 1), {"w": torch.zeros(4000)}, num_clients=8)
+    ups = [ClientUpdate(f"c{i}", {"w": torch.zeros(4000), DC + "w": torch.zeros(4000)}, 1) for i in range(4)]
+    dp.aggregate_train(1, [dp.receive(u) for u in ups])
+    control = dp.inner.control["w"]  # c += (|S| / N) * noised mean of the control changes: std (4/8) z C / 4
+    assert float(control.std()) == pytest.approx(0.5 * 2.0 * 1.0 / 4, rel=0.1)
+    assert float(dp.global_state["w"].std()) == pytest.approx(2.0 * 1.0 / 4, rel=0.1)
+    assert dp.epsilon > 0 and math.isfinite(dp.epsilon)

@@ -11,8 +11,18 @@ from fedpeft.model.state import TrainableState
 from fedpeft.runtime import Simulator
 from fedpeft.runtime.profiles import ClientProfile, assign_profiles
 from fedpeft.strategy import FedAvg
+from fedpeft.strategy.base import started
 
 from ..client.test_trainer import BagOfTokens, data  # type: ignore[import-not-found]
+
+
+def _ranks(profiles):  # type: ignore[no-untyped-def]
+    return {c: p.rank for c, p in (profiles or {}).items() if p.rank is not None}
+
+
+def _stale(participation):  # type: ignore[no-untyped-def]
+    p = participation or ParticipationConfig()
+    return p.max_staleness if p.stragglers == "stale" else 0
 
 
 def make(tmp_path, profiles=None, participation=None, per_round=4, min_updates=1):  # type: ignore[no-untyped-def]
@@ -22,7 +32,8 @@ def make(tmp_path, profiles=None, participation=None, per_round=4, min_updates=1
     clients = {f"c{i}": data(12) for i in range(6)}
     client = FederatedClient(LocalTrainer(model, ts, ClientConfig(local_steps=2, batch_size=4)), ts, clients,
                              ClientStateStore(tmp_path), seed=0)
-    return Simulator(client, FedAvg(per_round), list(clients), ts.snapshot(), seed=0, min_updates=min_updates,
+    return Simulator(client, started(FedAvg(per_round), ts.snapshot(), _ranks(profiles), len(clients), _stale(participation)),
+                     list(clients), seed=0, min_updates=min_updates,
                      profiles=profiles, participation=participation)
 
 

@@ -9,7 +9,10 @@ import torch
 
 from fedpeft.config import load_config
 from fedpeft.errors import ConfigError, InvalidUpdate
-from fedpeft.experiment import build, make_simulator
+from fedpeft.build import build_setup as build
+from fedpeft.recipe import make_simulator
+from fedpeft.wrappers.client_dp import ClientLevelDP
+from fedpeft.wrappers.strategy import find_layer
 from fedpeft.report import RunDir
 from fedpeft.runtime import Simulator
 from fedpeft.runtime.secure_round import SecureRound
@@ -47,8 +50,9 @@ def test_secure_rounds_reach_the_plain_global_state_with_dropouts(tiny_config: d
     for name, value in plain.global_state.items():
         assert torch.allclose(secure.global_state[name], value, atol=1e-6), name
     if "privacy.client_dp=local" in extra:
-        assert secure.privacy is not None and plain.privacy is not None
-        assert secure.privacy.epsilon == plain.privacy.epsilon
+        secure_dp, plain_dp = find_layer(secure.strategy, ClientLevelDP), find_layer(plain.strategy, ClientLevelDP)
+        assert secure_dp is not None and plain_dp is not None
+        assert secure_dp.epsilon == plain_dp.epsilon
 
 
 def test_what_the_server_holds_says_nothing_about_any_update(tiny_config: dict) -> None:

@@ -8,6 +8,7 @@ from fedpeft.model.state import TrainableState
 from fedpeft.pipeline import codec
 from fedpeft.runtime import Simulator
 from fedpeft.strategy import FedAvg
+from fedpeft.strategy.base import started
 
 from ..client.test_trainer import BagOfTokens, data  # type: ignore[import-not-found]
 
@@ -19,7 +20,7 @@ def make_sim(tmp_path, per_round=3, min_updates=1, client_cls=FederatedClient, k
     clients = {f"c{i}": data(10 + i) for i in range(4)}
     client = client_cls(LocalTrainer(model, ts, ClientConfig(local_steps=2, batch_size=4, keep_optimizer_state=keep_opt)),
                         ts, clients, ClientStateStore(tmp_path), seed=0)
-    return Simulator(client, FedAvg(per_round), list(clients), ts.snapshot(), seed=0, min_updates=min_updates), ts
+    return Simulator(client, started(FedAvg(per_round), ts.snapshot(), num_clients=len(clients)), list(clients), seed=0, min_updates=min_updates), ts
 
 
 def test_bytes_are_the_real_payload_lengths(tmp_path) -> None:

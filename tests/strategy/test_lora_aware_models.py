@@ -11,7 +11,8 @@ import torch
 import fedpeft
 from fedpeft.config import load_config
 from fedpeft.evaluation import predict
-from fedpeft.experiment import build, make_simulator
+from fedpeft.build import build_setup as build
+from fedpeft.recipe import make_simulator
 from fedpeft.model.lora_factors import lora_pairs, product
 from fedpeft.pipeline import codec
 from fedpeft.report import RunDir

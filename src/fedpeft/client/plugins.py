@@ -42,7 +42,10 @@ class FitContext:
 
 
 class ClientPlugin:
-    """No-op hooks; a plugin overrides the ones it needs."""
+    """No-op hooks; a plugin overrides the ones it needs. ``personal`` marks plugins that make a client's own
+    model differ from the global one (personal tensors, its rank): personalised evaluation replays them."""
+
+    personal: bool = False
 
     def receive(self, ctx: FitContext) -> None:
         """Before the received tensors are loaded into the model."""
@@ -134,6 +137,8 @@ class PersonalTensors(ClientPlugin):
         'personal/'
     """
 
+    personal = True
+
     PREFIX = "personal/"
 
     def __init__(self, initial: TensorDict) -> None:
@@ -158,6 +163,8 @@ class RankMask(ClientPlugin):
         >>> RankMask().receive(ctx); ctx.rank
         2
     """
+
+    personal = True
 
     def receive(self, ctx: FitContext) -> None:
         if ctx.rank is None:
@@ -204,6 +211,8 @@ class RankSelfPruning(ClientPlugin):
         >>> RankSelfPruning(gamma=0.75, lam=1e-3, min_rank=1)._keep(8)
         6
     """
+
+    personal = True
 
     KEY_RANK, KEY_NORM = "hetlora/rank", "hetlora/tail_norm"
 

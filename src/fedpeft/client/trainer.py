@@ -37,11 +37,12 @@ class LocalTrainer:
         >>> result, opt_state = trainer.train(data, np.random.default_rng(0))  # doctest: +SKIP
     """
 
-    def __init__(self, model: nn.Module, state: TrainableState, cfg: ClientConfig) -> None:
+    def __init__(self, model: nn.Module, state: TrainableState, cfg: ClientConfig,
+                 dp: SampleLevelDP | None = None) -> None:
         self.model = model
         self.state = state
         self.cfg = cfg
-        self.dp: SampleLevelDP | None = None  # sample-level DP-SGD, when configured
+        self.dp = dp  # sample-level DP-SGD, when configured (prepared on the model)
         cache = getattr(model, "prefix_cache", None)  # its fills are one-off work, not per-step cost
         self.flops = FlopCounter(None if cache is None else lambda: cache.misses)
 

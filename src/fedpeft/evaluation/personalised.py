@@ -14,15 +14,13 @@ import numpy as np
 import torch
 
 from fedpeft.client.app import FederatedClient, client_seed, derived_seed
-from fedpeft.client.plugins import FitContext, PersonalTensors, RankMask, RankSelfPruning, gradient_hooks
+from fedpeft.client.plugins import FitContext, RankMask, gradient_hooks
 from fedpeft.model.state import TensorDict
-
-PERSONAL_PLUGINS = (PersonalTensors, RankSelfPruning, RankMask)
 
 
 def needs_personalisation(client: FederatedClient, finetune_steps: int) -> bool:
     """False when every client's own model is the global one (nothing personal, no fine-tuning)."""
-    return finetune_steps > 0 or any(isinstance(p, PERSONAL_PLUGINS) for p in client.plugins)
+    return finetune_steps > 0 or any(p.personal for p in client.plugins)
 
 
 def personalised_metrics(
@@ -38,7 +36,7 @@ def personalised_metrics(
 ) -> dict[str, dict[str, float]]:
     """Metrics per client id of its personalised model on its held-out examples; ``score(model, examples)``
     gives them (classification metrics, perplexity)."""
-    plugins = [p for p in client.plugins if isinstance(p, PERSONAL_PLUGINS)]
+    plugins = [p for p in client.plugins if p.personal]
     trainable, trainer = client.trainable, client.trainer
     out: dict[str, dict[str, float]] = {}
     for cid, idx in groups:

@@ -23,8 +23,12 @@ def human_seconds(s: float) -> str:
 
 def summary_text(summary: dict[str, Any]) -> str:
     """Say what happened: data, model, quality before and after, cost, failures, where the files are."""
-    d, m, q, c = summary["data"], summary["model"], summary["final"], summary["ledger"]
-    first = summary.get("initial") or {}
+    parts = (_data_and_model, _quality, _server_and_clients, _cost, _privacy, _wire_and_outputs)
+    return "\n".join(line for part in parts for line in part(summary))
+
+
+def _data_and_model(summary: dict[str, Any]) -> list[str]:
+    d, m, c = summary["data"], summary["model"], summary["ledger"]
     sizes = d["client_sizes"]
     lines = [
         f"fedpeft run '{summary['name']}' finished in {human_seconds(summary['wall_seconds'])}.",
@@ -41,6 +45,12 @@ def summary_text(summary: dict[str, Any]) -> str:
             f" Mask agreed from the Fisher scores of {setup['clients']} clients "
             f"({setup['bytes_up_once'] / 1e6:.2f} MB up, once)."
         )
+    return lines
+
+
+def _quality(summary: dict[str, Any]) -> list[str]:
+    d, q, first = summary["data"], summary["final"], summary.get("initial") or {}
+    lines: list[str] = []
     if "accuracy" in q:
         before = f"{first['accuracy']:.3f} -> " if "accuracy" in first else ""
         lines.append(
@@ -70,6 +80,11 @@ def summary_text(summary: dict[str, Any]) -> str:
                      + ("" if len(recall) <= 4 else f"; highest {recall[-1][1]} {recall[-1][0]:.2f}")
                      + " (confusion matrix in summary.json" + (", confusion.png)" if "confusion.png" in
                                                                summary.get("outputs", []) else ")"))
+    return lines
+
+
+def _server_and_clients(summary: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     strategy = summary.get("strategy") or {}
     if strategy.get("name", "fedavg") != "fedavg" or strategy.get("ranks"):
         ranks = strategy.get("ranks")
@@ -89,6 +104,12 @@ def summary_text(summary: dict[str, Any]) -> str:
                 f"           personalised (each client's own model{how}): mean {own['mean']:.3f}, "
                 f"worst 10% {own['worst_10pct']:.3f}."
             )
+    return lines
+
+
+def _cost(summary: dict[str, Any]) -> list[str]:
+    c = summary["ledger"]
+    lines: list[str] = []
     per = c["bytes_up"] / max(summary["updates_accepted"] + c["rejected_updates"], 1)
     lines.append(
         f"  Cost:    {human_bytes(c['bytes_up'])} up, {human_bytes(c['bytes_down'])} down "
@@ -104,6 +125,11 @@ def summary_text(summary: dict[str, Any]) -> str:
             f"(estimates: counted FLOPs per token or image, CPU time x {c['watts_per_core']:g} W per core); "
             f"peak memory while a client trained {c['peak_client_mb'] / 1024:.2f} GiB."
         )
+    return lines
+
+
+def _privacy(summary: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
     dp = summary.get("privacy")
     if dp:
         eps = "infinite (no noise)" if dp["epsilon"] == float("inf") else f"{dp['epsilon']:.2f}"
@@ -132,6 +158,12 @@ def summary_text(summary: dict[str, Any]) -> str:
             f"fixed-point updates ({sec['frac_bits']} fraction bits, coordinates within +-{sec['bound']:g}) and "
             f"each round's mean; {sec['clients_needed']} clients per round needed to unmask."
         )
+    return lines
+
+
+def _wire_and_outputs(summary: dict[str, Any]) -> list[str]:
+    c = summary["ledger"]
+    lines: list[str] = []
     comp = summary.get("compression") or {}
     if comp and (comp.get("uplink") != "none" or comp.get("downlink") != "none"):
         feedback = " with error feedback" if comp.get("error_feedback") else ""
@@ -144,4 +176,4 @@ def summary_text(summary: dict[str, Any]) -> str:
         )
     files = ["metrics.jsonl", "summary.json", *summary.get("outputs", [])]
     lines.append(f"  Outputs: {summary['run_dir']}/ ({', '.join(files)})")
-    return "\n".join(lines)
+    return lines

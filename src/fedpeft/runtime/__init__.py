@@ -1,6 +1,6 @@
 """Engines that run rounds: the in-process simulator (with its fleets) and Flower (``runtime.flower``).
 
-Names resolve on first use, so ``fedpeft.runtime.flower.apps`` loads without torch in a ClientApp process
+Names resolve on first use, so ``fedpeft.apps.flower`` loads without torch in a ClientApp process
 that has no training to do."""
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import fields, replace
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,6 @@ from fedpeft.client.app import FederatedClient, FitInstruction, FitReply, client
 from fedpeft.config.schema import ParticipationConfig
 from fedpeft.errors import InvalidUpdate
 from fedpeft.model.state import TensorDict
-from fedpeft.privacy.client_dp import ClientLevelDP
 from fedpeft.privacy.secagg import SecAggError
 from fedpeft.runtime.base import RoundOutcome
 from fedpeft.runtime.fleet import Fleet, LocalFleet
@@ -50,7 +50,6 @@ class Simulator:
         client: FederatedClient,
         strategy: Strategy,
         client_ids: Sequence[str],
-        initial_state: TensorDict,
         *,
         seed: int,
         min_updates: int = 1,
@@ -58,27 +57,30 @@ class Simulator:
         max_update_norm: float | None = None,
         profiles: Mapping[str, ClientProfile] | None = None,
         participation: ParticipationConfig | None = None,
+        fleet: Fleet | None = None,
+        secure: SecureAggregation | None = None,
     ) -> None:
         self.client = client
-        self.fleet: Fleet = LocalFleet(client)  # how instructions reach the clients
+        self.fleet: Fleet = fleet or LocalFleet(client)  # how instructions reach the clients
         self.strategy = strategy
         self.client_ids = list(client_ids)
         self.min_updates = min_updates
         self.max_update_bytes = max_update_bytes
         self.max_update_norm = max_update_norm
-        self.attackers: list[str] = []  # simulated malicious clients, if any
-        self.privacy: ClientLevelDP | None = None  # client-level DP, when configured
-        self.secure: SecureAggregation | None = None  # secure aggregation, when configured
+        self.secure = secure  # secure aggregation, when configured
         self.profiles = dict(profiles or {})
         self.participation = participation or ParticipationConfig()
         self.seed = seed
         self.rng = np.random.default_rng([seed, 0x5A3F])
-        ranks = {c: p.rank for c, p in self.profiles.items() if p.rank is not None}
-        strategy.initialize(initial_state, ranks, num_clients=len(self.client_ids))
-        if self.participation.stragglers == "stale":
-            strategy.keep_past = self.participation.max_staleness
-        client.plugins = strategy.client_plugins()
         self.pending: list[tuple[int, ClientUpdate]] = []  # (round it arrives, late update)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a round checkpoint saves: the sampling generator and stragglers' pending updates."""
+        return {name: getattr(self, name) for name in self.STATE}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for name in self.STATE:
+            setattr(self, name, state[name])
 
     @property
     def rng_state(self) -> dict:
@@ -104,7 +106,7 @@ class Simulator:
 
     def _secure_weights(self, cids: Sequence[str]) -> dict[str, float]:
         """Each client's weight in a secure sum: 1 under client-level DP, else its example count."""
-        return {c: 1.0 if self.privacy is not None else float(len(self.client.data[c])) for c in cids}
+        return {c: self.strategy.secure_weight(len(self.client.data[c])) for c in cids}
 
     @property
     def global_state(self) -> TensorDict:

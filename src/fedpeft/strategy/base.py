@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 from pathlib import Path
 
 import numpy as np
@@ -120,10 +120,6 @@ class Strategy:
         self.ranks: dict[str, int] = {}
         self.keep_past = 0  # rounds of past global states kept for late (stale) updates
         self._past: dict[int, TensorDict] = {}
-        self.mean: Callable[[Sequence[ClientUpdate], Sequence[str] | None], TensorDict] = weighted_mean
-        self.norm_bound: float | None = None  # every update is scaled down to this L2 norm
-        self.client_config: dict[str, Scalar] = {}  # sent to every client with its tensors (e.g. a clip norm)
-        self.round_hooks: list[Callable[[int, Sequence[ClientUpdate]], None]] = []  # run after each aggregate
 
     def initialize(
         self, state: TensorDict, ranks: Mapping[str, int] | None = None, num_clients: int | None = None,
@@ -156,7 +152,7 @@ class Strategy:
 
     def downlink(self, round_: int, client_id: str) -> tuple[TensorDict, dict[str, Scalar]]:
         """The tensors and config one client receives: the shared global state at the client's rank."""
-        tensors, config = self.shared(self.global_state), dict(self.client_config)
+        tensors, config = self.shared(self.global_state), dict[str, Scalar]()
         rank = self.rank(client_id)
         if rank is not None:
             tensors, config["rank"] = truncate(tensors, self.pairs, rank), rank
@@ -183,7 +179,7 @@ class Strategy:
         """FedAvg's step on every tensor but the LoRA factors (heads, norms), for strategies that aggregate
         the factors their own way."""
         others = [n for n in state if n not in factor_names(self.pairs)]
-        return step(state, self.mean(updates, others), self.server_lr) if others else dict(state)
+        return step(state, weighted_mean(updates, others), self.server_lr) if others else dict(state)
 
     def uplink_spec(self, client_id: str, metrics: Mapping[str, float]) -> Spec:
         """Names, shapes and dtypes a client's update must have; a rank may only shrink (self-pruning)."""
@@ -194,10 +190,7 @@ class Strategy:
         return spec
 
     def receive(self, update: ClientUpdate) -> ClientUpdate:
-        """Undo the rank cut (pad a low-rank client's factors with zeros to the model's rank) and bound the
-        update's norm if configured."""
-        if self.norm_bound is not None:
-            update = replace(update, delta=bound_norm(update.delta, self.norm_bound))
+        """Undo the rank cut: pad a low-rank client's factors with zeros to the model's rank."""
         if not self.uses_ranks or not self.pairs:
             return update
         return replace(update, delta=pad(update.delta, self.pairs, self.full_rank))
@@ -207,8 +200,6 @@ class Strategy:
             self._past[round_] = self.global_state
             self._past = {r: s for r, s in self._past.items() if r > round_ - self.keep_past - 1}
         self.global_state = self.aggregate(round_, self.global_state, updates)
-        for hook in self.round_hooks:
-            hook(round_, updates)
 
     def aggregate(self, round_: int, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
         """The next global state from the current one and the round's (padded) updates."""
@@ -226,6 +217,30 @@ class Strategy:
     def export(self, folder: Path) -> list[str]:
         """Write what a saved adapter needs beyond the trainable tensors; return the file names."""
         return []
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a round checkpoint saves: the attributes named in ``STATE``."""
+        return {name: getattr(self, name) for name in self.STATE}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        for name in self.STATE:
+            setattr(self, name, state[name])
+
+
+S = TypeVar("S", bound=Strategy)
+
+
+def started(strategy: S, state: TensorDict, ranks: Mapping[str, int] | None = None,
+            num_clients: int | None = None, keep_past: int = 0) -> S:
+    """``strategy`` initialised from ``state`` (see ``Strategy.initialize``), for building it in one expression.
+
+    Example:
+        >>> from fedpeft.strategy import FedAvg
+        >>> started(FedAvg(per_round=1), {"w": torch.zeros(2)}).global_state["w"].tolist()
+        [0.0, 0.0]
+    """
+    strategy.initialize(state, ranks, num_clients, keep_past)
+    return strategy
 
 
 @dataclass(frozen=True)

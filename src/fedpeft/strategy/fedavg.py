@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fedpeft.model.state import TensorDict
-from fedpeft.strategy.base import STRATEGIES, ClientUpdate, Strategy, StrategySpec, step
+from fedpeft.strategy.base import STRATEGIES, ClientUpdate, Strategy, StrategySpec, step, weighted_mean
 
 
 class FedAvg(Strategy):
@@ -20,7 +20,7 @@ class FedAvg(Strategy):
     """
 
     def aggregate(self, round_: int, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
-        return step(state, self.mean(updates, None), self.server_lr)
+        return step(state, weighted_mean(updates), self.server_lr)
 
 
 STRATEGIES.register("fedavg")(

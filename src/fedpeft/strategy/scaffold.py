@@ -14,7 +14,7 @@ import torch
 from fedpeft.client.plugins import ClientPlugin, ControlVariates, Scalar
 from fedpeft.model.lora_factors import Spec
 from fedpeft.model.state import TensorDict
-from fedpeft.strategy.base import STRATEGIES, ClientUpdate, StrategySpec, step
+from fedpeft.strategy.base import STRATEGIES, ClientUpdate, StrategySpec, step, weighted_mean
 from fedpeft.strategy.fedavg import FedAvg
 
 C, DC = ControlVariates.PREFIX_C, ControlVariates.PREFIX_DC
@@ -49,11 +49,12 @@ class Scaffold(FedAvg):
         return {**spec, **{DC + n: (tuple(c.shape), torch.float32) for n, c in self.control.items()}}
 
     def aggregate(self, round_: int, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
-        new = step(state, self.mean(updates, list(state)), self.server_lr)
-        total = self.num_clients or len(updates)
+        new = step(state, weighted_mean(updates, list(state)), self.server_lr)
+        clients = sum(len(u.members) or 1 for u in updates)  # a combined update stands for its members
+        total = self.num_clients or clients
         for n, c in self.control.items():
             mean_dc = torch.stack([u.delta[DC + n].float() for u in updates]).mean(0)
-            c.add_(mean_dc, alpha=len(updates) / total)
+            c.add_(mean_dc, alpha=clients / total)
         return new
 
     def client_plugins(self) -> list[ClientPlugin]:

@@ -12,7 +12,7 @@ from torch import nn
 from fedpeft.config.schema import RunConfig
 from fedpeft.config.strategies import FedAvgMStrategy, FedOptStrategy
 from fedpeft.model.state import TensorDict
-from fedpeft.strategy.base import STRATEGIES, ClientUpdate, Strategy, StrategySpec, step
+from fedpeft.strategy.base import STRATEGIES, ClientUpdate, Strategy, StrategySpec, step, weighted_mean
 from fedpeft.strategy.fedavg import FedAvg
 
 
@@ -34,7 +34,7 @@ class FedAvgM(FedAvg):
         self.velocity: TensorDict = {}
 
     def aggregate(self, round_: int, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
-        delta = self.mean(updates, None)
+        delta = weighted_mean(updates)
         for n, d in delta.items():
             self.velocity[n] = self.velocity[n].mul_(self.momentum).add_(d) if n in self.velocity else d.clone()
         return step(state, {n: self.velocity[n] for n in delta}, self.server_lr)
@@ -62,7 +62,7 @@ class FedOpt(FedAvg):
         self.v: TensorDict = {}
 
     def aggregate(self, round_: int, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
-        delta = self.mean(updates, None)
+        delta = weighted_mean(updates)
         direction: TensorDict = {}
         for n, d in delta.items():
             m = self.m.setdefault(n, torch.zeros_like(d))

@@ -60,12 +60,13 @@ def node_client(config_json: str, place: NodePlace) -> FederatedClient:
 
 def build_client(cfg: Any, place: NodePlace) -> FederatedClient:
     """fedpeft's client, configured exactly as in the simulator, holding only this partition's clients."""
-    from fedpeft.experiment import build, make_simulator
+    from fedpeft.build import build_client, build_setup, build_strategy
+    from fedpeft.runtime.profiles import assign_profiles
 
-    from fedpeft.client.state_store import ClientStateStore
-
-    client = make_simulator(build(cfg), place.state_dir / "client_state").client  # (all ids, as the server)
-    client.store = ClientStateStore(place.state_dir / "client_state", max_bytes=0, reopen=True)  # on disk
-    mine = list(client.data)[place.partition_id::place.num_partitions]
-    client.data = {cid: client.data[cid] for cid in mine}
-    return client
+    setup = build_setup(cfg)
+    ids = list(setup.client_data)
+    profiles = assign_profiles(ids, cfg.resources, cfg.seed)
+    ranks = {c: p.rank for c, p in profiles.items() if p.rank is not None}
+    strategy = build_strategy(cfg, setup.model, setup.trainable.snapshot(), len(ids), ranks)  # its client half
+    mine = ids[place.partition_id::place.num_partitions]
+    return build_client(cfg, setup, strategy, place.state_dir / "client_state", mine, reopen=True)

@@ -5,7 +5,7 @@ The server runs Flower's SecAggPlusWorkflow for the round; the nodes answer thro
 shim plays the legacy Strategy the workflow expects: it hands over the round's instructions and keeps the
 mean. Each client's decoded update is what gets masked (as in the simulator's own protocol), weighted by 1
 under client-level DP and by its example count otherwise; every sampled client must sit on its own SuperNode.
-The nodes' side is in ``apps.train``.
+The nodes' side is in ``fedpeft.apps.flower.train``.
 """
 
 from __future__ import annotations

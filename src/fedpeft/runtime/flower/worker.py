@@ -170,7 +170,7 @@ def serve(path: Path, idle: float) -> None:
     """Answer requests on ``path`` one at a time until ``idle`` seconds pass without one."""
     import torch  # noqa: F401  (paid once, here, not by every request)
 
-    from fedpeft import experiment  # noqa: F401
+    from fedpeft import build  # noqa: F401
 
     tmp = path.with_name(path.name + f".{os.getpid()}")
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

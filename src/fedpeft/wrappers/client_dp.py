@@ -2,8 +2,12 @@
 the unweighted mean, and Gaussian noise of standard deviation z C is added to the sum, centrally (by the
 server, after decoding) or locally (by each client, before encoding).
 
-Order on a client: train, clip, (local) noise, then the update pipeline encodes. Clipping must come first:
-it is what bounds one client's influence (the sensitivity the noise is scaled to). Noise comes before any
+The update is everything a client releases: the model tensors and any strategy state it sends beside them
+(SCAFFOLD's control-variate changes). Clipping, the mean and the noise act on all of it together, so the
+sensitivity the noise is scaled to covers every released tensor.
+
+Order on a client: train, the strategy's client half, clip, (local) noise, then the update pipeline
+encodes. Clipping must come first: it is what bounds one client's influence. Noise comes before any
 compression, so compression is post-processing and costs no privacy; compressing first and adding noise
 after would let the compressor's data-dependent choices (which entries top-k keeps) leak unprotected.
 The server clips again on receipt, so a client that skips clipping cannot raise the sensitivity.
@@ -16,28 +20,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
-import numpy as np
 import torch
 
 from fedpeft.client.app import client_seed
-from fedpeft.client.plugins import ClientPlugin, FitContext
+from fedpeft.client.plugins import ClientPlugin, FitContext, Scalar
 from fedpeft.model.state import TensorDict
 from fedpeft.privacy.accounting import PrivacyLedger
+from fedpeft.privacy.noise import gaussian
 from fedpeft.strategy.base import ClientUpdate, Strategy, bound_norm, update_norm
+from fedpeft.wrappers.strategy import StrategyWrapper, combined
 
 CLIP_KEY = "dp_clip"
 BELOW_KEY = "dp_below_clip"
 
 
-def gaussian(shape: torch.Size, std: float, seed: Sequence[int]) -> torch.Tensor:
-    state = int(np.random.SeedSequence(list(seed)).generate_state(1)[0])
-    return torch.randn(shape, generator=torch.Generator().manual_seed(state)) * std
-
-
 class ClipAndNoise(ClientPlugin):
-    """The client's half: clip the update to the clip norm it was sent, report whether it was below it, and
-    (local mode) add N(0, (z C)^2) to every coordinate.
+    """The client's half: clip the whole update to the clip norm it was sent, report whether it was below
+    it, and (local mode) add N(0, (z C)^2) to every coordinate.
 
     Example:
         >>> ctx = FitContext(1, "c0", {CLIP_KEY: 1.0}, {}, {}, {}, lr=0.1); ctx.update = {"w": torch.tensor([3.0, 4.0])}
@@ -58,16 +59,17 @@ class ClipAndNoise(ClientPlugin):
                           for i, (n, t) in enumerate(sorted(ctx.update.items()))}
 
 
-class ClientLevelDP:
-    """The server's half, installed on a strategy: clip on receipt, unweighted mean, central noise, adaptive
-    clip norm, and the (epsilon, delta) ledger.
+class ClientLevelDP(StrategyWrapper):
+    """The server's half, wrapped around a strategy: clip on receipt, unweighted mean of every released
+    tensor, central noise, adaptive clip norm, and the (epsilon, delta) ledger. The wrapped strategy sees one
+    update per round: the noised mean, standing for all the round's clients.
 
     Example:
         >>> from fedpeft.strategy import FedAvg
         >>> s = FedAvg(per_round=2); s.initialize({"w": torch.zeros(2)})
         >>> dp = ClientLevelDP(s, clip=1.0, noise_multiplier=0.0, mode="central", sample_rate=0.5, delta=1e-5)
         >>> ups = [ClientUpdate(c, {"w": torch.tensor([3.0, 4.0])}, n) for c, n in (("a", 1), ("b", 99))]
-        >>> s.aggregate_train(1, [s.receive(u) for u in ups]); s.global_state["w"].tolist()
+        >>> dp.aggregate_train(1, [dp.receive(u) for u in ups]); dp.global_state["w"].tolist()
         [0.6000000238418579, 0.800000011920929]
     """
 
@@ -87,28 +89,14 @@ class ClientLevelDP:
         clip_lr: float = 0.2,
         seed: int = 0,
     ) -> None:
-        self.strategy, self.mode = strategy, mode
+        super().__init__(strategy)
+        self.mode, self.clip = mode, clip
         self.adaptive, self.target_quantile, self.clip_lr = adaptive, target_quantile, clip_lr
         self.sample_rate, self.seed = sample_rate, seed
         self.noise_multiplier = noise_multiplier
         self.ledger = PrivacyLedger(delta)
         self.participations: dict[str, int] = {}
-        self._draws = 0  # calls of ``mean`` so far: each draws fresh, seeded noise
-        self.clip = clip
-        strategy.mean = self.mean
-        strategy.round_hooks.append(self.end_round)
-
-    @property
-    def clip(self) -> float:
-        return self._clip
-
-    @clip.setter
-    def clip(self, value: float) -> None:
-        """Sent to every client; central mode also re-clips on receipt (a client that skipped clipping must not
-        raise the sensitivity). Local updates arrive noised on purpose: re-clipping would shrink the noise."""
-        self._clip = value
-        self.strategy.norm_bound = value if self.mode == "central" else None
-        self.strategy.client_config[CLIP_KEY] = value
+        self._draws = 0  # noised means so far: each draws fresh, seeded noise
 
     @property
     def accounting(self) -> list[tuple[float, float, int]]:
@@ -118,6 +106,24 @@ class ClientLevelDP:
     @accounting.setter
     def accounting(self, history: list[list[float]]) -> None:
         self.ledger.accountant.history = [(float(z), float(q), int(s)) for z, q, s in history]
+
+    def secure_weight(self, num_examples: int) -> float:
+        return 1.0  # every client counts the same: weights would change the sensitivity
+
+    def downlink(self, round_: int, client_id: str) -> tuple[TensorDict, dict[str, Scalar]]:
+        tensors, config = self.inner.downlink(round_, client_id)
+        return tensors, {CLIP_KEY: self.clip, **config}
+
+    def receive(self, update: ClientUpdate) -> ClientUpdate:
+        """Central mode re-clips on receipt (a client that skipped clipping must not raise the sensitivity).
+        Local updates arrive noised on purpose: re-clipping would shrink the noise."""
+        if self.mode == "central":
+            update = replace(update, delta=bound_norm(update.delta, self.clip))
+        return self.inner.receive(update)
+
+    def aggregate_train(self, round_: int, updates: Sequence[ClientUpdate]) -> None:
+        self.inner.aggregate_train(round_, [combined(updates, self.mean(updates), "dp-mean")])
+        self.end_round(round_, updates)
 
     def update_noise(self, count: int) -> float:
         """The noise multiplier on the updates: with adaptive clipping part of the budget goes to the count
@@ -129,14 +135,14 @@ class ClientLevelDP:
         rest = z**-2 - (2 * sigma_b) ** -2
         return math.inf if rest <= 0 else rest**-0.5
 
-    def mean(self, updates: Sequence[ClientUpdate], names: Sequence[str] | None = None) -> TensorDict:
-        """sum_i delta_i / m (every client counts the same: weights would change the sensitivity), plus
+    def mean(self, updates: Sequence[ClientUpdate]) -> TensorDict:
+        """sum_i delta_i / m over every tensor the clients released (each client counts the same), plus
         N(0, (z C / m)^2) per coordinate in central mode."""
         counts = [len(u.members) or 1 for u in updates]  # a securely aggregated update is its members' mean
         m = sum(counts)
         self._draws += 1
         out: TensorDict = {}
-        for i, name in enumerate(sorted(updates[0].delta if names is None else names)):
+        for i, name in enumerate(sorted(updates[0].delta)):
             total = torch.stack([u.delta[name].float() * k for u, k in zip(updates, counts)]).sum(0)
             if self.mode == "central" and self.noise_multiplier > 0:
                 z = self.update_noise(m)
@@ -147,9 +153,8 @@ class ClientLevelDP:
     def end_round(self, round_: int, updates: Sequence[ClientUpdate]) -> None:
         for cid in [c for u in updates for c in (u.members or (u.client_id,))]:
             self.participations[cid] = self.participations.get(cid, 0) + 1
-        if self.noise_multiplier > 0:
-            if self.mode == "central":
-                self.ledger.step(self.noise_multiplier, self.sample_rate)
+        if self.noise_multiplier > 0 and self.mode == "central":
+            self.ledger.step(self.noise_multiplier, self.sample_rate)
         if self.adaptive and updates:
             below = sum(u.metrics.get(BELOW_KEY, 0.0) for u in updates)
             if self.noise_multiplier > 0:

@@ -11,7 +11,7 @@ from peft import PeftModel
 import fedpeft
 from fedpeft.config import load_config
 from fedpeft.evaluation import predict
-from fedpeft.experiment import build
+from fedpeft.build import build_setup as build
 from fedpeft.model import load_sequence_classifier
 from fedpeft.pipeline import codec
 

@@ -13,7 +13,7 @@ import torch
 
 from fedpeft.client.app import client_seed
 from fedpeft.client.plugins import ClientPlugin, FitContext
-from fedpeft.privacy.client_dp import gaussian
+from fedpeft.privacy.noise import gaussian
 
 
 def choose_attackers(client_ids: Sequence[str], fraction: float, seed: int) -> list[str]:

@@ -47,15 +47,15 @@ client_app = ClientApp(mods=[_secagg_when_asked])
 @server_app.main()
 def serve(grid: Grid, context: Context) -> None:
     from fedpeft.config.load import load_config
-    from fedpeft.experiment import run_experiment
+    from fedpeft.recipe import run_experiment
     from fedpeft.runtime.flower.fleet import FlowerFleet
 
     rc = context.run_config
     cfg = load_config(Path(str(rc["config"])), shlex.split(str(rc.get("overrides", ""))))
     nodes, timeout = int(rc.get("nodes", 2)), float(rc.get("round-timeout", 600))
     connect = float(rc.get("connect-timeout", 120))
-    run_experiment(cfg, progress=False, fleet=lambda sim: FlowerFleet.connect(
-        grid, sim.client_ids, cfg.model_dump_json(), nodes=nodes, timeout=timeout, connect_timeout=connect,
+    run_experiment(cfg, progress=False, fleet=lambda client_ids: FlowerFleet.connect(
+        grid, client_ids, cfg.model_dump_json(), nodes=nodes, timeout=timeout, connect_timeout=connect,
         context=context))
 
 

@@ -1,0 +1,132 @@
+"""The round loop: build a run from its config, drive its rounds, write what each round and the run report.
+
+Everything is built first (``fedpeft.build``); this module only drives: evaluate the start, run the rounds
+through the engine, record each one, checkpoint, and finish with the adapter, the summary and the plots.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from fedpeft.build import build_client, build_setup, build_strategy
+from fedpeft.build.workload import Setup
+from fedpeft.config.schema import RunConfig
+from fedpeft.errors import ConfigError
+from fedpeft.model import count_parameters
+from fedpeft.recipe.finish import finish, report_partition
+from fedpeft.recipe.progress import Progress, load_checkpoint, save_checkpoint
+from fedpeft.recipe.records import add_costs, headline, round_line, round_record
+from fedpeft.report import Ledger, RunDir, summary_text
+from fedpeft.runtime import Simulator
+from fedpeft.runtime.fleet import Fleet
+from fedpeft.runtime.profiles import assign_profiles
+from fedpeft.runtime.secure_round import SecureAggregation
+from fedpeft.wrappers.client_dp import ClientLevelDP
+from fedpeft.wrappers.strategy import find_layer
+
+FleetFactory = Callable[[Sequence[str]], Fleet]  # client ids -> what delivers their work (Flower's, deployed)
+
+
+def make_simulator(setup: Setup, state_dir: Path, fleet: FleetFactory | None = None) -> Simulator:
+    """The configured strategy (wrapped), client, fleet and engine for a built setup; clients keep their own
+    state (optimiser moments, personal tensors) under ``state_dir``."""
+    cfg = setup.cfg
+    ids = list(setup.client_data)
+    profiles = assign_profiles(ids, cfg.resources, cfg.seed)
+    ranks = {c: p.rank for c, p in profiles.items() if p.rank is not None}
+    strategy = build_strategy(cfg, setup.model, setup.trainable.snapshot(), len(ids), ranks)
+    client = build_client(cfg, setup, strategy, state_dir)
+    secure = cfg.privacy.secure_aggregation
+    return Simulator(
+        client, strategy, ids, seed=cfg.seed, min_updates=cfg.strategy.min_updates, profiles=profiles,
+        participation=cfg.participation, max_update_norm=cfg.robustness.max_update_norm,
+        fleet=None if fleet is None else fleet(ids),
+        secure=SecureAggregation(threshold=secure.threshold, bound=secure.bound) if secure.enabled else None,
+    )
+
+
+def run_experiment(
+    cfg: RunConfig, progress: bool | None = None, resume: str | Path | None = None,
+    fleet: FleetFactory | None = None,
+) -> dict[str, Any]:
+    """Run the configured federated job end to end; return (and save) the summary. With ``resume`` (a run
+    folder), go on from that run's last checkpoint; ``cfg`` must then be the config saved there. ``fleet``
+    makes what delivers the rounds' work to the clients (Flower's, in a deployment); by default they train
+    in this process."""
+    started = time.perf_counter()
+    run = RunDir(Path(resume)) if resume is not None else RunDir.create(cfg)
+    show_bars = sys.stderr.isatty() if progress is None else progress
+    say = tqdm.write if show_bars else print
+    say(f"fedpeft: run '{cfg.name}' -> {run.path}/" + (" (resuming)" if resume is not None else ""))
+    setup = build_setup(cfg)
+    report_partition(setup, run)
+    say(f"fedpeft: {len(setup.train):,} training examples over {len(setup.client_data)} clients "
+        f"({cfg.partition.method}); {setup.trainable.numel():,} trainable parameters; built in "
+        f"{time.perf_counter() - started:.1f} s")
+    sim = make_simulator(setup, run.path / "client_state", fleet)
+    done, state = _start(setup, sim, run, resume is not None)
+    if resume is not None:
+        say(f"fedpeft: resuming after round {done} of {cfg.rounds}")
+    rounds = tqdm(range(done + 1, cfg.rounds + 1), desc="rounds", unit="round", disable=not show_bars,
+                  initial=done, total=cfg.rounds)
+    for r in rounds:
+        say(_one_round(setup, sim, run, state, r, show_bars, started))
+        rounds.set_postfix_str(headline(state.last_test))
+    rounds.close()
+    summary = finish(setup, sim, run, state, started)
+    say(summary_text(summary))
+    return summary
+
+
+def _start(setup: Setup, sim: Simulator, run: RunDir, resuming: bool) -> tuple[int, Progress]:
+    """The rounds already done and the loop's state: from the checkpoint, or a first evaluation."""
+    cfg = setup.cfg
+    if resuming:
+        done, state = load_checkpoint(run, sim)
+        if done >= cfg.rounds:
+            raise ConfigError(f"{run.path}: all {cfg.rounds} rounds already ran; its results are in summary.json")
+        return done, state
+    ledger = Ledger(*count_parameters(setup.model), watts_per_core=cfg.ledger.watts_per_core)
+    start = time.perf_counter()
+    initial, _ = setup.evaluator(sim.strategy.evaluation_state())
+    ledger.seconds["evaluate"] += time.perf_counter() - start
+    run.append_metrics({"round": 0, "test": initial})
+    return 0, Progress(ledger, initial, initial, samples_before=setup.evaluator.samples)
+
+
+def _one_round(setup: Setup, sim: Simulator, run: RunDir, state: Progress, r: int, show_bars: bool,
+               started: float) -> str:
+    """Run, evaluate (when due), record and checkpoint round ``r``; return its line for the log."""
+    cfg = setup.cfg
+    bar = tqdm(total=min(cfg.clients.per_round, len(setup.client_data)), desc=f"round {r} clients",
+               unit="client", leave=False, disable=not show_bars)
+    outcome = sim.run_round(r, on_client=lambda _cid: bar.update())
+    bar.close()
+    test, clients, eval_s = None, None, 0.0
+    if r == cfg.rounds or (cfg.eval.every > 0 and r % cfg.eval.every == 0):
+        start = time.perf_counter()
+        test, clients = setup.evaluator(sim.strategy.evaluation_state())
+        if r == cfg.rounds and clients is not None:
+            clients["personalised"] = setup.evaluator.personalised(
+                sim.client, sim.strategy.evaluation_state(), sim.strategy.rank, r)
+        eval_s = time.perf_counter() - start
+        state.last_test, state.last_clients = test, clients
+    add_costs(state.ledger, outcome, eval_s)
+    state.accepted += len(outcome.accepted)
+    record = round_record(outcome, test, clients, eval_s)
+    dp = find_layer(sim.strategy, ClientLevelDP)
+    if dp is not None:
+        record["privacy"] = {"epsilon": dp.epsilon, "clip": dp.clip}
+    state.sample_eps.update({c: v["dp_epsilon"] for c, v in outcome.clients.items() if "dp_epsilon" in v})
+    if sim.client.trainer.dp is not None:
+        record["dp_sgd"] = {"max_client_epsilon": max(state.sample_eps.values(), default=0.0)}
+    run.append_metrics(record)
+    if cfg.output.checkpoint:
+        save_checkpoint(run, r, sim, state, time.perf_counter() - started)
+    return round_line(outcome, test)
