@@ -84,20 +84,15 @@ def _cmd_strategies(args: argparse.Namespace) -> int:
 
 
 def _cmd_transforms(args: argparse.Namespace) -> int:
-    from fedpeft.config.compression import PRECISION_ONLY, TransformConfig
     from fedpeft.pipeline.transforms import TRANSFORMS
     from fedpeft.report.method_costs import first_sentence
 
-    classes = _union_classes(TransformConfig)
-    docs = {name: first_sentence(cls.__doc__) for name, cls in classes.items()}
-    fields = {
-        name: ", ".join(f"{f}={v.default}" for f, v in cls.model_fields.items() if f != "name")
-        for name, cls in classes.items()
-    }
     print("Update transforms (compression.uplink / compression.downlink, applied in order):")
     for name in TRANSFORMS.names():
-        where = "up, down" if name in PRECISION_ONLY else "up"
-        print(f"  {name:<10} {where:<9} {fields[name]:<27} {docs[name]}")
+        cls = TRANSFORMS.get(name)
+        fields = ", ".join(f"{f}={v.default}" for f, v in cls.model_fields.items() if f != "name")
+        where = "up, down" if cls.downlink else "up"
+        print(f"  {name:<10} {where:<9} {fields:<27} {first_sentence(cls.__doc__)}")
     print("example: compression.uplink=[{name: topk, density: 0.1}, {name: int8}]; error feedback is on by "
           "default with topk / randk (compression.error_feedback)")
     return 0

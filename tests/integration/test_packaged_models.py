@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from fedpeft.client import ClientStateStore, FederatedClient, LocalTrainer
-from fedpeft.config.methods import LoraMethod
 from fedpeft.config.schema import ClientConfig
 from fedpeft.data import ArrayDataset, CausalLMDataset, ClientDataset
 from fedpeft.methods import METHODS
+from fedpeft.methods.lora import LoraMethod
 from fedpeft.model import TrainableState
 from fedpeft.model.load import load_model, resolve
 from fedpeft.runtime import Simulator

@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from fedpeft.config.methods import AdapterMethod, TopLayersMethod
 from fedpeft.errors import ModelError
 from fedpeft.methods import METHODS
+from fedpeft.methods.adapters import AdapterMethod
+from fedpeft.methods.top_layers import TopLayersMethod
 from fedpeft.model import load_sequence_classifier
 
 

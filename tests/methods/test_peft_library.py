@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from fedpeft.config.methods import PeftLibraryMethod
 from fedpeft.errors import ModelError
 from fedpeft.methods import METHODS
+from fedpeft.methods.peft_library import PeftLibraryMethod
 from fedpeft.model import TrainableState, load_sequence_classifier
 
 

@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from fedpeft.config.methods import SparseMethod
-from fedpeft.methods.sparse import SparseDelta, apply_sparse, calibrate_sparse, client_fisher_top, mask_of
+from fedpeft.methods.sparse import SparseMethod
+from fedpeft.methods.sparse.method import SparseDelta, apply_sparse, calibrate_sparse, client_fisher_top, mask_of
 from fedpeft.model import TrainableState
 
 

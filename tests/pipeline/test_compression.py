@@ -16,7 +16,8 @@ from fedpeft.config.compression import CompressionConfig
 from fedpeft.errors import InvalidUpdate
 from fedpeft.pipeline import codec
 from fedpeft.pipeline.compression import UpdatePipeline, packed_spec
-from fedpeft.pipeline.transforms import Quantize, TopK
+from fedpeft.pipeline.transforms.quantize import Quantize
+from fedpeft.pipeline.transforms.topk import TopK
 
 B, A = "layer.lora_B.default.weight", "layer.lora_A.default.weight"
 PIPELINES = {

@@ -8,18 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fedpeft.errors import InvalidUpdate
-from fedpeft.pipeline.transforms import (
-    Cast,
-    EncodeContext,
-    LoraRank,
-    MagnitudePrune,
-    Quantize,
-    RandomK,
-    TopK,
-    Transform,
-    component_change,
-    index_spec,
-)
+from fedpeft.pipeline.transforms import EncodeContext, Transform, index_spec
+from fedpeft.pipeline.transforms.cast import Cast
+from fedpeft.pipeline.transforms.lora_rank import LoraRank, component_change
+from fedpeft.pipeline.transforms.prune import MagnitudePrune
+from fedpeft.pipeline.transforms.quantize import Quantize
+from fedpeft.pipeline.transforms.randk import RandomK
+from fedpeft.pipeline.transforms.topk import TopK
 
 
 def spec_of(tensors: dict[str, torch.Tensor]) -> dict:

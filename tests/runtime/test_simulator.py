@@ -102,7 +102,9 @@ class Recording(FederatedClient):
 
 def test_compressed_bytes_are_the_real_payload_lengths(tmp_path) -> None:
     from fedpeft.pipeline.compression import UpdatePipeline
-    from fedpeft.pipeline.transforms import Cast, Quantize, TopK
+    from fedpeft.pipeline.transforms.cast import Cast
+    from fedpeft.pipeline.transforms.quantize import Quantize
+    from fedpeft.pipeline.transforms.topk import TopK
 
     sim, ts = make_sim(tmp_path, client_cls=Recording)
     sim.client.uplink = UpdatePipeline([TopK(0.2), Quantize(8, 16)], error_feedback=True)

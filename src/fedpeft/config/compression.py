@@ -1,76 +1,51 @@
-"""The update pipeline's transforms, one config class each, told apart by ``name`` (a discriminated union).
+"""Compression settings: ordered update transforms for each direction (``compression.uplink`` / ``downlink``).
 
-The uplink carries a client's change (a delta), so every transform fits there; the downlink carries the
-global state itself, so only precision transforms (fp16, bf16, int8, int4) make sense on it.
+Each transform's config class lives beside its code in ``fedpeft/pipeline/transforms/<name>.py`` and is
+registered under its ``name`` tag. The uplink carries a client's change (a delta), so every transform fits
+there; the downlink carries the global state itself, so only transforms flagged ``downlink`` (precision:
+fp16, bf16, int8, int4, int2) may run on it.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar, Protocol
 
-from pydantic import Field, model_validator
+from pydantic import Field, SerializeAsAny, model_validator
 
+from fedpeft.config.plugins import TRANSFORM_CONFIGS
 from fedpeft.config.section import Section
 
 
-class CastTransform(Section):
-    """Send floating-point tensors as fp16 or bf16 (half the bytes of float32)."""
+class BuiltTransform(Protocol):
+    """What the config layer reads of a built transform: whether it wants error feedback by default."""
 
-    name: Literal["fp16", "bf16"] = "fp16"
-
-
-class QuantizeTransform(Section):
-    """Unbiased quantisation to int8, int4 or int2 (ternary: -1, 0, +1) with one bf16 scale per block of
-    values (``block: null`` gives one scale per tensor). ``rounding: stochastic`` rounds up with probability
-    equal to the fraction; ``dithered`` adds a seeded uniform dither that the receiver subtracts again
-    (subtractive dithering: the error is uniform and independent of the value, with a third of the
-    worst-case variance of stochastic rounding)."""
-
-    name: Literal["int8", "int4", "int2"] = "int8"
-    block: int | None = Field(64, ge=2, description="values per scale; null = one scale per tensor")
-    rounding: Literal["stochastic", "dithered"] = "stochastic"
+    @property
+    def feedback(self) -> bool: ...
 
 
-class TopKTransform(Section):
-    """Keep the largest-magnitude fraction of each tensor (values plus a bitmask or index list, whichever is
-    smaller); with error feedback, what was not sent is added to the client's next update."""
+class TransformConfig(Section):
+    """Settings of one update transform; a subclass names it in ``name: Literal[...]``, sets its flags, builds
+    the transform and is registered with ``TRANSFORM_CONFIGS.add``.
 
-    name: Literal["topk"] = "topk"
-    density: float = Field(0.1, gt=0.0, le=1.0, description="fraction of each tensor's entries kept")
+    Flags: ``downlink``: safe on the downlink (it keeps every entry of the state, only at lower precision).
 
+    Example:
+        >>> from typing import Literal
+        >>> class NoOp(TransformConfig):
+        ...     name: Literal["noop"] = "noop"
+        >>> NoOp().name, NoOp.downlink
+        ('noop', False)
+    """
 
-class RandomKTransform(Section):
-    """Keep a random fraction of each tensor; the indices come from a seed in the header, so only the
-    values travel. ``rescale`` multiplies by 1/density, which makes it unbiased (for use without error
-    feedback)."""
+    name: str
+    downlink: ClassVar[bool] = False
 
-    name: Literal["randk"] = "randk"
-    density: float = Field(0.1, gt=0.0, le=1.0)
-    rescale: bool = False
-
-
-class PruneTransform(Section):
-    """Magnitude pruning of the update: drop the smallest ``amount`` of each tensor's entries for good
-    (top-k without error feedback)."""
-
-    name: Literal["prune"] = "prune"
-    amount: float = Field(0.5, ge=0.0, lt=1.0, description="fraction of each tensor's entries dropped")
+    def build(self) -> BuiltTransform:
+        """The transform these settings describe (a ``fedpeft.pipeline.transforms.Transform``)."""
+        raise NotImplementedError(f"{type(self).__name__} does not build a transform")
 
 
-class LoraRankTransform(Section):
-    """LoRA rank pruning: send only the ``keep`` rank components of each adapted layer whose change to
-    B·A is largest (the others are sent as unchanged)."""
-
-    name: Literal["lora_rank"] = "lora_rank"
-    keep: int = Field(4, ge=1, description="rank components sent per adapted layer")
-
-
-TransformConfig = Annotated[
-    Union[CastTransform, QuantizeTransform, TopKTransform, RandomKTransform, PruneTransform, LoraRankTransform],
-    Field(discriminator="name"),
-]
-PRECISION_ONLY = ("fp16", "bf16", "int8", "int4", "int2")
-SPARSIFIERS = ("topk", "randk")
+TransformSection = Annotated[SerializeAsAny[TransformConfig], TRANSFORM_CONFIGS.validator, TRANSFORM_CONFIGS]
 
 
 class CompressionConfig(Section):
@@ -82,20 +57,21 @@ class CompressionConfig(Section):
         (['topk', 'int8'], True)
     """
 
-    uplink: list[TransformConfig] = Field(default_factory=list, description="client -> server, in order")
-    downlink: list[TransformConfig] = Field(default_factory=list, description="server -> client, in order")
+    uplink: list[TransformSection] = Field(default_factory=list, description="client -> server, in order")
+    downlink: list[TransformSection] = Field(default_factory=list, description="server -> client, in order")
     error_feedback: bool | None = Field(
         None, description="keep what compression lost per client and add it to the next update; "
-        "null = on when the uplink has topk or randk",
+        "null = on when an uplink transform wants it (topk, randk)",
     )
 
     @model_validator(mode="after")
     def _downlink_precision_only(self) -> CompressionConfig:
         for t in self.downlink:
-            if t.name not in PRECISION_ONLY:
+            if not t.downlink:
+                allowed = [n for n in TRANSFORM_CONFIGS.in_order() if TRANSFORM_CONFIGS.get(n).downlink]
                 raise ValueError(
                     f"compression.downlink: {t.name} would drop parts of the global model (the downlink "
-                    f"carries the state, not a change); use {', '.join(PRECISION_ONLY)} there"
+                    f"carries the state, not a change); use {', '.join(allowed)} there"
                 )
         for name in ("uplink", "downlink"):
             ranks = [t for t in getattr(self, name) if t.name == "lora_rank"]
@@ -105,7 +81,7 @@ class CompressionConfig(Section):
 
     @property
     def feedback(self) -> bool:
+        """Error feedback: as set, or on when any uplink transform's ``feedback`` flag asks for it."""
         if self.error_feedback is not None:
             return self.error_feedback
-        return any(t.name in SPARSIFIERS for t in self.uplink)
-
+        return any(t.build().feedback for t in self.uplink)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from fedpeft.config.plugins import PluginConfigs, registry_of
 from fedpeft.config.schema import RunConfig
 from fedpeft.errors import ConfigError
 
@@ -111,24 +112,25 @@ def _numbers_deep(data: Any) -> Any:
 
 def validate(data: Mapping[str, Any]) -> RunConfig:
     data = dict(data)
-    for name, field in RunConfig.model_fields.items():  # a union section without its tag takes the default's
-        tag = field.discriminator
-        if isinstance(tag, str) and isinstance(data.get(name), Mapping) and tag not in data[name]:
-            data[name] = {tag: getattr(field.default, tag), **data[name]}
+    for name in RunConfig.model_fields:  # a plug-in section without its tag takes the default's
+        tag, default = _section_tag(name)
+        if tag and isinstance(data.get(name), Mapping) and tag not in data[name]:
+            data[name] = {tag: default, **data[name]}
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc)) from None
+        raise ConfigError(format_errors(exc, data)) from None
 
 
-def format_errors(exc: ValidationError) -> str:
-    """One line per problem, each naming the dotted key, what is wrong and what is allowed."""
+def format_errors(exc: ValidationError, data: Mapping[str, Any] | None = None) -> str:
+    """One line per problem, each naming the dotted key, what is wrong and what is allowed (``data``, the
+    validated input, tells which plug-in's keys a section allows)."""
     lines = [f"invalid config ({exc.error_count()} problem{'s' if exc.error_count() > 1 else ''}):"]
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
         key = ".".join(p for i, p in enumerate(loc) if not _is_tag(loc[:i], p)) or "<top level>"
         if err["type"] == "extra_forbidden":
-            allowed = _allowed_keys(loc[:-1])
+            allowed = _allowed_keys(loc[:-1], data or {})
             hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
             lines.append(f"  {key}: unknown key{hint}")
         elif err["type"] == "value_error":
@@ -140,17 +142,28 @@ def format_errors(exc: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def _allowed_keys(section_path: list[str]) -> list[str]:
-    """Field names of the section at ``section_path``, following discriminated unions by their tag."""
+def _allowed_keys(section_path: list[str], data: Any) -> list[str]:
+    """Field names of the section at ``section_path``: a plug-in section's follow its tag in ``data``, a
+    discriminated union's the tag pydantic put in the path."""
     model: type[BaseModel] = RunConfig
     members: dict[str, type[BaseModel]] = {}
+    registry: PluginConfigs[Any] | None = None
     for part in section_path:
+        data = _child(data, part)
         if part in members:
             model, members = members[part], {}
             continue
+        if registry is not None and part.isdigit():  # an item of a list of plug-ins
+            model, registry = _plugin_class(registry, data), None
+            continue
         field = model.model_fields.get(part)
         ann = field.annotation if field else None
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
+        found = registry_of(ann, field.metadata) if field else None
+        if found is not None and get_origin(ann) is list:
+            registry = found  # the next part is the item's index
+        elif found is not None:
+            model = _plugin_class(found, data)
+        elif isinstance(ann, type) and issubclass(ann, BaseModel):
             model = ann
         elif field is not None and field.discriminator and get_args(ann):
             members = {
@@ -163,10 +176,36 @@ def _allowed_keys(section_path: list[str]) -> list[str]:
     return sorted(model.model_fields)
 
 
+def _child(data: Any, part: str) -> Any:
+    if isinstance(data, Mapping):
+        return data.get(part)
+    if isinstance(data, list) and part.isdigit() and int(part) < len(data):
+        return data[int(part)]
+    return None
+
+
+def _plugin_class(registry: PluginConfigs[Any], data: Any) -> type[BaseModel]:
+    try:
+        return registry.class_for(data if isinstance(data, dict) else {})
+    except ValueError:
+        return BaseModel
+
+
+def _section_tag(name: str) -> tuple[str | None, Any]:
+    """(tag key, default tag) of a top-level plug-in or union section, or (None, None)."""
+    field = RunConfig.model_fields.get(name)
+    if field is None:
+        return None, None
+    registry = registry_of(field.annotation, field.metadata)
+    if registry is not None:
+        return registry.tag, registry.default
+    tag = field.discriminator
+    return (tag, getattr(field.default, tag)) if isinstance(tag, str) else (None, None)
+
+
 def _is_tag_key(parts: list[str]) -> bool:
-    """True for a top-level union section's discriminator key, e.g. ["peft", "method"]."""
-    field = RunConfig.model_fields.get(parts[0]) if len(parts) == 2 else None
-    return bool(field and field.discriminator == parts[1])
+    """True for a top-level plug-in section's tag key, e.g. ["peft", "method"]."""
+    return len(parts) == 2 and _section_tag(parts[0])[0] == parts[1]
 
 
 def _is_tag(parent: list[str], part: str) -> bool:

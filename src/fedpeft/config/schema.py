@@ -9,23 +9,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from fedpeft.config.methods import (  # noqa: F401  (re-exported: methods import their configs from here)
-    AdapterMethod,
-    BitFitMethod,
-    FullMethod,
-    HeadMethod,
-    IA3Method,
-    LayerNormMethod,
-    LoraMethod,
-    PeftLibraryMethod,
-    PeftMethodConfig,
-    PrefixTuningMethod,
-    PromptTuningMethod,
-    SparseMethod,
-    TopLayersMethod,
-    VeraMethod,
-)
 from fedpeft.config.compression import CompressionConfig
+from fedpeft.config.methods import PeftMethodConfig
+from fedpeft.config.plugins import METHOD_CONFIGS
 from fedpeft.config.section import Section
 from fedpeft.config.strategies import (  # noqa: F401  (re-exported)
     LORA_AWARE,
@@ -303,7 +289,8 @@ class RunConfig(Section):
     data: DataConfig = DataConfig()
     partition: PartitionConfig = PartitionConfig()
     model: ModelConfig = ModelConfig()
-    peft: PeftMethodConfig = LoraMethod()
+    peft: PeftMethodConfig = Field(default_factory=METHOD_CONFIGS.create, description="the PEFT method "
+                                   "(`fedpeft methods`), chosen by peft.method")
     clients: ClientConfig = ClientConfig()
     strategy: StrategyConfig = FedAvgStrategy()
     resources: ResourcesConfig = ResourcesConfig()
@@ -337,7 +324,7 @@ class RunConfig(Section):
         lora = self.peft.method == "lora"
         if self.strategy.name in LORA_AWARE and not lora:
             raise ValueError(f"strategy.name={self.strategy.name} aggregates LoRA factors: set peft.method: lora")
-        if self.strategy.name in ("flora", "flexlora") and lora and self.peft.use_dora:  # type: ignore[union-attr]
+        if self.strategy.name in ("flora", "flexlora") and lora and getattr(self.peft, "use_dora"):
             raise ValueError(f"strategy.name={self.strategy.name} merges B A products; it cannot carry DoRA's "
                              "magnitudes: set peft.use_dora: false")
         if self.robustness.aggregator != "mean" and self.strategy.name in ("flora", "flexlora", "hetlora"):
@@ -363,17 +350,19 @@ class RunConfig(Section):
             if self.strategy.name == "fedsa_lora":
                 raise ValueError("compression.uplink: lora_rank needs B, and fedsa_lora keeps B on the client: "
                                  "drop lora_rank or pick another strategy")
-            if t.keep >= self.peft.r:  # type: ignore[union-attr]
-                raise ValueError(f"compression.uplink: lora_rank.keep ({t.keep}) must be below peft.r "
-                                 f"({self.peft.r}) to prune anything")  # type: ignore[union-attr]
+            keep, rank = getattr(t, "keep"), getattr(self.peft, "r")
+            if keep >= rank:
+                raise ValueError(f"compression.uplink: lora_rank.keep ({keep}) must be below peft.r "
+                                 f"({rank}) to prune anything")
         ranks = self.resources.rank_tiers
         if ranks:
             if not lora:
                 raise ValueError("resources.rank_tiers gives clients LoRA ranks: set peft.method: lora")
-            if max(ranks) != self.peft.r:  # type: ignore[union-attr]
+            rank = getattr(self.peft, "r")
+            if max(ranks) != rank:
                 raise ValueError(
                     f"resources.rank_tiers: the largest tier ({max(ranks)}) must equal peft.r "
-                    f"({self.peft.r}), the rank the shared model is built with: set peft.r: {max(ranks)}"  # type: ignore[union-attr]
+                    f"({rank}), the rank the shared model is built with: set peft.r: {max(ranks)}"
                 )
         return self
 

@@ -7,33 +7,33 @@ import json
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, TypeAdapter
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from fedpeft.config.methods import PeftMethodConfig
+from fedpeft.config.methods import MethodConfig
+from fedpeft.config.plugins import METHOD_CONFIGS
 from fedpeft.errors import ModelError
 
 WEIGHTS = "adapter.safetensors"
 CONFIG = "fedpeft_method.json"
 
 
-def save_trainable(model: nn.Module, folder: Path, cfg: object, task: str) -> None:
+def save_trainable(model: nn.Module, folder: Path, cfg: MethodConfig | None, task: str) -> None:
     """Write every trainable tensor of ``model`` and the method config that made them trainable."""
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {n: p.detach().contiguous() for n, p in model.named_parameters() if p.requires_grad}
     save_file(tensors, str(folder / WEIGHTS))
-    config = cfg.model_dump() if isinstance(cfg, BaseModel) else {}
+    config = cfg.model_dump() if cfg is not None else {}
     (folder / CONFIG).write_text(json.dumps({"config": config, "task": task}, indent=1))
 
 
-def read_saved(folder: Path) -> tuple[object, str, dict[str, torch.Tensor]]:
+def read_saved(folder: Path) -> tuple[MethodConfig, str, dict[str, torch.Tensor]]:
     """(method config, task, tensors) from a folder written by ``save_trainable``."""
     meta_file, weights = folder / CONFIG, folder / WEIGHTS
     if not meta_file.is_file() or not weights.is_file():
         raise ModelError(f"{folder} is not a saved fedpeft adapter (expected {CONFIG} and {WEIGHTS})")
     meta = json.loads(meta_file.read_text())
-    cfg = TypeAdapter(PeftMethodConfig).validate_python(meta["config"])
+    cfg: MethodConfig = METHOD_CONFIGS.validate(meta["config"])
     return cfg, str(meta["task"]), load_file(str(weights))
 
 
@@ -54,4 +54,4 @@ def load_own(base: nn.Module, folder: Path) -> nn.Module:
     from fedpeft.methods.registry import METHODS
 
     cfg, task, tensors = read_saved(folder)
-    return copy_into(METHODS.get(getattr(cfg, "method")).apply(base, cfg, task), tensors, folder)
+    return copy_into(METHODS.get(cfg.method).apply(base, cfg, task), tensors, folder)

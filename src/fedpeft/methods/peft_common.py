@@ -7,6 +7,7 @@ from pathlib import Path
 from peft import PeftConfig, PeftModel, TaskType, get_peft_model
 from torch import nn
 
+from fedpeft.config.methods import MethodConfig
 from fedpeft.errors import ModelError
 
 ADAPTABLE = (nn.Linear, nn.Conv2d)
@@ -34,7 +35,7 @@ def wrap(model: nn.Module, peft_cfg: PeftConfig, label: str) -> nn.Module:
         ) from None
 
 
-def save_peft(model: nn.Module, folder: Path, cfg: object = None, task: str = "") -> None:
+def save_peft(model: nn.Module, folder: Path, cfg: MethodConfig | None = None, task: str = "") -> None:
     model.save_pretrained(str(folder))  # type: ignore[operator]
 
 

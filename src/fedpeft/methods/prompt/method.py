@@ -5,13 +5,12 @@ from __future__ import annotations
 from peft import PromptTuningConfig, PromptTuningInit
 from torch import nn
 
-from fedpeft.config.schema import PromptTuningMethod
 from fedpeft.methods.peft_common import PEFT_TASKS, load_peft, refuse_without_tokens, save_peft, wrap
+from fedpeft.methods.prompt.config import PromptTuningMethod
 from fedpeft.methods.registry import MethodSpec, register
 
 
-def apply_prompt(model: nn.Module, cfg: object, task: str) -> nn.Module:
-    assert isinstance(cfg, PromptTuningMethod)
+def apply_prompt(model: nn.Module, cfg: PromptTuningMethod, task: str) -> nn.Module:
     refuse_without_tokens(task, "prompt tuning")
     init = PromptTuningInit.SAMPLE_VOCAB if cfg.init == "sample_vocab" else PromptTuningInit.RANDOM
     peft_cfg = PromptTuningConfig(

@@ -5,13 +5,12 @@ from __future__ import annotations
 from peft import IA3Config
 from torch import nn
 
-from fedpeft.config.schema import IA3Method
+from fedpeft.methods.ia3.config import IA3Method
 from fedpeft.methods.peft_common import PEFT_TASKS, default_targets, load_peft, save_peft, wrap
 from fedpeft.methods.registry import MethodSpec, register
 
 
-def apply_ia3(model: nn.Module, cfg: object, task: str) -> nn.Module:
-    assert isinstance(cfg, IA3Method)
+def apply_ia3(model: nn.Module, cfg: IA3Method, task: str) -> nn.Module:
     targets = default_targets(model, task, cfg.target_modules)
     feedforward = cfg.feedforward_modules
     if feedforward is None and targets is not cfg.target_modules:

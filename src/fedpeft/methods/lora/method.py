@@ -5,13 +5,12 @@ from __future__ import annotations
 from peft import LoraConfig
 from torch import nn
 
-from fedpeft.config.schema import LoraMethod
+from fedpeft.methods.lora.config import LoraMethod
 from fedpeft.methods.peft_common import PEFT_TASKS, default_targets, load_peft, save_peft, wrap
 from fedpeft.methods.registry import MethodSpec, register
 
 
-def apply_lora(model: nn.Module, cfg: object, task: str) -> nn.Module:
-    assert isinstance(cfg, LoraMethod)
+def apply_lora(model: nn.Module, cfg: LoraMethod, task: str) -> nn.Module:
     peft_cfg = LoraConfig(
         r=cfg.r,
         lora_alpha=cfg.alpha,

@@ -9,9 +9,9 @@ from peft import PeftType
 from peft.mapping import PEFT_TYPE_TO_CONFIG_MAPPING
 from torch import nn
 
-from fedpeft.config.schema import PeftLibraryMethod
 from fedpeft.errors import ModelError
 from fedpeft.methods.peft_common import PEFT_TASKS, default_targets, load_peft, refuse_without_tokens, save_peft, wrap
+from fedpeft.methods.peft_library.config import PeftLibraryMethod
 from fedpeft.methods.registry import Family, MethodSpec, register
 
 LIBRARY: dict[str, tuple[PeftType, Family]] = {
@@ -24,8 +24,7 @@ LIBRARY: dict[str, tuple[PeftType, Family]] = {
 }
 
 
-def apply_library(model: nn.Module, cfg: object, task: str) -> nn.Module:
-    assert isinstance(cfg, PeftLibraryMethod)
+def apply_library(model: nn.Module, cfg: PeftLibraryMethod, task: str) -> nn.Module:
     peft_type, _family = LIBRARY[cfg.method]
     config_cls = PEFT_TYPE_TO_CONFIG_MAPPING[peft_type]
     allowed = {f.name for f in dataclasses.fields(config_cls)}

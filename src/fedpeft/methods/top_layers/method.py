@@ -5,14 +5,13 @@ from __future__ import annotations
 
 from torch import nn
 
-from fedpeft.config.schema import TopLayersMethod
 from fedpeft.errors import ModelError
 from fedpeft.methods.selective import selective_method
+from fedpeft.methods.top_layers.config import TopLayersMethod
 from fedpeft.model.anatomy import body_blocks
 
 
-def top_layers(model: nn.Module, cfg: object) -> set[str]:
-    assert isinstance(cfg, TopLayersMethod)
+def top_layers(model: nn.Module, cfg: TopLayersMethod) -> set[str]:
     container, blocks = body_blocks(model)
     if cfg.k > len(blocks):
         raise ModelError(f"peft.k={cfg.k}: the model has only {len(blocks)} blocks in {container}; lower k")

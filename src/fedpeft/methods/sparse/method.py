@@ -19,11 +19,11 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils import parametrize
 
-from fedpeft.config.schema import SparseMethod
 from fedpeft.errors import ModelError
 from fedpeft.methods.own_format import copy_into, read_saved, save_trainable
 from fedpeft.methods.registry import MethodSpec, register
 from fedpeft.methods.selective import select
+from fedpeft.methods.sparse.config import SparseMethod
 from fedpeft.model.anatomy import head_parameters
 
 MASK = "mask.safetensors"
@@ -141,16 +141,14 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
     return select(model, trainable)
 
 
-def apply_sparse(model: nn.Module, cfg: object, task: str) -> nn.Module:
-    assert isinstance(cfg, SparseMethod)
+def apply_sparse(model: nn.Module, cfg: SparseMethod, task: str) -> nn.Module:
     if cfg.selection == "fisher":
         raise ModelError("sparse with selection: fisher needs the clients' data: it is chosen when a run is built")
     return apply_masks(model, static_masks(model, cfg))
 
 
-def calibrate_sparse(model: nn.Module, cfg: object, task: str, clients: Iterable[Batches]) -> tuple[nn.Module, dict]:
+def calibrate_sparse(model: nn.Module, cfg: SparseMethod, task: str, clients: Iterable[Batches]) -> tuple[nn.Module, dict]:
     """Apply with a mask agreed from the clients' data (Fisher), or the static mask otherwise."""
-    assert isinstance(cfg, SparseMethod)
     if cfg.selection != "fisher":
         return apply_sparse(model, cfg, task), {}
     masks, info = fisher_masks(model, cfg, clients)
@@ -164,7 +162,7 @@ def mask_of(model: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-def save_sparse(model: nn.Module, folder: Path, cfg: object, task: str) -> None:
+def save_sparse(model: nn.Module, folder: Path, cfg: SparseMethod, task: str) -> None:
     save_trainable(model, folder, cfg, task)
     save_file({n: i.contiguous() for n, i in mask_of(model).items()}, str(folder / MASK))
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 from peft import PrefixTuningConfig
 from torch import nn
 
-from fedpeft.config.schema import PrefixTuningMethod
 from fedpeft.methods.peft_common import PEFT_TASKS, load_peft, refuse_without_tokens, save_peft, wrap
+from fedpeft.methods.prefix.config import PrefixTuningMethod
 from fedpeft.methods.registry import MethodSpec, register
 
 
-def apply_prefix(model: nn.Module, cfg: object, task: str) -> nn.Module:
-    assert isinstance(cfg, PrefixTuningMethod)
+def apply_prefix(model: nn.Module, cfg: PrefixTuningMethod, task: str) -> nn.Module:
     refuse_without_tokens(task, "prefix tuning")
     peft_cfg = PrefixTuningConfig(
         num_virtual_tokens=cfg.num_virtual_tokens,

@@ -14,8 +14,8 @@ import re
 import torch
 from torch import nn
 
-from fedpeft.config.schema import AdapterMethod
 from fedpeft.errors import ModelError
+from fedpeft.methods.adapters.config import AdapterMethod
 from fedpeft.methods.own_format import load_own, save_trainable
 from fedpeft.methods.registry import MethodSpec, register
 from fedpeft.methods.selective import select
@@ -80,8 +80,7 @@ def adapter_targets(model: nn.Module, cfg: AdapterMethod, task: str) -> list[str
     return names
 
 
-def apply_adapters(model: nn.Module, cfg: object, task: str) -> nn.Module:
-    assert isinstance(cfg, AdapterMethod)
+def apply_adapters(model: nn.Module, cfg: AdapterMethod, task: str) -> nn.Module:
     added = set()
     for name in adapter_targets(model, cfg, task):
         module = model.get_submodule(name)

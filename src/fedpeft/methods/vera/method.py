@@ -6,14 +6,13 @@ from __future__ import annotations
 from peft import VeraConfig
 from torch import nn
 
-from fedpeft.config.schema import VeraMethod
 from fedpeft.errors import ModelError
 from fedpeft.methods.peft_common import PEFT_TASKS, load_peft, save_peft, wrap
 from fedpeft.methods.registry import MethodSpec, register
+from fedpeft.methods.vera.config import VeraMethod
 
 
-def apply_vera(model: nn.Module, cfg: object, task: str) -> nn.Module:
-    assert isinstance(cfg, VeraMethod)
+def apply_vera(model: nn.Module, cfg: VeraMethod, task: str) -> nn.Module:
     if task == "image_classification":
         raise ModelError("VeRA (peft) adapts linear layers only, and a CNN's layers are convolutions; pick lora")
     peft_cfg = VeraConfig(
