@@ -23,18 +23,20 @@ from fedpeft.client.app import client_seed
 from fedpeft.config import load_config
 from fedpeft.data.batching import shuffled_batches
 from fedpeft.experiment import Setup, build
+from fedpeft.fleet import LocalFleet
 from fedpeft.runtime import Simulator
 from fedpeft.strategy import FedAvg, sample_clients
 
 
 def fedpeft_rounds(setup: Setup, rounds: int, spill_dir: str) -> tuple[float, dict[str, torch.Tensor]]:
     cfg = setup.cfg
+    strategy = FedAvg(cfg.clients.per_round)
+    strategy.initialize(setup.trainable.snapshot(), num_clients=len(setup.client_data))
     client = FederatedClient(
         LocalTrainer(setup.model, setup.trainable, cfg.clients), setup.trainable, setup.client_data,
-        ClientStateStore(spill_dir), cfg.seed,
+        ClientStateStore(spill_dir), cfg.seed, plugins=strategy.client_plugins(),
     )
-    sim = Simulator(client, FedAvg(cfg.clients.per_round), list(setup.client_data), setup.trainable.snapshot(),
-                    seed=cfg.seed)
+    sim = Simulator(strategy, LocalFleet(client), list(setup.client_data), seed=cfg.seed)
     start = time.perf_counter()
     for r in range(1, rounds + 1):
         sim.run_round(r)

@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from fedpeft.client import ClientStateStore, FederatedClient, LocalTrainer
+from fedpeft.client.plugins import ClientPlugin
 from fedpeft.config.schema import RunConfig
 from fedpeft.data import (
     Partition,
@@ -41,6 +42,9 @@ from fedpeft.evaluation import metrics, per_client_metrics, predict
 from fedpeft.evaluation.classification import class_report
 from fedpeft.evaluation.generative import exact_match, greedy_answers, perplexity, rouge_l
 from fedpeft.evaluation.personalised import needs_personalisation, personalised_metrics, spread
+from fedpeft.fleet import Fleet, InProcessSecAgg, LocalFleet, SimulatedParticipation
+from fedpeft.fleet.profiles import ClientProfile, assign_profiles
+from fedpeft.fleet.secure_round import SecureAggregation, frac_bits_for
 from fedpeft.methods import METHODS
 from fedpeft.methods.configured import apply_configured
 from fedpeft.model import TrainableState, count_parameters
@@ -55,9 +59,6 @@ from fedpeft.privacy.dp_sgd import SampleLevelDP
 from fedpeft.runtime import RoundOutcome, Simulator
 from fedpeft.runtime.attacks import Attack, choose_attackers
 from fedpeft.runtime.checkpoint import Checkpoint, restore, state_of
-from fedpeft.runtime.fleet import Fleet
-from fedpeft.runtime.profiles import assign_profiles
-from fedpeft.runtime.secure_round import SecureAggregation, frac_bits_for
 from fedpeft.strategy import STRATEGIES, Strategy
 from fedpeft.strategy.robust import make_aggregator
 
@@ -194,7 +195,7 @@ def evaluate_generation(setup: Setup) -> tuple[dict[str, float], dict[str, Any] 
     return central, {**spread(clients, "perplexity"), "by_client": clients}
 
 
-def evaluate_personalised(setup: Setup, sim: Simulator, round_: int) -> dict[str, Any] | None:
+def evaluate_personalised(setup: Setup, sim: Simulation, round_: int) -> dict[str, Any] | None:
     """Per-client metrics of each client's own model (rank, personal tensors, local fine-tuning), if any
     differs from the global one."""
     cfg = setup.cfg
@@ -219,48 +220,107 @@ def evaluate_personalised(setup: Setup, sim: Simulator, round_: int) -> dict[str
     return {**spread(clients, key), "finetune_steps": cfg.eval.finetune_steps, "by_client": clients}
 
 
-def make_simulator(setup: Setup, state_dir: Path) -> Simulator:
-    """The configured strategy, client fleet (resources, participation) and simulator for a built setup;
-    clients keep their own state (optimiser moments, personal tensors) under ``state_dir``."""
+@dataclass(frozen=True)
+class Simulation:
+    """What ``make_simulator`` builds: the round engine and the parts of the run it reports on (the client,
+    client-level DP's ledger, the clients' resources, the simulated attackers)."""
+
+    engine: Simulator
+    client: FederatedClient
+    privacy: ClientLevelDP | None = None
+    profiles: dict[str, ClientProfile] = field(default_factory=dict)
+    attackers: list[str] = field(default_factory=list)
+
+    @property
+    def strategy(self) -> Strategy:
+        return self.engine.strategy
+
+    @property
+    def global_state(self) -> dict[str, torch.Tensor]:
+        return self.engine.global_state
+
+    @property
+    def client_ids(self) -> list[str]:
+        return self.engine.client_ids
+
+    @property
+    def secure(self) -> SecureAggregation | None:
+        return self.engine.secure
+
+    @property
+    def secured_by_fleet(self) -> bool:
+        """Secure aggregation is on and the deployment's fleet runs its own protocol (Flower's SecAgg+)."""
+        return self.engine.secure_protocol not in (None, InProcessSecAgg.protocol)
+
+    def run_round(self, round_: int, on_client: Callable[[str], None] | None = None) -> RoundOutcome:
+        return self.engine.run_round(round_, on_client)
+
+
+def make_strategy(setup: Setup, profiles: dict[str, ClientProfile]) -> Strategy:
+    """The configured strategy with its robust aggregator, initialized on the model's trainable state."""
     cfg = setup.cfg
-    ids = list(setup.client_data)
-    profiles = assign_profiles(ids, cfg.resources, cfg.seed)
-    compression = cfg.compression
-    client = FederatedClient(
-        LocalTrainer(setup.model, setup.trainable, cfg.clients), setup.trainable, setup.client_data,
-        ClientStateStore(state_dir), cfg.seed,
-        uplink=UpdatePipeline.from_config(compression.uplink, compression.feedback),
-        downlink=UpdatePipeline.from_config(compression.downlink),
-    )
     spec = STRATEGIES.get(cfg.strategy.name)
     if cfg.resources.rank_tiers and not spec.ranks:
         raise ConfigError(f"strategy.name={cfg.strategy.name} cannot serve clients of mixed LoRA ranks: drop "
                           "resources.rank_tiers or pick fedavg, ffa_lora, fedsa_lora, flora, flexlora or hetlora")
-    robust = cfg.robustness
+    robust, part = cfg.robustness, cfg.participation
     strategy = spec.build(cfg, setup.model)
     strategy.mean = make_aggregator(robust.aggregator, trim_fraction=robust.trim_fraction,
                                     byzantine=robust.byzantine, m=robust.multi_krum)
     strategy.norm_bound = robust.norm_bound
-    sim = Simulator(
-        client, strategy, ids, setup.trainable.snapshot(), seed=cfg.seed, min_updates=cfg.strategy.min_updates,
-        profiles=profiles, participation=cfg.participation, max_update_norm=robust.max_update_norm,
-    )
+    ranks = {c: p.rank for c, p in profiles.items() if p.rank is not None}
+    strategy.initialize(setup.trainable.snapshot(), ranks, num_clients=len(setup.client_data),
+                        keep_past=part.max_staleness if part.stragglers == "stale" else 0)
+    return strategy
+
+
+def make_simulator(setup: Setup, state_dir: Path, fleet: Callable[[list[str]], Fleet] | None = None) -> Simulation:
+    """The configured strategy, client, fleet and round engine for a built setup; clients keep their own state
+    (optimiser moments, personal tensors) under ``state_dir``. ``fleet`` makes what delivers the rounds' work
+    from the client ids (Flower's, in a deployment); by default the clients train in this process, with
+    simulated participation (dropouts, speeds, deadlines) and fedpeft's own secure aggregation."""
+    cfg = setup.cfg
+    ids = list(setup.client_data)
+    profiles = assign_profiles(ids, cfg.resources, cfg.seed)
+    strategy = make_strategy(setup, profiles)
+    plugins = strategy.client_plugins()
+    privacy = None
     if cfg.privacy.client_dp != "off":
-        sim.privacy = install_client_dp(cfg, strategy, client, len(ids))
+        privacy = install_client_dp(cfg, strategy, plugins, len(ids))
+        strategy.secure_weight = lambda num_examples: 1.0  # type: ignore[method-assign]  # (until DP wraps)
+    trainer = LocalTrainer(setup.model, setup.trainable, cfg.clients)
     if cfg.privacy.dp_sgd.enabled:
-        client.trainer.dp = install_dp_sgd(setup)
-    secure = cfg.privacy.secure_aggregation
-    if secure.enabled:
-        sim.secure = SecureAggregation(threshold=secure.threshold, bound=secure.bound)
-    if cfg.attack.kind != "none":
-        sim.attackers = choose_attackers(ids, cfg.attack.fraction, cfg.seed)
-        client.plugins.append(Attack(cfg.attack.kind, sim.attackers, scale=cfg.attack.scale,
-                                     noise_std=cfg.attack.noise_std, seed=cfg.seed))
-    return sim
+        trainer.dp = install_dp_sgd(setup)
+    attackers = choose_attackers(ids, cfg.attack.fraction, cfg.seed) if cfg.attack.kind != "none" else []
+    if attackers:
+        plugins.append(Attack(cfg.attack.kind, attackers, scale=cfg.attack.scale, noise_std=cfg.attack.noise_std,
+                              seed=cfg.seed))
+    compression = cfg.compression
+    client = FederatedClient(
+        trainer, setup.trainable, setup.client_data, ClientStateStore(state_dir), cfg.seed, plugins=plugins,
+        uplink=UpdatePipeline.from_config(compression.uplink, compression.feedback),
+        downlink=UpdatePipeline.from_config(compression.downlink),
+    )
+    sa = cfg.privacy.secure_aggregation
+    secure = SecureAggregation(threshold=sa.threshold, bound=sa.bound) if sa.enabled else None
+    if fleet is not None:
+        delivery = fleet(ids)
+    else:
+        delivery = SimulatedParticipation(LocalFleet(client), profiles, cfg.participation, seed=cfg.seed)
+        if secure is not None:
+            delivery = InProcessSecAgg(delivery, client.uplink)
+    engine = Simulator(
+        strategy, delivery, ids, seed=cfg.seed, uplink=client.uplink, downlink=client.downlink,
+        num_examples={c: len(d) for c, d in setup.client_data.items()}, min_updates=cfg.strategy.min_updates,
+        max_update_norm=cfg.robustness.max_update_norm, secure=secure,
+    )
+    return Simulation(engine, client, privacy, profiles, attackers)
 
 
-def install_client_dp(cfg: RunConfig, strategy: Strategy, client: FederatedClient, num_clients: int) -> ClientLevelDP:
-    """DP-FedAvg on ``strategy`` and its clients, with the noise calibrated to a target epsilon if asked."""
+def install_client_dp(cfg: RunConfig, strategy: Strategy, plugins: list[ClientPlugin], num_clients: int
+                      ) -> ClientLevelDP:
+    """DP-FedAvg on ``strategy`` and its clients' ``plugins``, with the noise calibrated to a target epsilon if
+    asked."""
     p = cfg.privacy
     rate = min(cfg.clients.per_round, num_clients) / num_clients
     delta = p.delta or 1 / num_clients**1.1
@@ -270,7 +330,7 @@ def install_client_dp(cfg: RunConfig, strategy: Strategy, client: FederatedClien
         z = calibrate(p.target_epsilon, delta, rate if p.client_dp == "central" else 1.0, cfg.rounds)
     dp = ClientLevelDP(strategy, clip=p.clip, noise_multiplier=z, mode=p.client_dp, sample_rate=rate, delta=delta,
                        adaptive=p.adaptive_clip, target_quantile=p.target_quantile, clip_lr=p.clip_lr, seed=cfg.seed)
-    client.plugins.append(ClipAndNoise(z if p.client_dp == "local" else 0.0, seed=cfg.seed))
+    plugins.append(ClipAndNoise(z if p.client_dp == "local" else 0.0, seed=cfg.seed))
     return dp
 
 
@@ -306,19 +366,19 @@ class Progress:
     samples_before: list[dict[str, str]] | None = None  # greedy answers before training (causal LMs)
 
 
-def save_checkpoint(run: RunDir, round_: int, sim: Simulator, progress: Progress) -> None:
+def save_checkpoint(run: RunDir, round_: int, sim: Simulation, progress: Progress) -> None:
     progress.torch_rng = torch.get_rng_state()
-    state = {"simulator": state_of(sim), "strategy": state_of(sim.strategy), "progress": state_of(progress),
+    state = {"simulator": sim.engine.state_dict(), "strategy": state_of(sim.strategy), "progress": state_of(progress),
              "privacy": None if sim.privacy is None else state_of(sim.privacy)}
     Checkpoint(run.path).save(round_, state, sim.client.store.take_changed())
 
 
-def load_checkpoint(run: RunDir, sim: Simulator) -> tuple[int, Progress]:
+def load_checkpoint(run: RunDir, sim: Simulation) -> tuple[int, Progress]:
     """Put the simulator, strategy, privacy ledger and client states back as they were after the last saved
     round; drop the metrics of any round after it."""
     ck = Checkpoint(run.path)
     state = ck.load()
-    restore(sim, state["simulator"])
+    sim.engine.load_state_dict(state["simulator"])
     restore(sim.strategy, state["strategy"])
     if sim.privacy is not None:
         restore(sim.privacy, state["privacy"])
@@ -334,12 +394,12 @@ def load_checkpoint(run: RunDir, sim: Simulator) -> tuple[int, Progress]:
 
 def run_experiment(
     cfg: RunConfig, progress: bool | None = None, resume: str | Path | None = None,
-    fleet: Callable[[Simulator], Fleet] | None = None,
+    fleet: Callable[[list[str]], Fleet] | None = None,
 ) -> dict[str, Any]:
     """Run the configured federated job end to end; return (and save) the summary. With ``resume`` (a run
     folder), go on from that run's last checkpoint; ``cfg`` must then be the config saved there. ``fleet``
-    makes what delivers the rounds' work to the clients (Flower's, in a deployment); by default they train
-    in this process."""
+    makes what delivers the rounds' work to the clients from their ids (Flower's, in a deployment); by
+    default they train in this process."""
     started = time.perf_counter()
     run = RunDir(Path(resume)) if resume is not None else RunDir.create(cfg)
     show_bars = sys.stderr.isatty() if progress is None else progress
@@ -352,9 +412,7 @@ def run_experiment(
         f"({cfg.partition.method}); {setup.trainable.numel():,} trainable parameters; built in "
         f"{time.perf_counter() - started:.1f} s"
     )
-    sim = make_simulator(setup, run.path / "client_state")
-    if fleet is not None:
-        sim.fleet = fleet(sim)
+    sim = make_simulator(setup, run.path / "client_state", fleet)
     ledger = Ledger(*count_parameters(setup.model), watts_per_core=cfg.ledger.watts_per_core)
     if resume is not None:
         done, state = load_checkpoint(run, sim)
@@ -476,7 +534,7 @@ def report_partition(setup: Setup, run: RunDir) -> None:
         plot_partition(hist, setup.train.label_names, run.path / "partition.png")
 
 
-def finish(setup: Setup, sim: Simulator, run: RunDir, ledger: Ledger, state: Progress, started: float
+def finish(setup: Setup, sim: Simulation, run: RunDir, ledger: Ledger, state: Progress, started: float
            ) -> dict[str, Any]:
     cfg = setup.cfg
     setup.trainable.load(sim.strategy.evaluation_state())
@@ -566,6 +624,6 @@ def _without_by_client(clients: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _rank_counts(sim: Simulator) -> dict[str, int] | None:
+def _rank_counts(sim: Simulation) -> dict[str, int] | None:
     ranks = [p.rank for p in sim.profiles.values() if p.rank is not None]
     return {str(r): ranks.count(r) for r in sorted(set(ranks))} or None

@@ -54,8 +54,8 @@ def serve(grid: Grid, context: Context) -> None:
     cfg = load_config(Path(str(rc["config"])), shlex.split(str(rc.get("overrides", ""))))
     nodes, timeout = int(rc.get("nodes", 2)), float(rc.get("round-timeout", 600))
     connect = float(rc.get("connect-timeout", 120))
-    run_experiment(cfg, progress=False, fleet=lambda sim: FlowerFleet.connect(
-        grid, sim.client_ids, cfg.model_dump_json(), nodes=nodes, timeout=timeout, connect_timeout=connect,
+    run_experiment(cfg, progress=False, fleet=lambda client_ids: FlowerFleet.connect(
+        grid, client_ids, cfg.model_dump_json(), nodes=nodes, timeout=timeout, connect_timeout=connect,
         context=context))
 
 
