@@ -24,19 +24,20 @@ from fedpeft.config import load_config
 from fedpeft.data.batching import shuffled_batches
 from fedpeft.build import Setup
 from fedpeft.build import build_setup as build
+from fedpeft.fleet import LocalFleet
 from fedpeft.runtime import Simulator
 from fedpeft.strategy import FedAvg, sample_clients
-from fedpeft.strategy.base import started
 
 
 def fedpeft_rounds(setup: Setup, rounds: int, spill_dir: str) -> tuple[float, dict[str, torch.Tensor]]:
     cfg = setup.cfg
+    strategy = FedAvg(cfg.clients.per_round)
+    strategy.initialize(setup.trainable.snapshot(), num_clients=len(setup.client_data))
     client = FederatedClient(
         LocalTrainer(setup.model, setup.trainable, cfg.clients), setup.trainable, setup.client_data,
-        ClientStateStore(spill_dir), cfg.seed,
+        ClientStateStore(spill_dir), cfg.seed, plugins=strategy.client_plugins(),
     )
-    sim = Simulator(client, started(FedAvg(cfg.clients.per_round), setup.trainable.snapshot(), num_clients=len(setup.client_data)),
-                    list(setup.client_data), seed=cfg.seed)
+    sim = Simulator(strategy, LocalFleet(client), list(setup.client_data), seed=cfg.seed)
     start = time.perf_counter()
     for r in range(1, rounds + 1):
         sim.run_round(r)

@@ -103,8 +103,8 @@ def check_method():  # type: ignore[no-untyped-def]
     from fedpeft.methods import METHODS
     from fedpeft.model import TrainableState
     from fedpeft.pipeline import codec
+    from fedpeft.fleet import LocalFleet
     from fedpeft.runtime import Simulator
-    from fedpeft.strategy.base import started
     from fedpeft.strategy.fedavg import FedAvg
 
     def check_method(name: str, cfg: object, task: str, make: Callable[[], nn.Module], data: ClientDataset,
@@ -123,8 +123,11 @@ def check_method():  # type: ignore[no-untyped-def]
         start = trainable.snapshot()
         frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
         trainer = LocalTrainer(model, trainable, ClientConfig(local_steps=3, batch_size=4, lr=lr))
-        client = FederatedClient(trainer, trainable, {"c0": data}, ClientStateStore(tmp_path / "state"), seed=0)
-        sim = Simulator(client, started(FedAvg(per_round=1), start, num_clients=1), ["c0"], seed=0)
+        strategy = FedAvg(per_round=1)
+        strategy.initialize(start, num_clients=1)
+        client = FederatedClient(trainer, trainable, {"c0": data}, ClientStateStore(tmp_path / "state"), seed=0,
+                                 plugins=strategy.client_plugins())
+        sim = Simulator(strategy, LocalFleet(client), ["c0"], seed=0)
     
         outcome = sim.run_round(1)
     

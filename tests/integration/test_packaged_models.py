@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from fedpeft.client import ClientStateStore, FederatedClient, LocalTrainer
+from fedpeft.methods.lora import LoraMethod
 from fedpeft.config.schema import ClientConfig
 from fedpeft.data import ArrayDataset, CausalLMDataset, ClientDataset
+from fedpeft.fleet import LocalFleet
 from fedpeft.methods import METHODS
-from fedpeft.methods.lora import LoraMethod
 from fedpeft.model import TrainableState
 from fedpeft.model.load import load_model, resolve
 from fedpeft.runtime import Simulator
-from fedpeft.strategy.base import started
 from fedpeft.strategy.fedavg import FedAvg
 
 pytestmark = pytest.mark.integration
@@ -38,8 +38,11 @@ def one_round(model: torch.nn.Module, data: ClientDataset, tmp_path: Path, lr: f
     """One federated round of one client; returns the loss on its data after the round."""
     state = TrainableState(model)
     trainer = LocalTrainer(model, state, ClientConfig(local_steps=4, batch_size=len(data), lr=lr))
-    client = FederatedClient(trainer, state, {"c0": data}, ClientStateStore(tmp_path), seed=0)
-    sim = Simulator(client, started(FedAvg(per_round=1), state.snapshot(), num_clients=1), ["c0"], seed=0)
+    strategy = FedAvg(per_round=1)
+    strategy.initialize(state.snapshot(), num_clients=1)
+    client = FederatedClient(trainer, state, {"c0": data}, ClientStateStore(tmp_path), seed=0,
+                             plugins=strategy.client_plugins())
+    sim = Simulator(strategy, LocalFleet(client), ["c0"], seed=0)
     assert sim.run_round(1).status == "ok"
     state.load(sim.global_state)
     return mean_loss(model, data)

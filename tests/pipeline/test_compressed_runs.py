@@ -90,7 +90,7 @@ def test_a_bad_compressed_update_drops_only_its_client(tiny_config: dict) -> Non
     sim = make_simulator(setup, RunDir.create(cfg).path / "client_state")
     sim.client.__class__ = Truncating
     sim.client.bad = sorted(setup.client_data)[0]  # type: ignore[attr-defined]
-    sim.client_ids = sorted(setup.client_data)[:3]
+    sim.engine.client_ids = sorted(setup.client_data)[:3]
     out = sim.run_round(1)
     assert out.status == "ok" and list(out.rejected) == [sim.client.bad]  # type: ignore[attr-defined]
     assert "not a valid safetensors" in out.rejected[sim.client.bad] and len(out.accepted) == 2  # type: ignore[attr-defined]

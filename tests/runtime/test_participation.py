@@ -7,22 +7,14 @@ import torch
 
 from fedpeft.client import ClientStateStore, FederatedClient, LocalTrainer
 from fedpeft.config.schema import ClientConfig, ParticipationConfig, ResourcesConfig
+from fedpeft.fleet import LocalFleet, SimulatedParticipation
+from fedpeft.fleet.profiles import ClientProfile, assign_profiles
 from fedpeft.model.state import TrainableState
 from fedpeft.runtime import Simulator
-from fedpeft.runtime.profiles import ClientProfile, assign_profiles
 from fedpeft.strategy import FedAvg
-from fedpeft.strategy.base import started
+from fedpeft.strategy.base import ClientUpdate
 
 from ..client.test_trainer import BagOfTokens, data  # type: ignore[import-not-found]
-
-
-def _ranks(profiles):  # type: ignore[no-untyped-def]
-    return {c: p.rank for c, p in (profiles or {}).items() if p.rank is not None}
-
-
-def _stale(participation):  # type: ignore[no-untyped-def]
-    p = participation or ParticipationConfig()
-    return p.max_staleness if p.stragglers == "stale" else 0
 
 
 def make(tmp_path, profiles=None, participation=None, per_round=4, min_updates=1):  # type: ignore[no-untyped-def]
@@ -30,11 +22,13 @@ def make(tmp_path, profiles=None, participation=None, per_round=4, min_updates=1
     model = BagOfTokens()
     ts = TrainableState(model)
     clients = {f"c{i}": data(12) for i in range(6)}
+    strategy = FedAvg(per_round)
+    stale = participation is not None and participation.stragglers == "stale"
+    strategy.initialize(ts.snapshot(), num_clients=len(clients), keep_past=participation.max_staleness if stale else 0)
     client = FederatedClient(LocalTrainer(model, ts, ClientConfig(local_steps=2, batch_size=4)), ts, clients,
-                             ClientStateStore(tmp_path), seed=0)
-    return Simulator(client, started(FedAvg(per_round), ts.snapshot(), _ranks(profiles), len(clients), _stale(participation)),
-                     list(clients), seed=0, min_updates=min_updates,
-                     profiles=profiles, participation=participation)
+                             ClientStateStore(tmp_path), seed=0, plugins=strategy.client_plugins())
+    fleet = SimulatedParticipation(LocalFleet(client), profiles, participation, seed=0)
+    return Simulator(strategy, fleet, list(clients), seed=0, min_updates=min_updates)
 
 
 def test_dropouts_are_seeded_recorded_and_cost_their_downlink(tmp_path) -> None:
@@ -73,14 +67,16 @@ def test_stale_updates_arrive_later_with_a_discount_and_the_client_rests_meanwhi
     assert "c0" not in second.sampled  # busy with its late update
     third = sim.run_round(3)
     assert third.late == ["c0"] and "c0" in third.accepted
-    assert sim.pending == []
+    assert sim.fleet.pending == []
 
 
 def test_straggler_discount_is_applied_to_the_weight(tmp_path) -> None:
     profiles = {f"c{i}": ClientProfile(speed=1.0 if i == 0 else 100.0) for i in range(6)}
     sim = make(tmp_path, profiles, ParticipationConfig(deadline_s=3.0, stragglers="stale", staleness_exponent=1.0))
     sim.run_round(1)
-    ((due, update),) = [p for p in sim.pending if p[1].client_id == "c0"]
+    ((due, update),) = [(p.due, ClientUpdate(p.reply.client_id, {}, p.reply.num_examples, staleness=p.staleness,
+                                             weight_scale=p.weight_scale))
+                        for p in sim.fleet.pending if p.reply.client_id == "c0"]
     assert due == 3 and update.staleness == 2 and update.weight == pytest.approx(update.num_examples / 3)
 
 

@@ -10,23 +10,22 @@ import torch
 from fedpeft.config import load_config
 from fedpeft.errors import ConfigError, InvalidUpdate
 from fedpeft.build import build_setup as build
-from fedpeft.recipe import make_simulator
+from fedpeft.fleet.secure_round import SecureRound
+from fedpeft.recipe import Simulation, make_simulator
 from fedpeft.wrappers.client_dp import ClientLevelDP
 from fedpeft.wrappers.strategy import find_layer
 from fedpeft.report import RunDir
-from fedpeft.runtime import Simulator
-from fedpeft.runtime.secure_round import SecureRound
 from fedpeft.strategy.base import ClientUpdate
 
 SECURE = ["privacy.secure_aggregation.enabled=true", "privacy.secure_aggregation.threshold=0.51"]
 
 
-def simulator(tiny_config: dict, overrides: list[str]) -> Simulator:
+def simulator(tiny_config: dict, overrides: list[str]) -> Simulation:
     cfg = load_config(tiny_config, overrides)
     return make_simulator(build(cfg), RunDir.create(cfg).path / "client_state")
 
 
-def recording(sim: Simulator) -> list[ClientUpdate]:
+def recording(sim: Simulation) -> list[ClientUpdate]:
     """The plain run's individual updates, as its server received them."""
     seen: list[ClientUpdate] = []
     receive = sim.strategy.receive

@@ -17,8 +17,8 @@ from fedpeft.report.run_summary import (
     CompressionSummary, DataSummary, DPSGDSummary, ModelSummary, PrivacySummary, RunSummary, SecureSummary,
     StrategySummary, without_by_client,
 )
-from fedpeft.runtime import Simulator
-from fedpeft.runtime.secure_round import frac_bits_for
+from fedpeft.recipe.simulation import Simulation
+from fedpeft.fleet.secure_round import frac_bits_for
 from fedpeft.wrappers.client_dp import ClientLevelDP
 from fedpeft.wrappers.strategy import find_layer
 
@@ -32,7 +32,7 @@ def report_partition(setup: Setup, run: RunDir) -> None:
         plot_partition(hist, setup.train.label_names, run.path / "partition.png")
 
 
-def save_adapter(setup: Setup, sim: Simulator, run: RunDir) -> None:
+def save_adapter(setup: Setup, sim: Simulation, run: RunDir) -> None:
     """The trained adapter in the method's format, the tokenizer, and what fedpeft needs to load it."""
     cfg = setup.cfg
     folder = run.path / "adapter"
@@ -44,7 +44,7 @@ def save_adapter(setup: Setup, sim: Simulator, run: RunDir) -> None:
                                             "label_names": setup.train.label_names})
 
 
-def finish(setup: Setup, sim: Simulator, run: RunDir, state: Progress, started: float) -> dict[str, Any]:
+def finish(setup: Setup, sim: Simulation, run: RunDir, state: Progress, started: float) -> dict[str, Any]:
     """Load the final global state, save the adapter, write summary.json and the plots; return the summary."""
     cfg = setup.cfg
     setup.trainable.load(sim.strategy.evaluation_state())
@@ -87,7 +87,7 @@ def _samples(setup: Setup, state: Progress) -> dict[str, Any] | None:
             "max_new_tokens": e.max_new_tokens, "generate_examples": e.generate_examples, "seed": setup.cfg.seed}
 
 
-def _privacy(sim: Simulator) -> PrivacySummary | None:
+def _privacy(sim: Simulation) -> PrivacySummary | None:
     dp = find_layer(sim.strategy, ClientLevelDP)
     if dp is None:
         return None
@@ -102,7 +102,7 @@ def _dp_sgd(dp: SampleLevelDP | None, eps: dict[str, float]) -> DPSGDSummary | N
                         float(values.max()), float(np.median(values)))
 
 
-def _secure(sim: Simulator, per_round: int) -> SecureSummary | None:
+def _secure(sim: Simulation, per_round: int) -> SecureSummary | None:
     s = sim.secure
     if s is None:
         return None
@@ -110,12 +110,12 @@ def _secure(sim: Simulator, per_round: int) -> SecureSummary | None:
                          frac_bits_for(s.bound), s.clients_needed(per_round))
 
 
-def _attackers(sim: Simulator) -> int:
+def _attackers(sim: Simulation) -> int:
     from fedpeft.wrappers.attack import Attack
 
     return sum(len(p.attackers) for p in sim.client.plugins if isinstance(p, Attack))
 
 
-def _rank_counts(sim: Simulator) -> dict[str, int] | None:
+def _rank_counts(sim: Simulation) -> dict[str, int] | None:
     ranks = [p.rank for p in sim.profiles.values() if p.rank is not None]
     return {str(r): ranks.count(r) for r in sorted(set(ranks))} or None

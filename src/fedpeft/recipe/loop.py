@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from fedpeft.build import build_client, build_setup, build_strategy
+from fedpeft.build import build_setup
 from fedpeft.build.workload import Setup
 from fedpeft.config.schema import RunConfig
 from fedpeft.errors import ConfigError
@@ -23,33 +22,9 @@ from fedpeft.recipe.finish import finish, report_partition
 from fedpeft.recipe.progress import Progress, load_checkpoint, save_checkpoint
 from fedpeft.recipe.records import add_costs, headline, round_line, round_record
 from fedpeft.report import Ledger, RunDir, summary_text
-from fedpeft.runtime import Simulator
-from fedpeft.runtime.fleet import Fleet
-from fedpeft.runtime.profiles import assign_profiles
-from fedpeft.runtime.secure_round import SecureAggregation
+from fedpeft.recipe.simulation import FleetFactory, Simulation, make_simulator
 from fedpeft.wrappers.client_dp import ClientLevelDP
 from fedpeft.wrappers.strategy import find_layer
-
-FleetFactory = Callable[[Sequence[str]], Fleet]  # client ids -> what delivers their work (Flower's, deployed)
-
-
-def make_simulator(setup: Setup, state_dir: Path, fleet: FleetFactory | None = None) -> Simulator:
-    """The configured strategy (wrapped), client, fleet and engine for a built setup; clients keep their own
-    state (optimiser moments, personal tensors) under ``state_dir``."""
-    cfg = setup.cfg
-    ids = list(setup.client_data)
-    profiles = assign_profiles(ids, cfg.resources, cfg.seed)
-    ranks = {c: p.rank for c, p in profiles.items() if p.rank is not None}
-    strategy = build_strategy(cfg, setup.model, setup.trainable.snapshot(), len(ids), ranks)
-    client = build_client(cfg, setup, strategy, state_dir)
-    secure = cfg.privacy.secure_aggregation
-    return Simulator(
-        client, strategy, ids, seed=cfg.seed, min_updates=cfg.strategy.min_updates, profiles=profiles,
-        participation=cfg.participation, max_update_norm=cfg.robustness.max_update_norm,
-        fleet=None if fleet is None else fleet(ids),
-        secure=SecureAggregation(threshold=secure.threshold, bound=secure.bound) if secure.enabled else None,
-    )
-
 
 def run_experiment(
     cfg: RunConfig, progress: bool | None = None, resume: str | Path | None = None,
@@ -84,7 +59,7 @@ def run_experiment(
     return summary
 
 
-def _start(setup: Setup, sim: Simulator, run: RunDir, resuming: bool) -> tuple[int, Progress]:
+def _start(setup: Setup, sim: Simulation, run: RunDir, resuming: bool) -> tuple[int, Progress]:
     """The rounds already done and the loop's state: from the checkpoint, or a first evaluation."""
     cfg = setup.cfg
     if resuming:
@@ -100,7 +75,7 @@ def _start(setup: Setup, sim: Simulator, run: RunDir, resuming: bool) -> tuple[i
     return 0, Progress(ledger, initial, initial, samples_before=setup.evaluator.samples)
 
 
-def _one_round(setup: Setup, sim: Simulator, run: RunDir, state: Progress, r: int, show_bars: bool,
+def _one_round(setup: Setup, sim: Simulation, run: RunDir, state: Progress, r: int, show_bars: bool,
                started: float) -> str:
     """Run, evaluate (when due), record and checkpoint round ``r``; return its line for the log."""
     cfg = setup.cfg

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from fedpeft.report import Ledger, RunDir
-from fedpeft.runtime import Simulator
+from fedpeft.recipe.simulation import Simulation
 from fedpeft.runtime.checkpoint import Checkpoint
 
 
@@ -46,18 +46,18 @@ class Progress:
         return cls(**{**fields, "ledger": Ledger(**state["ledger"])})
 
 
-def save_checkpoint(run: RunDir, round_: int, sim: Simulator, progress: Progress, elapsed: float) -> None:
-    state = {"simulator": sim.state_dict(), "strategy": sim.strategy.state_dict(),
+def save_checkpoint(run: RunDir, round_: int, sim: Simulation, progress: Progress, elapsed: float) -> None:
+    state = {"simulator": sim.engine.state_dict(), "strategy": sim.strategy.state_dict(),
              "progress": progress.state_dict(elapsed)}
     Checkpoint(run.path).save(round_, state, sim.client.store.take_changed())
 
 
-def load_checkpoint(run: RunDir, sim: Simulator) -> tuple[int, Progress]:
+def load_checkpoint(run: RunDir, sim: Simulation) -> tuple[int, Progress]:
     """Put the engine, strategy (with its wrappers: the privacy ledger) and client states back as they were
     after the last saved round; drop the metrics of any round after it."""
     ck = Checkpoint(run.path)
     state = ck.load()
-    sim.load_state_dict(state["simulator"])
+    sim.engine.load_state_dict(state["simulator"])
     sim.strategy.load_state_dict(state["strategy"])
     ck.restore_clients(sim.client.store)
     sim.client.store.take_changed()

@@ -227,22 +227,6 @@ class Strategy:
             setattr(self, name, state[name])
 
 
-S = TypeVar("S", bound=Strategy)
-
-
-def started(strategy: S, state: TensorDict, ranks: Mapping[str, int] | None = None,
-            num_clients: int | None = None, keep_past: int = 0) -> S:
-    """``strategy`` initialised from ``state`` (see ``Strategy.initialize``), for building it in one expression.
-
-    Example:
-        >>> from fedpeft.strategy import FedAvg
-        >>> started(FedAvg(per_round=1), {"w": torch.zeros(2)}).global_state["w"].tolist()
-        [0.0, 0.0]
-    """
-    strategy.initialize(state, ranks, num_clients, keep_past)
-    return strategy
-
-
 @dataclass(frozen=True)
 class StrategySpec:
     """How to build a strategy from a run config, and what it changes in the model before training starts.

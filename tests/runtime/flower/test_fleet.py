@@ -55,7 +55,7 @@ def test_replies_come_back_by_client_and_missing_or_failed_ones_say_why() -> Non
     grid = Grid(_train)
     nodes = {"a": 11, "silent": 12, "crash": 11}
     fleet = FlowerFleet(grid, nodes, config_json="{}", timeout=5)  # type: ignore[arg-type]
-    out = fleet.fit([FitInstruction(1, c, b"abc") for c in ("a", "silent", "crash")])
+    out = fleet.fit(1, [FitInstruction(1, c, b"abc") for c in ("a", "silent", "crash")]).replies
     assert isinstance(out["a"], FitReply) and out["a"].payload == b"cba"
     assert out["silent"] == "no reply within 5 s (node 12)"
     assert out["crash"] == "client failed: ValueError: out of memory"

@@ -1,22 +1,26 @@
-"""The server's side of a Flower deployment: fedpeft's simulator decides and validates; this fleet delivers
-each round's instructions to the SuperNodes that hold the clients, through Flower's Grid."""
+"""The server's side of a Flower deployment: fedpeft's round engine decides and validates; this fleet delivers
+each round's instructions to the SuperNodes that hold the clients, through Flower's Grid, and sums them under
+Flower's SecAgg+ when secure aggregation is on (a ``SecureFleet``). Real clients drop out and straggle on
+their own: nothing is simulated here."""
 
 from __future__ import annotations
 
 import logging
+import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence, Set
+from typing import Any
 
 import torch
 
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid
 
-from fedpeft.client.messages import FitInstruction
+from fedpeft.client.messages import FitInstruction, FitReply
 from fedpeft.errors import ConfigError, InvalidUpdate
-from fedpeft.runtime.fleet import Delivered
+from fedpeft.fleet.base import Delivery, OnReply, SecureResult
 from fedpeft.runtime.flower.records import QUERY, TRAIN, instruction_record, integer, read_reply
-from fedpeft.runtime.flower.secure import SecureResult, secure_round
+from fedpeft.runtime.flower.secure import secure_round
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +69,10 @@ class FlowerFleet:
 
     Example:
         >>> fleet = FlowerFleet(grid, node_of={"c0": 1234}, config_json=cfg.model_dump_json())  # doctest: +SKIP
-        >>> fleet.fit([FitInstruction(1, "c0", payload)])["c0"]  # doctest: +SKIP
+        >>> fleet.fit(1, [FitInstruction(1, "c0", payload)]).replies["c0"]  # doctest: +SKIP
     """
+
+    protocol = "flower secagg+"
 
     def __init__(self, grid: Grid, node_of: dict[str, int], config_json: str, timeout: float = 600.0,
                  context: Context | None = None) -> None:
@@ -84,17 +90,33 @@ class FlowerFleet:
         log.info("%d clients on %d SuperNodes", len(client_ids), len(held))
         return cls(grid, node_of, config_json, timeout, context)
 
+    def busy(self) -> Set[str]:
+        return frozenset()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        return None
+
     def secure_round(self, instructions: Sequence[FitInstruction], weights: Mapping[str, float],
-                     spec: Mapping[str, tuple[tuple[int, ...], torch.dtype]], *, bound: float, threshold: float
-                     ) -> SecureResult:
-        """The round through Flower's SecAgg+ (``fedpeft.runtime.flower.secure``)."""
+                     spec: Mapping[str, tuple[tuple[int, ...], torch.dtype]], *, bound: float, threshold: float,
+                     on_reply: OnReply = None) -> SecureResult:
+        """The round through Flower's SecAgg+ (``fedpeft.runtime.flower.secure``): each survivor sent one
+        64-bit masked word per coordinate; every other client counts as dropped."""
         if self.context is None:
             raise ConfigError("Flower's SecAgg+ needs the ServerApp's context: FlowerFleet.connect(..., context=)")
-        return secure_round(self.grid, self.context, self.node_of, instructions, weights, spec, self.config_json,
-                            bound=bound, threshold=threshold, timeout=self.timeout)
+        if not instructions:
+            return SecureResult(None, [])
+        result = secure_round(self.grid, self.context, self.node_of, instructions, weights, spec, self.config_json,
+                              bound=bound, threshold=threshold, timeout=self.timeout)
+        words = sum(math.prod(shape) for shape, _ in spec.values())
+        result.bytes_up = {cid: 8 * words for cid in result.metrics}
+        result.dropped = {i.client_id: "no masked update reached the SecAgg+ sum (dropped out or too late)"
+                          for i in instructions if i.client_id not in result.accepted}
+        return result
 
-    def fit(self, instructions: Sequence[FitInstruction], on_reply: Callable[[str], None] | None = None
-            ) -> Delivered:
+    def fit(self, round_: int, instructions: Sequence[FitInstruction], on_reply: OnReply = None) -> Delivery:
         sent = {}
         for ins in instructions:
             msg = Message(instruction_record(ins, self.config_json), dst_node_id=self.node_of[ins.client_id],
@@ -102,7 +124,7 @@ class FlowerFleet:
             sent[ins.client_id] = msg
         replies = list(self.grid.send_and_receive(list(sent.values()), timeout=self.timeout))
         ids = {m.metadata.message_id: cid for cid, m in sent.items()}  # (set when the grid pushed them)
-        out: Delivered = {}
+        out: dict[str, FitReply | str] = {}
         for reply in replies:
             cid = ids.get(reply.metadata.reply_to_message_id)
             if cid is None:
@@ -119,4 +141,4 @@ class FlowerFleet:
         for cid in sent:
             if cid not in out:
                 out[cid] = f"no reply within {self.timeout:g} s (node {self.node_of[cid]})"
-        return out
+        return Delivery(out)

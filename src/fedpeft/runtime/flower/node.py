@@ -61,7 +61,7 @@ def node_client(config_json: str, place: NodePlace) -> FederatedClient:
 def build_client(cfg: Any, place: NodePlace) -> FederatedClient:
     """fedpeft's client, configured exactly as in the simulator, holding only this partition's clients."""
     from fedpeft.build import build_client, build_setup, build_strategy
-    from fedpeft.runtime.profiles import assign_profiles
+    from fedpeft.fleet import assign_profiles
 
     setup = build_setup(cfg)
     ids = list(setup.client_data)

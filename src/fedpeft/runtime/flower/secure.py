@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,16 +30,7 @@ from flwr.serverapp import Grid
 
 from fedpeft.client.messages import FitInstruction
 from fedpeft.errors import ConfigError
-from fedpeft.model.state import TensorDict
-
-
-@dataclass
-class SecureResult:
-    """The weighted mean of the masked updates (None if the protocol could not finish), who took part."""
-
-    mean: TensorDict | None
-    accepted: list[str]
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+from fedpeft.fleet.base import SecureResult
 
 
 class _OneRound(Strategy):
