@@ -16,9 +16,11 @@ from safetensors.torch import load_file
 
 import fedpeft
 from fedpeft.config.load import load_config
-from fedpeft.config.plugins import METHOD_CONFIGS, TRANSFORM_CONFIGS
+from fedpeft.config.plugins import METHOD_CONFIGS, STRATEGY_CONFIGS, TRANSFORM_CONFIGS
+from fedpeft.cli import main
 from fedpeft.errors import ConfigError
 from fedpeft.methods import METHODS
+from fedpeft.strategy import STRATEGIES
 from fedpeft.model import load_sequence_classifier
 from fedpeft.pipeline.compression import UpdatePipeline
 
@@ -26,14 +28,17 @@ TOY = '''
 """Toy plug-ins: a scalar gate on every Linear layer's output (the only trainable tensors) and `negate`."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
 
+from fedpeft.client.plugins import ClientPlugin, FitContext
 from fedpeft.config.compression import TransformConfig
+from fedpeft.config.strategies import StrategySection
+from fedpeft.strategy.base import STRATEGIES, Strategy, StrategySpec, step, weighted_mean
 from fedpeft.config.methods import MethodConfig
-from fedpeft.config.plugins import METHOD_CONFIGS, TRANSFORM_CONFIGS
+from fedpeft.config.plugins import METHOD_CONFIGS, STRATEGY_CONFIGS, TRANSFORM_CONFIGS
 from fedpeft.methods.own_format import load_own, save_trainable
 from fedpeft.methods.registry import MethodSpec, register
 from fedpeft.model.state import TensorDict
@@ -86,6 +91,38 @@ class NegateTransform(TransformConfig):
 
     def build(self) -> Negate:
         return Negate()
+
+
+@STRATEGY_CONFIGS.add
+class HalfStepStrategy(StrategySection):
+    """Half-step FedAvg: the weighted mean of the updates, applied at half the server learning rate."""
+
+    client_half: ClassVar[bool] = True
+    secure_aggregation: ClassVar[bool] = False
+
+    name: Literal["toy_half"] = "toy_half"
+
+
+class CountSteps(ClientPlugin):
+    """The client half: report the local steps taken beside the update."""
+
+    def finish(self, ctx: FitContext) -> None:
+        ctx.metrics["toy_steps"] = float(ctx.steps)
+
+
+class HalfStep(Strategy):
+    seen: list[float] = []
+
+    def aggregate(self, round_, state, updates):
+        HalfStep.seen = [u.metrics["toy_steps"] for u in updates]
+        return step(state, weighted_mean(updates), 0.5 * self.server_lr)
+
+    def client_plugins(self):
+        return [CountSteps(), *super().client_plugins()]
+
+
+STRATEGIES.register("toy_half")(StrategySpec(lambda s, per_round, _model: HalfStep(per_round, s.server_lr),
+                                             HalfStepStrategy))
 '''
 
 
@@ -102,7 +139,8 @@ def toy(tmp_path: Path) -> Iterator[ModuleType]:
         yield module
     finally:
         sys.modules.pop("toy_plugins", None)
-        for registry, name in ((METHODS, "toy_gate"), (METHOD_CONFIGS, "toy_gate"), (TRANSFORM_CONFIGS, "toy_negate")):
+        for registry, name in ((METHODS, "toy_gate"), (METHOD_CONFIGS, "toy_gate"), (TRANSFORM_CONFIGS, "toy_negate"),
+                               (STRATEGIES, "toy_half"), (STRATEGY_CONFIGS, "toy_half")):
             if name in registry:
                 registry.unregister(name)
 
@@ -152,3 +190,27 @@ def test_unregistered_plugins_are_refused_with_the_choices(toy: ModuleType) -> N
         load_config({"peft": {"method": "toy_gate"}})
     with pytest.raises(ConfigError, match=r"compression\.uplink\.0\.bits: unknown key; allowed keys here: name"):
         load_config({"compression": {"uplink": [{"name": "toy_negate", "bits": 3}]}})
+
+
+def test_toy_strategy_runs_with_its_client_half_and_its_flags_are_read(
+    toy: ModuleType, tiny_config: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare
+    config = {**tiny_config, "rounds": 1, "output": {**tiny_config.get("output", {}), "save_adapter": True}}
+
+    # Execute
+    half = fedpeft.run({**config, "strategy": {"name": "toy_half"}}, progress=False)
+    fedavg = fedpeft.run({**config, "strategy": {"name": "fedavg", "server_lr": 0.5}}, progress=False)
+    main(["strategies"])
+
+    # Assert
+    assert half["strategy"]["name"] == "toy_half" and toy.HalfStep.seen  # its client half ran on every client
+    assert all(s == tiny_config["clients"]["local_steps"] for s in toy.HalfStep.seen)
+    ours, theirs = (load_file(str(Path(s["run_dir"]) / "adapter" / "adapter_model.safetensors")) for s in (half, fedavg))
+    assert all(torch.allclose(ours[n], theirs[n], atol=1e-6) for n in ours)  # half a step = FedAvg at server lr 0.5
+    assert "toy_half" in capsys.readouterr().out  # listed by `fedpeft strategies`
+    with pytest.raises(ConfigError, match="toy_half .*cannot run; pick one of fedavg"):  # its flag is read ...
+        load_config({"strategy": {"name": "toy_half"}, "privacy": {"secure_aggregation": {"enabled": True}}})
+    with pytest.raises(ConfigError) as refused:  # ... and it is not offered where it cannot serve
+        load_config({"strategy": {"name": "scaffold"}, "privacy": {"secure_aggregation": {"enabled": True}}})
+    assert "toy_half" not in str(refused.value) and "fedavg" in str(refused.value)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
 from fedpeft.errors import FedPeftError
 
@@ -60,25 +59,16 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     return _method_costs(args)
 
 
-def _union_classes(union: object) -> dict[str, Any]:
-    """The config class behind each ``name`` of a discriminated union (Annotated[Union[...], ...])."""
-    from typing import get_args
-
-    return {name: cls for cls in get_args(get_args(union)[0])
-            for name in get_args(cls.model_fields["name"].annotation)}
-
-
 def _cmd_strategies(args: argparse.Namespace) -> int:
-    from fedpeft.config.strategies import LORA_AWARE, StrategyConfig
     from fedpeft.report.method_costs import first_sentence
     from fedpeft.strategy import STRATEGIES
 
-    docs = {name: first_sentence(cls.__doc__) for name, cls in _union_classes(StrategyConfig).items()}
     print("Server strategies (strategy.name):")
     for name in STRATEGIES.names():
-        kind = "LoRA-aware" if name in LORA_AWARE else "general"
-        ranks = "mixed ranks" if STRATEGIES.get(name).ranks else "one rank"
-        print(f"  {name:<11} {kind:<11} {ranks:<12} {docs.get(name, '')}")
+        spec = STRATEGIES.get(name)
+        kind = "LoRA-aware" if spec.config.lora_only else "general"
+        ranks = "mixed ranks" if spec.config.mixed_ranks else "one rank"
+        print(f"  {name:<11} {kind:<11} {ranks:<12} {first_sentence(spec.config.__doc__)}")
     print("mixed LoRA ranks: resources.rank_tiers={4: 0.3, 8: 0.5, 16: 0.2} with peft.r: 16")
     return 0
 

@@ -1,18 +1,16 @@
-"""The client halves of strategies, each on a hand-sized tensor."""
+"""Client plugins: the strategies' client halves (from their folders) and the rank mask, each on a
+hand-sized tensor."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from fedpeft.client.plugins import (
-    ControlVariates,
-    FitContext,
-    PersonalTensors,
-    ProximalTerm,
-    RankMask,
-    RankSelfPruning,
-)
+from fedpeft.client.plugins import FitContext, RankMask
+from fedpeft.strategy.fedprox import ProximalTerm
+from fedpeft.strategy.fedsa_lora import PersonalTensors
+from fedpeft.strategy.hetlora import RankSelfPruning
+from fedpeft.strategy.scaffold import ControlVariates
 
 A, B = "m.lora_A.default.weight", "m.lora_B.default.weight"
 

@@ -31,7 +31,7 @@ def test_every_registered_strategy_is_covered() -> None:
 
 @pytest.mark.parametrize("name", sorted(STRATEGY_OVERRIDES))
 def test_strategy_runs_and_learns(name: str, tiny_config: dict) -> None:
-    tiers = TIERS if STRATEGIES.get(name).ranks else []
+    tiers = TIERS if STRATEGIES.get(name).config.mixed_ranks else []
     cfg = load_config(tiny_config, [f"strategy.name={name}", *STRATEGY_OVERRIDES[name], *tiers,
                                     "rounds=3", "data.local_test_fraction=0.3", "eval.per_client=true"])
     summary = fedpeft.run(cfg)

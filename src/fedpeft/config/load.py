@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -128,7 +128,7 @@ def format_errors(exc: ValidationError, data: Mapping[str, Any] | None = None) -
     lines = [f"invalid config ({exc.error_count()} problem{'s' if exc.error_count() > 1 else ''}):"]
     for err in exc.errors():
         loc = [str(p) for p in err["loc"]]
-        key = ".".join(p for i, p in enumerate(loc) if not _is_tag(loc[:i], p)) or "<top level>"
+        key = ".".join(loc) or "<top level>"
         if err["type"] == "extra_forbidden":
             allowed = _allowed_keys(loc[:-1], data or {})
             hint = f"; allowed keys here: {', '.join(allowed)}" if allowed else ""
@@ -143,16 +143,11 @@ def format_errors(exc: ValidationError, data: Mapping[str, Any] | None = None) -
 
 
 def _allowed_keys(section_path: list[str], data: Any) -> list[str]:
-    """Field names of the section at ``section_path``: a plug-in section's follow its tag in ``data``, a
-    discriminated union's the tag pydantic put in the path."""
+    """Field names of the section at ``section_path``; a plug-in section's follow its tag in ``data``."""
     model: type[BaseModel] = RunConfig
-    members: dict[str, type[BaseModel]] = {}
     registry: PluginConfigs[Any] | None = None
     for part in section_path:
         data = _child(data, part)
-        if part in members:
-            model, members = members[part], {}
-            continue
         if registry is not None and part.isdigit():  # an item of a list of plug-ins
             model, registry = _plugin_class(registry, data), None
             continue
@@ -165,12 +160,6 @@ def _allowed_keys(section_path: list[str], data: Any) -> list[str]:
             model = _plugin_class(found, data)
         elif isinstance(ann, type) and issubclass(ann, BaseModel):
             model = ann
-        elif field is not None and field.discriminator and get_args(ann):
-            members = {
-                str(m.model_fields[str(field.discriminator)].default): m
-                for m in get_args(ann)
-                if isinstance(m, type) and issubclass(m, BaseModel)
-            }
         else:
             return []
     return sorted(model.model_fields)
@@ -197,23 +186,12 @@ def _section_tag(name: str) -> tuple[str | None, Any]:
     if field is None:
         return None, None
     registry = registry_of(field.annotation, field.metadata)
-    if registry is not None:
-        return registry.tag, registry.default
-    tag = field.discriminator
-    return (tag, getattr(field.default, tag)) if isinstance(tag, str) else (None, None)
+    return (registry.tag, registry.default) if registry is not None else (None, None)
 
 
 def _is_tag_key(parts: list[str]) -> bool:
     """True for a top-level plug-in section's tag key, e.g. ["peft", "method"]."""
     return len(parts) == 2 and _section_tag(parts[0])[0] == parts[1]
-
-
-def _is_tag(parent: list[str], part: str) -> bool:
-    """True when ``part`` is a union tag pydantic inserted into an error location (e.g. peft.lora.r)."""
-    field = RunConfig.model_fields.get(parent[0]) if len(parent) == 1 else None
-    return bool(field and field.discriminator and part in {
-        str(m.model_fields[str(field.discriminator)].default) for m in get_args(field.annotation)
-    })
 
 
 def dump_yaml(cfg: RunConfig) -> str:

@@ -11,13 +11,10 @@ from pydantic import Field, model_validator
 
 from fedpeft.config.compression import CompressionConfig
 from fedpeft.config.methods import PeftMethodConfig
-from fedpeft.config.plugins import METHOD_CONFIGS
+from fedpeft.config.checks import check_run
+from fedpeft.config.plugins import METHOD_CONFIGS, STRATEGY_CONFIGS
 from fedpeft.config.section import Section
-from fedpeft.config.strategies import (  # noqa: F401  (re-exported)
-    LORA_AWARE,
-    FedAvgStrategy,
-    StrategyConfig,
-)
+from fedpeft.config.strategies import StrategyConfig
 
 
 class DataConfig(Section):
@@ -212,9 +209,6 @@ class SecureAggregationConfig(Section):
                          "clipped to +-bound (29 fraction bits at 1.0)")
 
 
-SECURE_STRATEGIES = ("fedavg", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedadagrad", "ffa_lora", "fedsa_lora")
-
-
 class PrivacyConfig(Section):
     """Differential privacy. Client-level (DP-FedAvg): clip every update to ``clip``, add Gaussian noise of
     std ``noise_multiplier`` x clip, centrally (the server, to the sum) or locally (each client). Sample-level:
@@ -292,7 +286,8 @@ class RunConfig(Section):
     peft: PeftMethodConfig = Field(default_factory=METHOD_CONFIGS.create, description="the PEFT method "
                                    "(`fedpeft methods`), chosen by peft.method")
     clients: ClientConfig = ClientConfig()
-    strategy: StrategyConfig = FedAvgStrategy()
+    strategy: StrategyConfig = Field(default_factory=STRATEGY_CONFIGS.create, description="the server strategy "
+                                     "(`fedpeft strategies`), chosen by strategy.name")
     resources: ResourcesConfig = ResourcesConfig()
     participation: ParticipationConfig = ParticipationConfig()
     compression: CompressionConfig = CompressionConfig()
@@ -305,85 +300,5 @@ class RunConfig(Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> RunConfig:
-        if self.eval.per_client and self.data.local_test_fraction == 0.0:
-            raise ValueError(
-                "eval.per_client needs held-out examples on each client: set data.local_test_fraction "
-                "(for example 0.2)"
-            )
-        if self.strategy.min_updates > self.clients.per_round:
-            raise ValueError(
-                f"strategy.min_updates ({self.strategy.min_updates}) exceeds clients.per_round "
-                f"({self.clients.per_round}): no round could succeed"
-            )
-        if self.eval.finetune_steps and not self.eval.per_client:
-            raise ValueError("eval.finetune_steps scores clients' held-out examples: set eval.per_client: true")
-        if self.participation.deadline_s is not None and not self.resources.speed_tiers:
-            raise ValueError(
-                "participation.deadline_s needs a simulated clock: set resources.speed_tiers, e.g. {20: 0.5, 100: 0.5}"
-            )
-        lora = self.peft.method == "lora"
-        if self.strategy.name in LORA_AWARE and not lora:
-            raise ValueError(f"strategy.name={self.strategy.name} aggregates LoRA factors: set peft.method: lora")
-        if self.strategy.name in ("flora", "flexlora") and lora and getattr(self.peft, "use_dora"):
-            raise ValueError(f"strategy.name={self.strategy.name} merges B A products; it cannot carry DoRA's "
-                             "magnitudes: set peft.use_dora: false")
-        if self.robustness.aggregator != "mean" and self.strategy.name in ("flora", "flexlora", "hetlora"):
-            raise ValueError(f"robustness.aggregator={self.robustness.aggregator}: strategy.name={self.strategy.name} "
-                             "combines LoRA factors its own way; use fedavg, ffa_lora, fedsa_lora, fedprox, fedavgm, "
-                             "the server optimisers or scaffold with a robust aggregator, or robustness.norm_bound")
-        if self.privacy.client_dp != "off" and (self.robustness.aggregator != "mean" or self.robustness.norm_bound):
-            raise ValueError("privacy.client_dp clips and averages updates itself: drop robustness.aggregator and "
-                             "robustness.norm_bound (privacy.clip is the norm bound)")
-        if self.privacy.client_dp != "off" and self.strategy.name in ("flora", "flexlora", "hetlora"):
-            raise ValueError(f"privacy.client_dp: strategy.name={self.strategy.name} combines LoRA factors its own way; "
-                             "use fedavg, ffa_lora, fedsa_lora, fedprox, fedavgm or a server optimiser")
-        if self.privacy.secure_aggregation.enabled:
-            self._check_secure_aggregation()
-        if self.privacy.dp_sgd.enabled and self.peft.method == "sparse":
-            raise ValueError("privacy.dp_sgd: peft.method=sparse picks its mask from clients' raw gradients, "
-                             "outside DP-SGD; pick lora, ia3, bitfit or another method with a fixed parameter set")
-        for t in self.compression.uplink:
-            if t.name != "lora_rank":
-                continue
-            if not lora:
-                raise ValueError("compression.uplink: lora_rank prunes LoRA rank components: set peft.method: lora")
-            if self.strategy.name == "fedsa_lora":
-                raise ValueError("compression.uplink: lora_rank needs B, and fedsa_lora keeps B on the client: "
-                                 "drop lora_rank or pick another strategy")
-            keep, rank = getattr(t, "keep"), getattr(self.peft, "r")
-            if keep >= rank:
-                raise ValueError(f"compression.uplink: lora_rank.keep ({keep}) must be below peft.r "
-                                 f"({rank}) to prune anything")
-        ranks = self.resources.rank_tiers
-        if ranks:
-            if not lora:
-                raise ValueError("resources.rank_tiers gives clients LoRA ranks: set peft.method: lora")
-            rank = getattr(self.peft, "r")
-            if max(ranks) != rank:
-                raise ValueError(
-                    f"resources.rank_tiers: the largest tier ({max(ranks)}) must equal peft.r "
-                    f"({rank}), the rank the shared model is built with: set peft.r: {max(ranks)}"
-                )
+        check_run(self)
         return self
-
-    def _check_secure_aggregation(self) -> None:
-        """What secure aggregation cannot serve: the server never sees one update, only the round's mean."""
-        why = "privacy.secure_aggregation: the server only learns the round's mean, so"
-        if self.strategy.name not in SECURE_STRATEGIES:
-            raise ValueError(f"{why} strategy.name={self.strategy.name} (which needs each client's update) cannot "
-                             f"run; pick one of {', '.join(SECURE_STRATEGIES)}")
-        if self.robustness.aggregator != "mean" or self.robustness.norm_bound or self.robustness.max_update_norm:
-            raise ValueError(f"{why} robust aggregators and norm checks cannot see single updates: drop "
-                             "robustness.aggregator, robustness.norm_bound and robustness.max_update_norm")
-        if self.compression.uplink:
-            raise ValueError(f"{why} clients send fixed-point integers of the whole update: drop "
-                             "compression.uplink")
-        if self.resources.rank_tiers:
-            raise ValueError(f"{why} every client must send the same tensors: drop resources.rank_tiers")
-        if self.participation.stragglers == "stale":
-            raise ValueError(f"{why} a late update cannot join a later round's masks: use "
-                             "participation.stragglers: drop")
-        if self.privacy.adaptive_clip:
-            raise ValueError(f"{why} it cannot count clients below the clip: use a fixed privacy.clip")
-        if self.clients.per_round < 2:
-            raise ValueError(f"{why} it needs clients.per_round >= 2 (with one client the mean is its update)")

@@ -1,97 +1,63 @@
-"""One config class per server strategy, told apart by ``strategy.name`` (a discriminated union)."""
+"""The base of every strategy's config, its capability flags, and the ``strategy`` section's type: the class
+registered under its ``name`` tag validates it (each strategy's config class lives in its folder,
+``fedpeft/strategy/<name>/config.py``)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, ClassVar
 
-from pydantic import Field
+from pydantic import Field, SerializeAsAny
 
+from fedpeft.config.plugins import STRATEGY_CONFIGS
 from fedpeft.config.section import Section
 
 
-class _Common(Section):
+class StrategySection(Section):
+    """Settings of one server strategy. A subclass names its strategy (or strategies) in ``name:
+    Literal[...]``, is registered with ``STRATEGY_CONFIGS.add``, and overrides the flags that differ from
+    FedAvg's; the run's cross-checks read the flags (and list the strategies that have one), so no list of
+    strategy names is kept anywhere else.
+
+    Example:
+        >>> from typing import Literal
+        >>> class MedianStrategy(StrategySection):
+        ...     single_updates: ClassVar[bool] = True
+        ...     name: Literal["median_avg"] = "median_avg"
+        >>> MedianStrategy().min_updates, MedianStrategy.single_updates
+        (1, True)
+    """
+
+    lora_only: ClassVar[bool] = False  # aggregates LoRA factors: needs peft.method: lora
+    mixed_ranks: ClassVar[bool] = True  # serves clients of mixed LoRA ranks (resources.rank_tiers)
+    single_updates: ClassVar[bool] = False  # combines the clients' updates its own way, so it needs each one:
+    #                                         no robust rule, client-level DP or secure aggregation around it
+    secure_aggregation: ClassVar[bool] = True  # works when the server learns only the round's mean
+    merges_products: ClassVar[bool] = False  # merges B A products: cannot carry DoRA's magnitudes
+    keeps_b: ClassVar[bool] = False  # LoRA's B stays on each client (nothing for lora_rank compression)
+    extra_state: ClassVar[bool] = False  # clients release strategy state beside the model delta
+    client_half: ClassVar[bool] = False  # runs code inside every client's fit
+
+    name: str
     server_lr: float = Field(1.0, gt=0.0, description="step size applied to the aggregated update")
     min_updates: int = Field(1, ge=1, description="a round with fewer valid updates is recorded as failed")
 
-
-class FedAvgStrategy(_Common):
-    """FedAvg: the example-weighted mean of the clients' updates."""
-
-    name: Literal["fedavg"] = "fedavg"
-
-
-class FedProxStrategy(_Common):
-    """FedProx: FedAvg plus a proximal term mu/2 ||w - w_global||^2 on the trainable tensors in local training."""
-
-    name: Literal["fedprox"] = "fedprox"
-    mu: float = Field(0.01, ge=0.0, description="proximal coefficient")
+    @classmethod
+    def flags(cls) -> dict[str, bool]:
+        """Every capability flag of this strategy, by name."""
+        return {k: bool(getattr(cls, k)) for k in FLAGS}
 
 
-class FedAvgMStrategy(_Common):
-    """FedAvgM: server momentum on the averaged update (v = beta v + delta; w += server_lr v)."""
+FLAGS = ("lora_only", "mixed_ranks", "single_updates", "secure_aggregation", "merges_products", "keeps_b",
+         "extra_state", "client_half")
 
-    name: Literal["fedavgm"] = "fedavgm"
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-
-
-class FedOptStrategy(_Common):
-    """FedAdam / FedYogi / FedAdagrad (Reddi et al., 2021): a server optimiser on the pseudo-gradient."""
-
-    name: Literal["fedadam", "fedyogi", "fedadagrad"] = "fedadam"
-    server_lr: float = Field(0.01, gt=0.0, description="server optimiser step size (eta)")
-    beta1: float = Field(0.9, ge=0.0, lt=1.0)
-    beta2: float = Field(0.99, ge=0.0, lt=1.0)
-    tau: float = Field(1e-3, gt=0.0, description="adaptivity floor added to sqrt(v)")
+StrategyConfig = Annotated[SerializeAsAny[StrategySection], STRATEGY_CONFIGS.validator, STRATEGY_CONFIGS]
 
 
-class ScaffoldStrategy(_Common):
-    """SCAFFOLD (Karimireddy et al., 2020): server and per-client control variates correct client drift."""
+def strategies_where(flag: str, value: bool = True) -> list[str]:
+    """The registered strategy names whose ``flag`` is ``value``, in registration order.
 
-    name: Literal["scaffold"] = "scaffold"
-
-
-class FFALoraStrategy(_Common):
-    """FFA-LoRA: LoRA's A stays frozen at its shared seeded init; only B trains and travels (exact mean)."""
-
-    name: Literal["ffa_lora"] = "ffa_lora"
-
-
-class FedSALoraStrategy(_Common):
-    """FedSA-LoRA: A is shared and averaged; each client keeps its own B (a personalised adapter)."""
-
-    name: Literal["fedsa_lora"] = "fedsa_lora"
-
-
-class FLoraStrategy(_Common):
-    """FLoRA: clients' factors are stacked, so the update is exactly sum_i w_i B_i A_i at any mix of ranks;
-    it is merged into the base weights every round and the adapter restarts from its init."""
-
-    name: Literal["flora"] = "flora"
-
-
-class FlexLoraStrategy(_Common):
-    """FlexLoRA: the server forms sum_i w_i B_i A_i and hands each client its best rank-r_i (SVD) approximation."""
-
-    name: Literal["flexlora"] = "flexlora"
-
-
-class HetLoraStrategy(_Common):
-    """HetLoRA: zero-pad to the largest rank, weight clients by the norm of their update, truncate per client;
-    optional local rank self-pruning."""
-
-    name: Literal["hetlora"] = "hetlora"
-    self_prune: bool = Field(False, description="clients regularise their top rank components and drop them")
-    prune_gamma: float = Field(0.9, gt=0.0, lt=1.0, description="a pruning client keeps ceil(gamma * rank)")
-    prune_lambda: float = Field(1e-3, ge=0.0, description="weight of the tail-norm regulariser")
-    min_rank: int = Field(1, ge=1)
-
-
-StrategyConfig = Annotated[
-    Union[
-        FedAvgStrategy, FedProxStrategy, FedAvgMStrategy, FedOptStrategy, ScaffoldStrategy, FFALoraStrategy,
-        FedSALoraStrategy, FLoraStrategy, FlexLoraStrategy, HetLoraStrategy,
-    ],
-    Field(discriminator="name"),
-]
-
-LORA_AWARE = ("ffa_lora", "fedsa_lora", "flora", "flexlora", "hetlora")
+    Example:
+        >>> "scaffold" in strategies_where("mixed_ranks", False)
+        True
+    """
+    return [n for n in STRATEGY_CONFIGS.in_order() if bool(getattr(STRATEGY_CONFIGS.get(n), flag)) == value]

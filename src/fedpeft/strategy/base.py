@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from pathlib import Path
 
 import numpy as np
@@ -19,12 +19,13 @@ import torch
 from torch import nn
 
 from fedpeft.client.plugins import ClientPlugin, RankMask, Scalar
-from fedpeft.config.schema import RunConfig
+from fedpeft.config.strategies import StrategySection
 from fedpeft.model.lora_factors import Spec, factor_names, lora_pairs, pad, truncate, truncate_spec
 from fedpeft.model.state import TensorDict
 from fedpeft.registry import Registry
 
 T = TypeVar("T")
+C = TypeVar("C", bound=StrategySection)
 
 
 @dataclass(frozen=True)
@@ -228,18 +229,24 @@ class Strategy:
 
 
 @dataclass(frozen=True)
-class StrategySpec:
-    """How to build a strategy from a run config, and what it changes in the model before training starts.
+class StrategySpec(Generic[C]):
+    """How to build a strategy from its config section (with the clients per round and the model), its config
+    class (which carries the strategy's capability flags), and what it changes in the model before training.
 
     Example:
         >>> from fedpeft.strategy import STRATEGIES
-        >>> STRATEGIES.get("ffa_lora").prepare_model.__name__, STRATEGIES.get("scaffold").ranks
+        >>> STRATEGIES.get("ffa_lora").prepare_model.__name__, STRATEGIES.get("scaffold").flags["mixed_ranks"]
         ('freeze_lora_a', False)
     """
 
-    build: Callable[[RunConfig, nn.Module | None], Strategy]
+    build: Callable[[C, int, nn.Module], Strategy]
+    config: type[C]
     prepare_model: Callable[[nn.Module], None] | None = None
-    ranks: bool = True  # accepts clients of mixed LoRA ranks
+
+    @property
+    def flags(self) -> dict[str, bool]:
+        """The capability flags of the strategy (``StrategySection``): mixed ranks, secure aggregation, ..."""
+        return self.config.flags()
 
 
-STRATEGIES: Registry[StrategySpec] = Registry("strategy")
+STRATEGIES: Registry[StrategySpec[Any]] = Registry("strategy")

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from fedpeft.client.plugins import ClientPlugin, PersonalTensors
+from fedpeft.client.plugins import ClientPlugin
 from fedpeft.model.state import TensorDict
 from fedpeft.strategy.base import STRATEGIES, StrategySpec
-from fedpeft.strategy.fedavg import FedAvg
+from fedpeft.strategy.fedavg.server import FedAvg
+from fedpeft.strategy.fedsa_lora.client import PersonalTensors
+from fedpeft.strategy.fedsa_lora.config import FedSALoraStrategy
 
 
 class FedSALora(FedAvg):
@@ -36,5 +38,5 @@ class FedSALora(FedAvg):
 
 
 STRATEGIES.register("fedsa_lora")(
-    StrategySpec(lambda cfg, _model: FedSALora(cfg.clients.per_round, cfg.strategy.server_lr))
+    StrategySpec(lambda s, per_round, _model: FedSALora(per_round, s.server_lr), FedSALoraStrategy)
 )

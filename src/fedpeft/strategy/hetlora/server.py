@@ -10,13 +10,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from fedpeft.client.plugins import ClientPlugin, RankSelfPruning
-from fedpeft.config.schema import RunConfig
-from fedpeft.config.strategies import HetLoraStrategy
+from fedpeft.client.plugins import ClientPlugin
 from fedpeft.model.lora_factors import product
 from fedpeft.model.state import TensorDict
 from fedpeft.strategy.base import STRATEGIES, ClientUpdate, Strategy, StrategySpec
-from fedpeft.strategy.fedavg import FedAvg
+from fedpeft.strategy.fedavg.server import FedAvg
+from fedpeft.strategy.hetlora.client import RankSelfPruning
+from fedpeft.strategy.hetlora.config import HetLoraStrategy
 
 
 class HetLora(FedAvg):
@@ -69,10 +69,8 @@ class HetLora(FedAvg):
         return plugins
 
 
-def _build(cfg: RunConfig, _model: nn.Module | None) -> Strategy:
-    s = cfg.strategy
-    assert isinstance(s, HetLoraStrategy)
-    return HetLora(cfg.clients.per_round, s.server_lr, s.self_prune, s.prune_gamma, s.prune_lambda, s.min_rank)
+def _build(s: HetLoraStrategy, per_round: int, _model: nn.Module) -> Strategy:
+    return HetLora(per_round, s.server_lr, s.self_prune, s.prune_gamma, s.prune_lambda, s.min_rank)
 
 
-STRATEGIES.register("hetlora")(StrategySpec(_build))
+STRATEGIES.register("hetlora")(StrategySpec(_build, HetLoraStrategy))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fedpeft.model.state import TensorDict
+from fedpeft.strategy.fedavg.config import FedAvgStrategy
 from fedpeft.strategy.base import STRATEGIES, ClientUpdate, Strategy, StrategySpec, step, weighted_mean
 
 
@@ -23,6 +24,4 @@ class FedAvg(Strategy):
         return step(state, weighted_mean(updates), self.server_lr)
 
 
-STRATEGIES.register("fedavg")(
-    StrategySpec(lambda cfg, _model: FedAvg(cfg.clients.per_round, cfg.strategy.server_lr))
-)
+STRATEGIES.register("fedavg")(StrategySpec(lambda s, per_round, _model: FedAvg(per_round, s.server_lr), FedAvgStrategy))

@@ -11,7 +11,8 @@ from torch import nn
 
 from fedpeft.model.lora_factors import lora_pairs
 from fedpeft.strategy.base import STRATEGIES, StrategySpec
-from fedpeft.strategy.fedavg import FedAvg
+from fedpeft.strategy.fedavg.server import FedAvg
+from fedpeft.strategy.ffa_lora.config import FFALoraStrategy
 
 
 def freeze_lora_a(model: nn.Module) -> None:
@@ -34,5 +35,5 @@ class FFALora(FedAvg):
 
 
 STRATEGIES.register("ffa_lora")(
-    StrategySpec(lambda cfg, _model: FFALora(cfg.clients.per_round, cfg.strategy.server_lr), freeze_lora_a)
+    StrategySpec(lambda s, per_round, _model: FFALora(per_round, s.server_lr), FFALoraStrategy, freeze_lora_a)
 )

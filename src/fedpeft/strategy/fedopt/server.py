@@ -1,5 +1,5 @@
-"""Server optimisers on the pseudo-gradient (the averaged client delta): FedAvgM (Hsu et al., 2019) and
-FedAdam / FedYogi / FedAdagrad (Reddi et al., 2021, Algorithm 2)."""
+"""Adaptive server optimisers on the pseudo-gradient (the averaged client delta): FedAdam / FedYogi /
+FedAdagrad (Reddi et al., 2021, Algorithm 2)."""
 
 from __future__ import annotations
 
@@ -9,35 +9,10 @@ from typing import Literal
 import torch
 from torch import nn
 
-from fedpeft.config.schema import RunConfig
-from fedpeft.config.strategies import FedAvgMStrategy, FedOptStrategy
 from fedpeft.model.state import TensorDict
 from fedpeft.strategy.base import STRATEGIES, ClientUpdate, Strategy, StrategySpec, step, weighted_mean
-from fedpeft.strategy.fedavg import FedAvg
-
-
-class FedAvgM(FedAvg):
-    """Server momentum: v = beta v + delta, w = w + server_lr v.
-
-    Example:
-        >>> s = FedAvgM(per_round=1, momentum=0.5)
-        >>> w = s.aggregate(1, {"w": torch.zeros(1)}, [ClientUpdate("a", {"w": torch.ones(1)}, 1)])
-        >>> s.aggregate(2, w, [ClientUpdate("a", {"w": torch.ones(1)}, 1)])["w"].tolist()  # 1 + (0.5 + 1)
-        [2.5]
-    """
-
-    STATE = (*FedAvg.STATE, "velocity")
-
-    def __init__(self, per_round: int, momentum: float, server_lr: float = 1.0) -> None:
-        super().__init__(per_round, server_lr)
-        self.momentum = momentum
-        self.velocity: TensorDict = {}
-
-    def aggregate(self, round_: int, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
-        delta = weighted_mean(updates)
-        for n, d in delta.items():
-            self.velocity[n] = self.velocity[n].mul_(self.momentum).add_(d) if n in self.velocity else d.clone()
-        return step(state, {n: self.velocity[n] for n in delta}, self.server_lr)
+from fedpeft.strategy.fedavg.server import FedAvg
+from fedpeft.strategy.fedopt.config import FedOptStrategy
 
 
 class FedOpt(FedAvg):
@@ -79,19 +54,10 @@ class FedOpt(FedAvg):
         return step(state, direction, self.server_lr)
 
 
-def _fedavgm(cfg: RunConfig, _model: nn.Module | None) -> Strategy:
-    s = cfg.strategy
-    assert isinstance(s, FedAvgMStrategy)
-    return FedAvgM(cfg.clients.per_round, s.momentum, s.server_lr)
-
-
-def _fedopt(cfg: RunConfig, _model: nn.Module | None) -> Strategy:
-    s = cfg.strategy
-    assert isinstance(s, FedOptStrategy)
+def _build(s: FedOptStrategy, per_round: int, _model: nn.Module) -> Strategy:
     rule = s.name.removeprefix("fed")
-    return FedOpt(cfg.clients.per_round, rule, s.server_lr, s.beta1, s.beta2, s.tau)  # type: ignore[arg-type]
+    return FedOpt(per_round, rule, s.server_lr, s.beta1, s.beta2, s.tau)  # type: ignore[arg-type]
 
 
-STRATEGIES.register("fedavgm")(StrategySpec(_fedavgm))
 for _name in ("fedadam", "fedyogi", "fedadagrad"):
-    STRATEGIES.register(_name)(StrategySpec(_fedopt))
+    STRATEGIES.register(_name)(StrategySpec(_build, FedOptStrategy))

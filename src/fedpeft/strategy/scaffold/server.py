@@ -11,11 +11,13 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from fedpeft.client.plugins import ClientPlugin, ControlVariates, Scalar
+from fedpeft.client.plugins import ClientPlugin, Scalar
 from fedpeft.model.lora_factors import Spec
 from fedpeft.model.state import TensorDict
 from fedpeft.strategy.base import STRATEGIES, ClientUpdate, StrategySpec, step, weighted_mean
-from fedpeft.strategy.fedavg import FedAvg
+from fedpeft.strategy.fedavg.server import FedAvg
+from fedpeft.strategy.scaffold.client import ControlVariates
+from fedpeft.strategy.scaffold.config import ScaffoldStrategy
 
 C, DC = ControlVariates.PREFIX_C, ControlVariates.PREFIX_DC
 
@@ -62,5 +64,5 @@ class Scaffold(FedAvg):
 
 
 STRATEGIES.register("scaffold")(
-    StrategySpec(lambda cfg, _model: Scaffold(cfg.clients.per_round, cfg.strategy.server_lr), ranks=False)
+    StrategySpec(lambda s, per_round, _model: Scaffold(per_round, s.server_lr), ScaffoldStrategy)
 )

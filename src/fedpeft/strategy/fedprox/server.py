@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from torch import nn
 
-from fedpeft.client.plugins import ClientPlugin, ProximalTerm
-from fedpeft.config.schema import RunConfig
-from fedpeft.config.strategies import FedProxStrategy
+from fedpeft.client.plugins import ClientPlugin
 from fedpeft.strategy.base import STRATEGIES, Strategy, StrategySpec
-from fedpeft.strategy.fedavg import FedAvg
+from fedpeft.strategy.fedavg.server import FedAvg
+from fedpeft.strategy.fedprox.client import ProximalTerm
+from fedpeft.strategy.fedprox.config import FedProxStrategy
 
 
 class FedProx(FedAvg):
@@ -27,10 +27,8 @@ class FedProx(FedAvg):
         return [ProximalTerm(self.mu), *super().client_plugins()]
 
 
-def _build(cfg: RunConfig, _model: nn.Module | None) -> Strategy:
-    s = cfg.strategy
-    assert isinstance(s, FedProxStrategy)
-    return FedProx(cfg.clients.per_round, s.mu, s.server_lr)
+def _build(s: FedProxStrategy, per_round: int, _model: nn.Module) -> Strategy:
+    return FedProx(per_round, s.mu, s.server_lr)
 
 
-STRATEGIES.register("fedprox")(StrategySpec(_build))
+STRATEGIES.register("fedprox")(StrategySpec(_build, FedProxStrategy))

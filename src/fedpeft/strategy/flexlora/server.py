@@ -15,7 +15,8 @@ import torch
 from fedpeft.model.lora_factors import product, split
 from fedpeft.model.state import TensorDict
 from fedpeft.strategy.base import STRATEGIES, ClientUpdate, StrategySpec
-from fedpeft.strategy.fedavg import FedAvg
+from fedpeft.strategy.fedavg.server import FedAvg
+from fedpeft.strategy.flexlora.config import FlexLoraStrategy
 
 
 class FlexLora(FedAvg):
@@ -44,5 +45,5 @@ class FlexLora(FedAvg):
 
 
 STRATEGIES.register("flexlora")(
-    StrategySpec(lambda cfg, _model: FlexLora(cfg.clients.per_round, cfg.strategy.server_lr))
+    StrategySpec(lambda s, per_round, _model: FlexLora(per_round, s.server_lr), FlexLoraStrategy)
 )

@@ -1,0 +1,124 @@
+"""What a run works on: its data split over clients, the shared model with the PEFT method applied, and
+the evaluator of held-out data."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from fedpeft.config.schema import RunConfig
+from fedpeft.data import Partition, TokenizedDataset, load_dataset, local_holdout, partition, tokenize, train_test_split
+from fedpeft.data.batching import CausalLMDataset
+from fedpeft.data.chat import encode_chat, encode_text
+from fedpeft.data.dataset import Examples, GenerationDataset, ImageDataset, TextDataset
+from fedpeft.data.images import PixelDataset, to_pixels
+from fedpeft.errors import ConfigError
+from fedpeft.evaluation.evaluator import Evaluator
+from fedpeft.methods.configured import apply_configured
+from fedpeft.model import TrainableState
+from fedpeft.model.load import infer_task, load_model
+from fedpeft.model.prefix_cache import PrefixCache, frozen_prefix_depth
+from fedpeft.strategy import STRATEGIES
+
+Inputs = TokenizedDataset | PixelDataset | CausalLMDataset  # what the model reads, per example
+KINDS = {  # what a dataset holds: (the model task it needs, in words, a packaged model that reads it)
+    TextDataset: ("sequence_classification", "labelled texts", "minilm"),
+    ImageDataset: ("image_classification", "images", "mobilenet_v2"),
+    GenerationDataset: ("causal_lm", "texts for a language model", "smollm2"),
+}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything built from a config before the first round (shared by runs, runtimes and benchmarks).
+
+    Example:
+        >>> setup = build_setup(load_config("configs/quickstart.yaml"))  # doctest: +SKIP
+        >>> len(setup.client_data), setup.trainable.numel()  # doctest: +SKIP
+    """
+
+    cfg: RunConfig
+    task: str
+    train: Examples
+    test: Examples
+    partition: Partition
+    model: nn.Module
+    tokenizer: Any
+    trainable: TrainableState
+    client_data: dict[str, Inputs]
+    evaluator: Evaluator
+    method_setup: dict[str, Any]
+    prefix_cache: PrefixCache | None = None
+
+    @property
+    def test_data(self) -> Inputs:
+        return self.evaluator.test_inputs
+
+    @property
+    def local_test(self) -> Inputs | None:
+        return self.evaluator.local_test
+
+
+def configure_torch(cfg: RunConfig) -> None:
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed % 2**32)
+
+
+def _check_kind(cfg: RunConfig, dataset: Examples, task: str) -> None:
+    holds, what, fix = KINDS[type(dataset)]
+    if holds != task:
+        raise ConfigError(f"data.dataset={cfg.data.dataset} holds {what}, but model.name={cfg.model.name!r} is a "
+                          f"{task.replace('_', ' ')} model: set model.name={fix} (or a matching model)")
+
+
+def build_setup(cfg: RunConfig) -> Setup:
+    """Load and split the data, partition it, and build the shared model with the PEFT method applied."""
+    configure_torch(cfg)
+    task = infer_task(cfg.model.name)
+    dataset = load_dataset(cfg.data)
+    _check_kind(cfg, dataset, task)
+    train, test = train_test_split(dataset, cfg.data, cfg.seed)
+    parts = partition(train.labels, train.groups, cfg.partition, cfg.seed)
+    train_idx, local_idx = local_holdout(parts.indices, cfg.data.local_test_fraction, cfg.seed)
+    m = cfg.model
+    model, tokenizer = load_model(m.name, task, train.label_names, seed=cfg.seed, pooling=m.pooling,
+                                  trust_remote_code=m.trust_remote_code, num_layers=m.num_layers)
+    tokens = model_inputs(train, tokenizer, cfg)
+    client_data = {cid: tokens.subset(idx) for cid, idx in zip(parts.client_ids, train_idx)}
+    model, method_setup = apply_configured(cfg, model, task, client_data)
+    prepare = STRATEGIES.get(cfg.strategy.name).prepare_model
+    if prepare is not None:
+        prepare(model)
+    trainable = TrainableState(model)
+    cache = PrefixCache(model, frozen_prefix_depth(model)) if m.cache_frozen_prefix else None
+    local_test, groups = _local_test(tokens, parts.client_ids, local_idx) if cfg.data.local_test_fraction > 0 \
+        else (None, [])
+    evaluator = Evaluator(task, model, trainable, tokenizer, test, model_inputs(test, tokenizer, cfg),
+                          train.label_names, cfg.eval, local_test, groups)
+    return Setup(cfg, task, train, test, Partition(parts.client_ids, train_idx), model, tokenizer, trainable,
+                 client_data, evaluator, method_setup, cache)
+
+
+def _local_test(tokens: Inputs, client_ids: list[str], local_idx: list[np.ndarray]
+                ) -> tuple[Inputs, list[tuple[str, np.ndarray]]]:
+    """Every client's held-out examples in one dataset, and each client's positions in it."""
+    offsets = np.cumsum([0] + [len(i) for i in local_idx])
+    groups = [(cid, np.arange(offsets[k], offsets[k + 1])) for k, cid in enumerate(client_ids)]
+    return tokens.subset(np.concatenate(local_idx)), groups
+
+
+def model_inputs(examples: Examples, tokenizer: Any, cfg: RunConfig) -> Inputs:
+    """Token ids for texts, resized pixels for images: computed once, batched by index later."""
+    if isinstance(examples, ImageDataset):
+        return to_pixels(examples, cfg.data.image_size)
+    if isinstance(examples, GenerationDataset):
+        if examples.targets is None:
+            return encode_text(tokenizer, examples.texts, cfg.data.max_length)
+        return encode_chat(tokenizer, examples.texts, examples.targets, cfg.data.max_length)
+    return tokenize(examples, tokenizer, cfg.data.max_length)
