@@ -24,11 +24,18 @@ from harness import QUICKSTART, chosen, latest, parser, reproduce, run_and_appen
 import fedpeft
 
 T = {
-    "fp16": "{name: fp16}", "int8": "{name: int8}", "int4": "{name: int4}", "int8/t": "{name: int8, block: null}",
-    "int4/d": "{name: int4, rounding: dithered}", "int4/128": "{name: int4, block: 128}",
-    "int2/128": "{name: int2, block: 128}", "int2/128/d": "{name: int2, block: 128, rounding: dithered}",
-    "top10": "{name: topk, density: 0.1}", "rand10": "{name: randk, density: 0.1}",
-    "rand10/r": "{name: randk, density: 0.1, rescale: true}", "prune50": "{name: prune, amount: 0.5}",
+    "fp16": "{name: fp16}",
+    "int8": "{name: int8}",
+    "int4": "{name: int4}",
+    "int8/t": "{name: int8, block: null}",
+    "int4/d": "{name: int4, rounding: dithered}",
+    "int4/128": "{name: int4, block: 128}",
+    "int2/128": "{name: int2, block: 128}",
+    "int2/128/d": "{name: int2, block: 128, rounding: dithered}",
+    "top10": "{name: topk, density: 0.1}",
+    "rand10": "{name: randk, density: 0.1}",
+    "rand10/r": "{name: randk, density: 0.1, rescale: true}",
+    "prune50": "{name: prune, amount: 0.5}",
     "rank4": "{name: lora_rank, keep: 4}",
 }
 NO_EF = "compression.error_feedback=false"
@@ -129,15 +136,17 @@ def plot(rows: list[dict], full_update: int, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colours = {"uncompressed LoRA": "k", "precision (cast, quantisation)": "tab:blue",
-               "sparsification / rank pruning (+ quantisation)": "tab:orange"}
+    colours = {
+        "uncompressed LoRA": "k",
+        "precision (cast, quantisation)": "tab:blue",
+        "sparsification / rank pruning (+ quantisation)": "tab:orange",
+    }
     fig, ax = plt.subplots(figsize=(12, 6))
     legend = []
     for i, r in enumerate(sorted(rows, key=lambda r: -r["bytes_up"]), 1):
         x = r["bytes_up"] / 1e6
         ax.scatter(x, r["accuracy"], color=colours[kind(r)], s=28, zorder=3)
-        ax.annotate(str(i), (x, r["accuracy"]), textcoords="offset points", xytext=(3, 3 + 7 * (i % 3)),
-                    fontsize=8)
+        ax.annotate(str(i), (x, r["accuracy"]), textcoords="offset points", xytext=(3, 3 + 7 * (i % 3)), fontsize=8)
         legend.append(f"{i:>2}  {r['config']}")
     base = next((r for r in rows if r["config"] == "none"), None)
     if base:
@@ -192,8 +201,7 @@ def report(out: Path) -> None:
     full = full_ft_update_bytes()
     print(table(rows, full))
     headers = wire_headers()
-    print("\nWire header of one LoRA update (76 tensors): "
-          + ", ".join(f"{k} {v:,} bytes" for k, v in headers.items()))
+    print("\nWire header of one LoRA update (76 tensors): " + ", ".join(f"{k} {v:,} bytes" for k, v in headers.items()))
     plot(rows, full, out / "compression.png")
     print(f"\nplot: {out / 'compression.png'}")
 
@@ -202,21 +210,40 @@ def caching(out: Path, overrides: list[str]) -> None:
     """Wall time of local training for top-k layers with and without frozen-prefix caching."""
     results = {}
     for cache in ("false", "true"):
-        s = fedpeft.run(QUICKSTART, [
-            "peft.method=top_layers", "peft.k=2", "clients.lr=2e-4", f"model.cache_frozen_prefix={cache}",
-            *overrides, f"name=caching-{cache}", f"output.dir={out}", "output.overwrite=true",
-        ], progress=False)
+        s = fedpeft.run(
+            QUICKSTART,
+            [
+                "peft.method=top_layers",
+                "peft.k=2",
+                "clients.lr=2e-4",
+                f"model.cache_frozen_prefix={cache}",
+                *overrides,
+                f"name=caching-{cache}",
+                f"output.dir={out}",
+                "output.overwrite=true",
+            ],
+            progress=False,
+        )
         results[cache] = s
-        print(f"[cache={cache}] accuracy {s['final']['accuracy']:.3f}, local training "
-              f"{s['ledger']['seconds']['train']:.1f} s, run {s['wall_seconds']:.1f} s, "
-              f"{s['ledger']['flops'] / 1e12:.2f} TFLOPs (estimate)", flush=True)
+        print(
+            f"[cache={cache}] accuracy {s['final']['accuracy']:.3f}, local training "
+            f"{s['ledger']['seconds']['train']:.1f} s, run {s['wall_seconds']:.1f} s, "
+            f"{s['ledger']['flops'] / 1e12:.2f} TFLOPs (estimate)",
+            flush=True,
+        )
     a, b = results["false"], results["true"]
     ratio = a["ledger"]["seconds"]["train"] / b["ledger"]["seconds"]["train"]
-    line = {"benchmark": "caching", "train_seconds_uncached": a["ledger"]["seconds"]["train"],
-            "train_seconds_cached": b["ledger"]["seconds"]["train"], "speedup": ratio,
-            "accuracy_uncached": a["final"]["accuracy"], "accuracy_cached": b["final"]["accuracy"],
-            "flops_uncached": a["ledger"]["flops"], "flops_cached": b["ledger"]["flops"],
-            "cache": b["model"]["prefix_cache"]}
+    line = {
+        "benchmark": "caching",
+        "train_seconds_uncached": a["ledger"]["seconds"]["train"],
+        "train_seconds_cached": b["ledger"]["seconds"]["train"],
+        "speedup": ratio,
+        "accuracy_uncached": a["final"]["accuracy"],
+        "accuracy_cached": b["final"]["accuracy"],
+        "flops_uncached": a["ledger"]["flops"],
+        "flops_cached": b["ledger"]["flops"],
+        "cache": b["model"]["prefix_cache"],
+    }
     with open(out / "caching.jsonl", "a") as fh:
         fh.write(json.dumps(line) + "\n")
     print(f"local training: {ratio:.2f}x faster with the frozen-prefix cache (top_layers k=2, same run settings)")
@@ -235,8 +262,14 @@ def main() -> None:
         caching(out, args.overrides)
     else:
         for name in chosen(args.only, list(CONFIGS)):
-            run_and_append(name, [*CONFIGS[name], *args.overrides, "output.save_adapter=false"], out,
-                           "compression.jsonl", "compression-", row)
+            run_and_append(
+                name,
+                [*CONFIGS[name], *args.overrides, "output.save_adapter=false"],
+                out,
+                "compression.jsonl",
+                "compression-",
+                row,
+            )
         report(out)
     reproduce("compression.py")
 

@@ -32,9 +32,19 @@ from harness import QUICKSTART, chosen, latest, parser, reproduce
 from fedpeft.runtime.flower.federation import LocalFederation
 
 ENGINES = ["simulator", "flower_simulation", "flower_deployment"]
-WORKLOAD = ["rounds=4", "data.max_train_examples=800", "data.max_test_examples=200", "partition.method=iid",
-            "partition.num_clients=4", "clients.per_round=4", "clients.local_steps=8", "threads=1",
-            "eval.every=0", "output.plot=false", "output.save_adapter=false"]
+WORKLOAD = [
+    "rounds=4",
+    "data.max_train_examples=800",
+    "data.max_test_examples=200",
+    "partition.method=iid",
+    "partition.num_clients=4",
+    "clients.per_round=4",
+    "clients.local_steps=8",
+    "threads=1",
+    "eval.every=0",
+    "output.plot=false",
+    "output.save_adapter=false",
+]
 
 
 class PeakMemory:
@@ -75,8 +85,12 @@ def run_engine(engine: str, folder: Path, extra: list[str]) -> dict:
     overrides = [*WORKLOAD, *extra, f"output.dir={folder / 'runs'}"]
     start = time.perf_counter()
     if engine == "simulator":
-        proc = subprocess.Popen([sys.executable, "-m", "fedpeft.cli", "run", str(QUICKSTART), "--no-progress",
-                                 *overrides], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "fedpeft.cli", "run", str(QUICKSTART), "--no-progress", *overrides],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         with PeakMemory(lambda: tree(psutil.Process(proc.pid))) as mem:
             log, _ = proc.communicate()
         ok, run_dir = proc.returncode == 0, folder / "runs" / "quickstart"
@@ -95,20 +109,31 @@ def run_engine(engine: str, folder: Path, extra: list[str]) -> dict:
     rounds = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()][1:]
     round_s = [r["seconds"]["train"] + r["seconds"]["aggregate"] for r in rounds]
     clients = [c for r in rounds for c in r["clients"].values()]
-    per_message = {k: median(c[k] for c in clients) if all(k in c for c in clients) else None
-                   for k in ("process_start_seconds", "build_seconds", "train_seconds")}
+    per_message = {
+        k: median(c[k] for c in clients) if all(k in c for c in clients) else None
+        for k in ("process_start_seconds", "build_seconds", "train_seconds")
+    }
     per_message["worker_start_max"] = max((c.get("worker_start_seconds", 0.0) for c in clients), default=0.0)
-    return {"engine": engine, "status": "ok", "wall_seconds": wall,
-            "startup_seconds": wall - sum(round_s) - sum(r["seconds"]["evaluate"] for r in rounds),
-            "round_seconds": median(round_s), "per_message": per_message, "peak_rss_bytes": mem.peak,
-            "final_accuracy": summary["final"]["accuracy"], "final_loss": summary["final"]["loss"],
-            "bytes_up": summary["ledger"]["bytes_up"]}
+    return {
+        "engine": engine,
+        "status": "ok",
+        "wall_seconds": wall,
+        "startup_seconds": wall - sum(round_s) - sum(r["seconds"]["evaluate"] for r in rounds),
+        "round_seconds": median(round_s),
+        "per_message": per_message,
+        "peak_rss_bytes": mem.peak,
+        "final_accuracy": summary["final"]["accuracy"],
+        "final_loss": summary["final"]["loss"],
+        "bytes_up": summary["ledger"]["bytes_up"],
+    }
 
 
 def report(path: Path) -> None:
     rows = latest(path, lambda r: r["engine"])
-    print("| engine | start-up | per round | ClientApp start + build per message | client training per "
-          "message | peak memory (all processes) | final accuracy / loss |")
+    print(
+        "| engine | start-up | per round | ClientApp start + build per message | client training per "
+        "message | peak memory (all processes) | final accuracy / loss |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|")
     for engine in ENGINES:
         r = rows.get(engine)
@@ -121,9 +146,11 @@ def report(path: Path) -> None:
                 start += f" (node worker start {m['worker_start_max']:.1f} s, once)"
         else:
             start = "- (one process)" if engine == "simulator" else "- (Ray actors persist)"
-        print(f"| {engine} | {r['startup_seconds']:.1f} s | {r['round_seconds']:.1f} s | {start} | "
-              f"{m['train_seconds']:.1f} s | {r['peak_rss_bytes'] / 2**30:.2f} GiB | "
-              f"{r['final_accuracy']:.3f} / {r['final_loss']:.4f} |")
+        print(
+            f"| {engine} | {r['startup_seconds']:.1f} s | {r['round_seconds']:.1f} s | {start} | "
+            f"{m['train_seconds']:.1f} s | {r['peak_rss_bytes'] / 2**30:.2f} GiB | "
+            f"{r['final_accuracy']:.3f} / {r['final_loss']:.4f} |"
+        )
 
 
 def main() -> None:

@@ -45,13 +45,21 @@ def latest(path: Path, key: Callable[[dict], Hashable]) -> dict[Hashable, dict]:
     return rows
 
 
-def run_and_append(name: str, overrides: list[str], out: Path, results: str, prefix: str,
-                   row: Callable[[str, dict], dict], config: Path = QUICKSTART) -> dict[str, Any]:
+def run_and_append(
+    name: str,
+    overrides: list[str],
+    out: Path,
+    results: str,
+    prefix: str,
+    row: Callable[[str, dict], dict],
+    config: Path = QUICKSTART,
+) -> dict[str, Any]:
     """One fedpeft job (on the quickstart config unless told); its row is appended to ``out/results`` at once."""
     started = time.perf_counter()
     run_name = prefix + "".join(c if c.isalnum() else "-" for c in name)
-    summary = fedpeft.run(config, [*overrides, f"name={run_name}", f"output.dir={out}", "output.overwrite=true"],
-                          progress=False)
+    summary = fedpeft.run(
+        config, [*overrides, f"name={run_name}", f"output.dir={out}", "output.overwrite=true"], progress=False
+    )
     with open(out / results, "a") as fh:
         fh.write(json.dumps(row(name, summary)) + "\n")
     final = summary["final"]

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from fedpeft.config import load_config
 from fedpeft.build import build_setup as build
-from fedpeft.recipe import make_simulator
+from fedpeft.config import load_config
 from fedpeft.model.lora_factors import product
+from fedpeft.recipe import make_simulator
 from fedpeft.report import RunDir
 from fedpeft.strategy import ClientUpdate
 
@@ -50,8 +50,11 @@ def main(overrides: Sequence[str]) -> None:
             if change > 0:  # a layer outside the forward pass (an unused pooler) never changes
                 errors.append(float((naive - exact).norm()) / change)
         rows.append((round_, float(np.median(errors)), float(np.max(errors))))
-        print(f"round {round_}: naive FedAvg of factors vs exact update: relative error median "
-              f"{rows[-1][1]:.3f}, max {rows[-1][2]:.3f} over {len(errors)} layers", flush=True)
+        print(
+            f"round {round_}: naive FedAvg of factors vs exact update: relative error median "
+            f"{rows[-1][1]:.3f}, max {rows[-1][2]:.3f} over {len(errors)} layers",
+            flush=True,
+        )
         return original(round_, state, updates)
 
     strategy.aggregate = measuring  # type: ignore[method-assign]

@@ -25,9 +25,19 @@ from pathlib import Path
 
 from harness import chosen, latest, parser, reproduce, run_and_append
 
-WORKLOAD = ["clients.per_round=50", "clients.local_epochs=1", "clients.lr=0.03", "peft.r=1", "peft.alpha=2",
-            "peft.target_modules=[query,value]", "peft.layers=[4,5]", "model.cache_frozen_prefix=true",
-            "eval.every=0", "output.save_adapter=false", "output.plot=false"]
+WORKLOAD = [
+    "clients.per_round=50",
+    "clients.local_epochs=1",
+    "clients.lr=0.03",
+    "peft.r=1",
+    "peft.alpha=2",
+    "peft.target_modules=[query,value]",
+    "peft.layers=[4,5]",
+    "model.cache_frozen_prefix=true",
+    "eval.every=0",
+    "output.save_adapter=false",
+    "output.plot=false",
+]
 DP = ["privacy.client_dp=central", "privacy.adaptive_clip=true", "privacy.clip=0.5"]
 EPSILONS = (8, 4, 2, 1)
 SGD_EPSILONS = (8, 32, 128)  # per-client sample-level epsilons: clients hold about 27 examples each
@@ -40,8 +50,12 @@ for method in ("lora", "ffa_lora"):
 CONFIGS["lora clip only"] = [*DP, "privacy.noise_multiplier=0"]  # DP-FedAvg's clipping without its noise
 for eps in SGD_EPSILONS:
     CONFIGS[f"dp_sgd eps={eps}"] = ["privacy.dp_sgd.enabled=true", f"privacy.dp_sgd.target_epsilon={eps}"]
-CONFIGS["dp_sgd eps=8 (sgd)"] = ["privacy.dp_sgd.enabled=true", "privacy.dp_sgd.target_epsilon=8",
-                                "clients.optimizer=sgd", "clients.lr=0.5"]
+CONFIGS["dp_sgd eps=8 (sgd)"] = [
+    "privacy.dp_sgd.enabled=true",
+    "privacy.dp_sgd.target_epsilon=8",
+    "clients.optimizer=sgd",
+    "clients.lr=0.5",
+]
 CONFIGS["no attack / mean"] = []
 CONFIGS["no attack / median"] = ["robustness.aggregator=median"]  # what a robust rule costs with no attack
 CONFIGS["no attack / multi_krum"] = ["robustness.aggregator=multi_krum", "robustness.byzantine=8"]
@@ -55,12 +69,21 @@ for attack in ("sign_flip", "scale", "noise"):
 
 def row(name: str, s: dict) -> dict:
     dp, sgd = s.get("privacy") or {}, s.get("dp_sgd") or {}
-    return {"config": name, "accuracy": s["final"]["accuracy"], "macro_f1": s["final"]["macro_f1"],
-            "loss": s["final"]["loss"], "epsilon": dp.get("epsilon", sgd.get("max_client_epsilon")),
-            "noise_multiplier": dp.get("noise_multiplier"), "clip": dp.get("clip"),
-            "median_client_epsilon": sgd.get("median_client_epsilon"), "dp_sgd_path": sgd.get("per_example_gradients"),
-            "attackers": (s.get("attack") or {}).get("attackers"), "rejected": s["ledger"]["rejected_updates"],
-            "majority": s["data"]["majority_baseline"], "wall_seconds": s["wall_seconds"]}
+    return {
+        "config": name,
+        "accuracy": s["final"]["accuracy"],
+        "macro_f1": s["final"]["macro_f1"],
+        "loss": s["final"]["loss"],
+        "epsilon": dp.get("epsilon", sgd.get("max_client_epsilon")),
+        "noise_multiplier": dp.get("noise_multiplier"),
+        "clip": dp.get("clip"),
+        "median_client_epsilon": sgd.get("median_client_epsilon"),
+        "dp_sgd_path": sgd.get("per_example_gradients"),
+        "attackers": (s.get("attack") or {}).get("attackers"),
+        "rejected": s["ledger"]["rejected_updates"],
+        "majority": s["data"]["majority_baseline"],
+        "wall_seconds": s["wall_seconds"],
+    }
 
 
 COSTS: dict[str, list[str]] = {
@@ -68,18 +91,27 @@ COSTS: dict[str, list[str]] = {
     "secure aggregation": ["privacy.secure_aggregation.enabled=true"],
     "DP-SGD (Opacus hooks)": ["privacy.dp_sgd.enabled=true", "privacy.dp_sgd.noise_multiplier=1.0"],
     "IA3": ["peft.method=ia3", "clients.lr=5e-3"],
-    "IA3 + DP-SGD (per example)": ["peft.method=ia3", "clients.lr=5e-3", "privacy.dp_sgd.enabled=true",
-                                   "privacy.dp_sgd.noise_multiplier=1.0"],
+    "IA3 + DP-SGD (per example)": [
+        "peft.method=ia3",
+        "clients.lr=5e-3",
+        "privacy.dp_sgd.enabled=true",
+        "privacy.dp_sgd.noise_multiplier=1.0",
+    ],
 }
 
 
 def cost_row(name: str, s: dict) -> dict:
     folder = Path(s["run_dir"]) / "checkpoint"
     seconds = s["ledger"]["seconds"]
-    return {"config": name, "train_seconds": seconds["train"], "aggregate_seconds": seconds["aggregate"],
-            "bytes_up": s["ledger"]["bytes_up"], "updates": s["updates_accepted"],
-            "checkpoint_bytes": sum(p.stat().st_size for p in folder.glob("*") if p.is_file()),
-            "accuracy": s["final"]["accuracy"]}
+    return {
+        "config": name,
+        "train_seconds": seconds["train"],
+        "aggregate_seconds": seconds["aggregate"],
+        "bytes_up": s["ledger"]["bytes_up"],
+        "updates": s["updates_accepted"],
+        "checkpoint_bytes": sum(p.stat().st_size for p in folder.glob("*") if p.is_file()),
+        "accuracy": s["final"]["accuracy"],
+    }
 
 
 def cost_report(out: Path) -> None:
@@ -94,24 +126,37 @@ def cost_report(out: Path) -> None:
         ref = base["IA3" if name.startswith("IA3") else "plain"]
         ratio = f"{r['train_seconds'] / ref['train_seconds']:.2f}" if ref else ""
         per_update = f"{r['bytes_up'] / r['updates'] / 1e3:.1f} kB" if r["updates"] else "no update accepted"
-        print(f"| {name} | {r['train_seconds']:.1f} s | {ratio} | {r['aggregate_seconds']:.2f} s | "
-              f"{per_update} | {r['checkpoint_bytes'] / 1e6:.2f} MB |")
+        print(
+            f"| {name} | {r['train_seconds']:.1f} s | {ratio} | {r['aggregate_seconds']:.2f} s | "
+            f"{per_update} | {r['checkpoint_bytes'] / 1e6:.2f} MB |"
+        )
 
 
 def plot(saved: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for family, label in (("lora", "LoRA, client-level DP"), ("ffa_lora", "FFA-LoRA, client-level DP"),
-                          ("dp_sgd", "LoRA, DP-SGD (per-client target epsilon)")):
-        pts = [(eps, saved[f"{family} eps={eps}"]["accuracy"])
-               for eps in (SGD_EPSILONS if family == "dp_sgd" else EPSILONS) if f"{family} eps={eps}" in saved]
+    for family, label in (
+        ("lora", "LoRA, client-level DP"),
+        ("ffa_lora", "FFA-LoRA, client-level DP"),
+        ("dp_sgd", "LoRA, DP-SGD (per-client target epsilon)"),
+    ):
+        pts = [
+            (eps, saved[f"{family} eps={eps}"]["accuracy"])
+            for eps in (SGD_EPSILONS if family == "dp_sgd" else EPSILONS)
+            if f"{family} eps={eps}" in saved
+        ]
         if pts:
             ax.plot(*zip(*sorted(pts)), marker="o", label=label)
         base = saved.get(f"{family} eps=inf")
         if base:
-            ax.axhline(base["accuracy"], ls="--", lw=1, color=ax.lines[-1].get_color() if pts else None,
-                       label=f"{label.split(',')[0]}, no DP")
+            ax.axhline(
+                base["accuracy"],
+                ls="--",
+                lw=1,
+                color=ax.lines[-1].get_color() if pts else None,
+                label=f"{label.split(',')[0]}, no DP",
+            )
     any_row = next(iter(saved.values()), None)
     if any_row and any_row.get("majority"):
         ax.axhline(any_row["majority"], color="grey", ls=":", lw=1, label="majority class")
@@ -158,8 +203,14 @@ def main() -> None:
     if args.costs:
         if not args.report:
             for name in chosen(args.only, list(COSTS)):
-                run_and_append(name, ["rounds=3", "eval.every=0", "output.save_adapter=false", *COSTS[name],
-                                      *args.overrides], out, "privacy_costs.jsonl", "privacy-costs-", cost_row)
+                run_and_append(
+                    name,
+                    ["rounds=3", "eval.every=0", "output.save_adapter=false", *COSTS[name], *args.overrides],
+                    out,
+                    "privacy_costs.jsonl",
+                    "privacy-costs-",
+                    cost_row,
+                )
         cost_report(out)
         reproduce("privacy.py")
         return

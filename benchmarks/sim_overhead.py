@@ -18,12 +18,12 @@ import time
 import numpy as np
 import torch
 
+from fedpeft.build import Setup
+from fedpeft.build import build_setup as build
 from fedpeft.client import ClientStateStore, FederatedClient, LocalTrainer
 from fedpeft.client.app import client_seed
 from fedpeft.config import load_config
 from fedpeft.data.batching import shuffled_batches
-from fedpeft.build import Setup
-from fedpeft.build import build_setup as build
 from fedpeft.fleet import LocalFleet
 from fedpeft.runtime import Simulator
 from fedpeft.strategy import FedAvg, sample_clients
@@ -34,8 +34,12 @@ def fedpeft_rounds(setup: Setup, rounds: int, spill_dir: str) -> tuple[float, di
     strategy = FedAvg(cfg.clients.per_round)
     strategy.initialize(setup.trainable.snapshot(), num_clients=len(setup.client_data))
     client = FederatedClient(
-        LocalTrainer(setup.model, setup.trainable, cfg.clients), setup.trainable, setup.client_data,
-        ClientStateStore(spill_dir), cfg.seed, plugins=strategy.client_plugins(),
+        LocalTrainer(setup.model, setup.trainable, cfg.clients),
+        setup.trainable,
+        setup.client_data,
+        ClientStateStore(spill_dir),
+        cfg.seed,
+        plugins=strategy.client_plugins(),
     )
     sim = Simulator(strategy, LocalFleet(client), list(setup.client_data), seed=cfg.seed)
     start = time.perf_counter()
@@ -99,15 +103,19 @@ def main() -> None:
     diff = max(float((states["bare"][n] - states["fedpeft"][n]).abs().max()) for n in states["bare"])
     best_bare, best_sim = min(times["bare"]), min(times["fedpeft"])
     print()
-    print(f"workload: MiniLM + LoRA (quickstart), {args.rounds} rounds x {args.clients} clients, "
-          f"{cfg.clients.local_epochs} local epochs of batch {cfg.clients.batch_size}, torch threads "
-          f"{torch.get_num_threads()}")
+    print(
+        f"workload: MiniLM + LoRA (quickstart), {args.rounds} rounds x {args.clients} clients, "
+        f"{cfg.clients.local_epochs} local epochs of batch {cfg.clients.batch_size}, torch threads "
+        f"{torch.get_num_threads()}"
+    )
     print(f"bare peft + PyTorch loop : {best_bare:7.2f} s (best of {args.repeats})")
     print(f"fedpeft simulator        : {best_sim:7.2f} s (best of {args.repeats})")
     print(f"wall-time ratio          : {best_sim / best_bare:.3f}  (target <= 1.10)")
     print(f"max |difference| of final global weights: {diff:.2e} (same steps on the same batches)")
-    print("reproduce: .venv/bin/python benchmarks/sim_overhead.py "
-          f"--rounds {args.rounds} --clients {args.clients} --repeats {args.repeats}")
+    print(
+        "reproduce: .venv/bin/python benchmarks/sim_overhead.py "
+        f"--rounds {args.rounds} --clients {args.clients} --repeats {args.repeats}"
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 with clients of mixed LoRA ranks (30% rank 4, 50% rank 8, 20% rank 16).
 
 The workload is configs/quickstart.yaml (MiniLM + LoRA r=8 on Rotten Tomatoes, 10 clients per round,
-10 rounds, lr 1e-3) with the data split into 50 clients, 5 local steps (40 examples) per client and round, and 10% of each
+10 rounds, lr 1e-3) with the data split into 50 clients, 5 local steps (40 examples) per client and round,
+and 10% of each
 client's examples held out. Global accuracy is on 500 central test snippets. Per client: the global
 model's accuracy on each client's held-out examples, and the personalised model's (the client's rank and
 personal tensors, then 3 local fine-tuning steps), as the mean and the mean of the worst 10% of clients.
@@ -25,8 +26,13 @@ from harness import QUICKSTART, latest, reproduce
 import fedpeft
 
 WORKLOAD = [
-    "partition.num_clients=50", "clients.local_steps=5", "data.local_test_fraction=0.1", "eval.per_client=true",
-    "eval.finetune_steps=3", "eval.every=0", "data.max_test_examples=500",
+    "partition.num_clients=50",
+    "clients.local_steps=5",
+    "data.local_test_fraction=0.1",
+    "eval.per_client=true",
+    "eval.finetune_steps=3",
+    "eval.every=0",
+    "data.max_test_examples=500",
 ]
 SPLITS = {
     "iid": ["partition.method=iid"],
@@ -68,11 +74,18 @@ def row(name: str, split: str, ranks: str, s: dict) -> dict:
     led, pc = s["ledger"], s["per_client"] or {}
     own = pc.get("personalised") or {}
     return {
-        "strategy": name, "split": split, "ranks": ranks,
-        "accuracy": s["final"]["accuracy"], "macro_f1": s["final"]["macro_f1"],
-        "client_mean": pc.get("mean"), "client_worst10": pc.get("worst_10pct"),
-        "personal_mean": own.get("mean"), "personal_worst10": own.get("worst_10pct"),
-        "bytes_up": led["bytes_up"], "bytes_down": led["bytes_down"], "failed_rounds": led["failed_rounds"],
+        "strategy": name,
+        "split": split,
+        "ranks": ranks,
+        "accuracy": s["final"]["accuracy"],
+        "macro_f1": s["final"]["macro_f1"],
+        "client_mean": pc.get("mean"),
+        "client_worst10": pc.get("worst_10pct"),
+        "personal_mean": own.get("mean"),
+        "personal_worst10": own.get("worst_10pct"),
+        "bytes_up": led["bytes_up"],
+        "bytes_down": led["bytes_down"],
+        "failed_rounds": led["failed_rounds"],
         "wall_seconds": s["wall_seconds"],
     }
 
@@ -155,14 +168,25 @@ def main() -> None:
         started = time.perf_counter()
         run_name = f"strategies-{name}-{split}-r{ranks.replace('/', '_')}"
         summary = fedpeft.run(
-            QUICKSTART, [*WORKLOAD, *overrides, *args.overrides, f"name={run_name}", f"output.dir={out}",
-                         "output.overwrite=true", "output.plot=false"],
+            QUICKSTART,
+            [
+                *WORKLOAD,
+                *overrides,
+                *args.overrides,
+                f"name={run_name}",
+                f"output.dir={out}",
+                "output.overwrite=true",
+                "output.plot=false",
+            ],
             progress=False,
         )
         with open(out / "strategies.jsonl", "a") as fh:
             fh.write(json.dumps(row(name, split, ranks, summary)) + "\n")
-        print(f"[{name} {split} ranks {ranks}] acc {summary['final']['accuracy']:.3f} in "
-              f"{time.perf_counter() - started:.0f} s", flush=True)
+        print(
+            f"[{name} {split} ranks {ranks}] acc {summary['final']['accuracy']:.3f} in "
+            f"{time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
     report(out)
     reproduce("strategies.py")
 

@@ -31,12 +31,20 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.post_processor = processors.BertProcessing(("[SEP]", 3), ("[CLS]", 2))
     PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]",
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
         mask_token="[MASK]",
     ).save_pretrained(str(folder))
     cfg = BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=64,
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
     )
     torch.manual_seed(0)
     BertModel(cfg).save_pretrained(str(folder))
@@ -71,8 +79,13 @@ def tiny_config(tiny_model_dir: Path, reviews_csv: Path, tmp_path: Path) -> dict
         "rounds": 2,
         "threads": 1,
         "data": {
-            "dataset": "csv", "path": str(reviews_csv), "text_column": "review", "label_column": "stars",
-            "client_column": "shop", "test_fraction": 0.25, "max_length": 16,
+            "dataset": "csv",
+            "path": str(reviews_csv),
+            "text_column": "review",
+            "label_column": "stars",
+            "client_column": "shop",
+            "test_fraction": 0.25,
+            "max_length": 16,
         },
         "partition": {"method": "natural"},
         "model": {"name": str(tiny_model_dir)},
@@ -100,15 +113,23 @@ def check_method():  # type: ignore[no-untyped-def]
     from fedpeft.config.schema import ClientConfig
     from fedpeft.data import ClientDataset
     from fedpeft.errors import ModelError
+    from fedpeft.fleet import LocalFleet
     from fedpeft.methods import METHODS
     from fedpeft.model import TrainableState
     from fedpeft.pipeline import codec
-    from fedpeft.fleet import LocalFleet
     from fedpeft.runtime import Simulator
     from fedpeft.strategy.fedavg import FedAvg
 
-    def check_method(name: str, cfg: object, task: str, make: Callable[[], nn.Module], data: ClientDataset,
-                     tmp_path: Path, refused: str | None = None, lr: float = 0.05) -> None:
+    def check_method(
+        name: str,
+        cfg: object,
+        task: str,
+        make: Callable[[], nn.Module],
+        data: ClientDataset,
+        tmp_path: Path,
+        refused: str | None = None,
+        lr: float = 0.05,
+    ) -> None:
         """One federated round of one client, then the invariants every method must keep (or its refusal)."""
         spec, model = METHODS.get(name), make()
         if refused is not None:
@@ -125,12 +146,18 @@ def check_method():  # type: ignore[no-untyped-def]
         trainer = LocalTrainer(model, trainable, ClientConfig(local_steps=3, batch_size=4, lr=lr))
         strategy = FedAvg(per_round=1)
         strategy.initialize(start, num_clients=1)
-        client = FederatedClient(trainer, trainable, {"c0": data}, ClientStateStore(tmp_path / "state"), seed=0,
-                                 plugins=strategy.client_plugins())
+        client = FederatedClient(
+            trainer,
+            trainable,
+            {"c0": data},
+            ClientStateStore(tmp_path / "state"),
+            seed=0,
+            plugins=strategy.client_plugins(),
+        )
         sim = Simulator(strategy, LocalFleet(client), ["c0"], seed=0)
-    
+
         outcome = sim.run_round(1)
-    
+
         assert outcome.status == "ok"
         client_state = trainable.snapshot()  # the shared model still holds what the client trained
         for n, value in sim.global_state.items():

@@ -43,8 +43,8 @@ def test_missing_config_file_exits_2(capsys) -> None:  # type: ignore[no-untyped
 
 
 def test_methods_on_a_config_measures_each_method(tiny_config: dict, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    from fedpeft.config import load_config
     from fedpeft.build import build_setup as build
+    from fedpeft.config import load_config
 
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config))
@@ -75,8 +75,11 @@ def test_transforms_lists_every_transform_with_where_it_applies(capsys) -> None:
     from fedpeft.config.plugins import TRANSFORM_CONFIGS
     from fedpeft.pipeline.transforms import TRANSFORMS
 
-    configured = {n for cls in map(TRANSFORM_CONFIGS.get, TRANSFORM_CONFIGS.names())
-                  for n in get_args(cls.model_fields["name"].annotation)}
+    configured = {
+        n
+        for cls in map(TRANSFORM_CONFIGS.get, TRANSFORM_CONFIGS.names())
+        for n in get_args(cls.model_fields["name"].annotation)
+    }
     assert configured == set(TRANSFORMS.names())  # every config has a transform and the other way round
     assert main(["transforms"]) == 0
     out = capsys.readouterr().out

@@ -37,8 +37,13 @@ def imports(path: Path) -> set[str]:
     """The fedpeft packages ``path`` imports (absolute imports only: the project uses no relative ones)."""
     out = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        names = [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else \
-            [a.name for a in node.names] if isinstance(node, ast.Import) else []
+        names = (
+            [node.module]
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+            else [a.name for a in node.names]
+            if isinstance(node, ast.Import)
+            else []
+        )
         for name in names:
             parts = name.split(".")
             if parts[0] == "fedpeft" and len(parts) > 1:
@@ -63,8 +68,12 @@ def test_every_package_has_a_layer() -> None:
 
 
 def test_no_module_imports_a_layer_above_its_own() -> None:
-    upward = [f"{where} ({src} -> {dst})" for (src, dst), files in edges().items() if dst in LAYER
-              and LAYER[dst] > LAYER.get(src, 0) for where in files]
+    upward = [
+        f"{where} ({src} -> {dst})"
+        for (src, dst), files in edges().items()
+        if dst in LAYER and LAYER[dst] > LAYER.get(src, 0)
+        for where in files
+    ]
     assert not upward, "imports that run up the layering:\n" + "\n".join(upward)
 
 

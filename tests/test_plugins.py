@@ -15,14 +15,14 @@ import torch
 from safetensors.torch import load_file
 
 import fedpeft
+from fedpeft.cli import main
 from fedpeft.config.load import load_config
 from fedpeft.config.plugins import METHOD_CONFIGS, STRATEGY_CONFIGS, TRANSFORM_CONFIGS
-from fedpeft.cli import main
 from fedpeft.errors import ConfigError
 from fedpeft.methods import METHODS
-from fedpeft.strategy import STRATEGIES
 from fedpeft.model import load_sequence_classifier
 from fedpeft.pipeline.compression import UpdatePipeline
+from fedpeft.strategy import STRATEGIES
 
 TOY = '''
 """Toy plug-ins: a scalar gate on every Linear layer's output (the only trainable tensors) and `negate`."""
@@ -139,16 +139,25 @@ def toy(tmp_path: Path) -> Iterator[ModuleType]:
         yield module
     finally:
         sys.modules.pop("toy_plugins", None)
-        for registry, name in ((METHODS, "toy_gate"), (METHOD_CONFIGS, "toy_gate"), (TRANSFORM_CONFIGS, "toy_negate"),
-                               (STRATEGIES, "toy_half"), (STRATEGY_CONFIGS, "toy_half")):
+        for registry, name in (
+            (METHODS, "toy_gate"),
+            (METHOD_CONFIGS, "toy_gate"),
+            (TRANSFORM_CONFIGS, "toy_negate"),
+            (STRATEGIES, "toy_half"),
+            (STRATEGY_CONFIGS, "toy_half"),
+        ):
             if name in registry:
                 registry.unregister(name)
 
 
 def test_toy_plugins_validate_and_run_a_federated_round(toy: ModuleType, tiny_config: dict) -> None:
     # Prepare
-    config = {**tiny_config, "rounds": 1, "peft": {"method": "toy_gate", "init": 0.5},
-              "compression": {"uplink": [{"name": "toy_negate"}]}}
+    config = {
+        **tiny_config,
+        "rounds": 1,
+        "peft": {"method": "toy_gate", "init": 0.5},
+        "compression": {"uplink": [{"name": "toy_negate"}]},
+    }
     cfg = load_config(config)
     assert isinstance(cfg.peft, toy.GateMethod) and cfg.peft.init == 0.5
     assert load_config(cfg.model_dump(mode="json")) == cfg  # dumps keep the plug-in's own fields
@@ -206,7 +215,9 @@ def test_toy_strategy_runs_with_its_client_half_and_its_flags_are_read(
     # Assert
     assert half["strategy"]["name"] == "toy_half" and toy.HalfStep.seen  # its client half ran on every client
     assert all(s == tiny_config["clients"]["local_steps"] for s in toy.HalfStep.seen)
-    ours, theirs = (load_file(str(Path(s["run_dir"]) / "adapter" / "adapter_model.safetensors")) for s in (half, fedavg))
+    ours, theirs = (
+        load_file(str(Path(s["run_dir"]) / "adapter" / "adapter_model.safetensors")) for s in (half, fedavg)
+    )
     assert all(torch.allclose(ours[n], theirs[n], atol=1e-6) for n in ours)  # half a step = FedAvg at server lr 0.5
     assert "toy_half" in capsys.readouterr().out  # listed by `fedpeft strategies`
     with pytest.raises(ConfigError, match="toy_half .*cannot run; pick one of fedavg"):  # its flag is read ...

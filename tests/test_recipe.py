@@ -9,9 +9,9 @@ import torch
 from peft import PeftModel
 
 import fedpeft
+from fedpeft.build import build_setup as build
 from fedpeft.config import load_config
 from fedpeft.evaluation import predict
-from fedpeft.build import build_setup as build
 from fedpeft.model import load_sequence_classifier
 from fedpeft.pipeline import codec
 
@@ -20,8 +20,16 @@ def test_run_writes_every_output_and_counts_real_bytes(tiny_config: dict) -> Non
     tiny_config["output"]["plot"] = True
     summary = fedpeft.run(tiny_config, progress=False)
     run = Path(summary["run_dir"])
-    for name in ["config.yaml", "metrics.jsonl", "summary.json", "partition.json", "curves.png",
-                 "partition.png", "adapter/adapter_config.json", "adapter/adapter_model.safetensors"]:
+    for name in [
+        "config.yaml",
+        "metrics.jsonl",
+        "summary.json",
+        "partition.json",
+        "curves.png",
+        "partition.png",
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+    ]:
         assert (run / name).is_file(), name
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert [x["round"] for x in lines] == [0, 1, 2]
@@ -44,8 +52,9 @@ MEASURED = ("train_seconds", "cpu_seconds", "peak_mb", "energy_wh_estimate")  # 
 def deterministic(line: str) -> dict:
     """A metrics.jsonl record without what is measured (times, memory); bytes, samples, FLOPs stay."""
     record = {k: v for k, v in json.loads(line).items() if k != "seconds"}
-    record["clients"] = {c: {k: v for k, v in cost.items() if k not in MEASURED}
-                         for c, cost in (record.get("clients") or {}).items()}
+    record["clients"] = {
+        c: {k: v for k, v in cost.items() if k not in MEASURED} for c, cost in (record.get("clients") or {}).items()
+    }
     return record
 
 
@@ -77,7 +86,10 @@ def test_saved_adapter_reproduces_predictions_with_peft(tiny_config: dict, tiny_
     pred = predict(reloaded, setup.test_data, 64)
     meta = json.loads((Path(summary["run_dir"]) / "adapter" / "fedpeft.json").read_text())
     assert meta["label_names"] == ["neg", "pos"]
-    assert pred.predicted.tolist() != [] and abs((pred.predicted == pred.labels).mean() - summary["final"]["accuracy"]) < 1e-9
+    assert (
+        pred.predicted.tolist() != []
+        and abs((pred.predicted == pred.labels).mean() - summary["final"]["accuracy"]) < 1e-9
+    )
     assert abs(pred.losses.mean() - summary["final"]["loss"]) < 1e-5
 
 
@@ -148,11 +160,20 @@ def test_default_lora_targets_come_from_peft_per_architecture(tiny_config: dict,
 
 
 def test_fisher_mask_is_agreed_by_a_seeded_client_sample_and_reported(tiny_config: dict) -> None:
-    overrides = ["peft.method=sparse", "peft.selection=fisher", "peft.density=0.1", "peft.fisher_clients=2",
-                 "peft.fisher_examples=8", "rounds=1"]
+    overrides = [
+        "peft.method=sparse",
+        "peft.selection=fisher",
+        "peft.density=0.1",
+        "peft.fisher_clients=2",
+        "peft.fisher_examples=8",
+        "rounds=1",
+    ]
     a, b = build(load_config(tiny_config, overrides)), build(load_config(tiny_config, overrides))
     assert a.method_setup["clients"] == 2 and a.method_setup["bytes_up_once"] > 0
-    masks = [{n: m.parametrizations.weight[0].index for n, m in s.model.named_modules() if hasattr(m, "parametrizations")} for s in (a, b)]
+    masks = [
+        {n: m.parametrizations.weight[0].index for n, m in s.model.named_modules() if hasattr(m, "parametrizations")}
+        for s in (a, b)
+    ]
     assert masks[0].keys() == masks[1].keys() and all(torch.equal(masks[0][k], masks[1][k]) for k in masks[0])
     summary = fedpeft.run(load_config(tiny_config, overrides), progress=False)
     assert summary["model"]["setup"]["mask_selection"] == "fisher"
@@ -168,5 +189,7 @@ def test_cut_down_model_and_non_text_models_in_run(tiny_config: dict) -> None:
     from fedpeft.model.anatomy import body_blocks
 
     assert len(body_blocks(setup.model)[1]) == 1
-    with pytest.raises(ConfigError, match="holds labelled texts, but model.name=.smollm2. is a causal lm model: set model.name=minilm"):
+    with pytest.raises(
+        ConfigError, match="holds labelled texts, but model.name=.smollm2. is a causal lm model: set model.name=minilm"
+    ):
         build(load_config(tiny_config, ["model.name=smollm2"]))

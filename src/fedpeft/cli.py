@@ -53,8 +53,10 @@ def _cmd_methods(args: argparse.Namespace) -> int:
             spec = METHODS.get(name)
             summary = spec.summary or first_sentence(type(default_config(name)).__doc__)
             print(f"  {name:<11} {spec.family:<16} {summary}")
-        print("trainable parameters and bytes per round on a model: fedpeft methods --model minilm "
-              "(or a config file: fedpeft methods configs/quickstart.yaml)")
+        print(
+            "trainable parameters and bytes per round on a model: fedpeft methods --model minilm "
+            "(or a config file: fedpeft methods configs/quickstart.yaml)"
+        )
         return 0
     return _method_costs(args)
 
@@ -83,8 +85,10 @@ def _cmd_transforms(args: argparse.Namespace) -> int:
         fields = ", ".join(f"{f}={v.default}" for f, v in cls.model_fields.items() if f != "name")
         where = "up, down" if cls.downlink else "up"
         print(f"  {name:<10} {where:<9} {fields:<27} {first_sentence(cls.__doc__)}")
-    print("example: compression.uplink=[{name: topk, density: 0.1}, {name: int8}]; error feedback is on by "
-          "default with topk / randk (compression.error_feedback)")
+    print(
+        "example: compression.uplink=[{name: topk, density: 0.1}, {name: int8}]; error feedback is on by "
+        "default with topk / randk (compression.error_feedback)"
+    )
     return 0
 
 
@@ -100,8 +104,15 @@ def _method_costs(args: argparse.Namespace) -> int:
         from fedpeft.data import load_dataset
 
         labels = load_dataset(cfg.data).label_names
-    base, _ = load_model(cfg.model.name, task, labels, seed=cfg.seed, pooling=cfg.model.pooling,
-                         trust_remote_code=cfg.model.trust_remote_code, num_layers=cfg.model.num_layers)
+    base, _ = load_model(
+        cfg.model.name,
+        task,
+        labels,
+        seed=cfg.seed,
+        pooling=cfg.model.pooling,
+        trust_remote_code=cfg.model.trust_remote_code,
+        num_layers=cfg.model.num_layers,
+    )
     print(f"{cfg.model.name} ({task}, {len(labels)} labels):" if task != "causal_lm" else f"{cfg.model.name} ({task}):")
     costs = method_costs(base, task, cfg.peft if args.config else None)
     print(cost_table(costs, cfg.clients.per_round))
@@ -121,8 +132,10 @@ def _cmd_flower_local(args: argparse.Namespace) -> int:
     print(f"fedpeft: starting a SuperLink and {args.nodes} SuperNodes on 127.0.0.1 with {secure}; logs in {folder}/")
     with LocalFederation(folder, nodes=args.nodes, secure=not args.insecure) as fed:
         result = fed.run(Path(args.config), overrides, timeout=args.timeout, echo=True)
-    print(f"fedpeft: Flower run {result.run_id}: {result.status}" + (f"; results in {result.run_dir}/"
-                                                                    if result.run_dir else ""))
+    print(
+        f"fedpeft: Flower run {result.run_id}: {result.status}"
+        + (f"; results in {result.run_dir}/" if result.run_dir else "")
+    )
     return 0 if result.ok else 1
 
 
@@ -154,8 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("config", nargs="?", help="YAML config file (e.g. configs/quickstart.yaml)")
     run.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rounds=10 clients.per_round=8")
     run.add_argument("--no-progress", action="store_true", help="no progress bars, one line per round")
-    run.add_argument("--resume", metavar="RUN_DIR", help="go on with a stopped run (runs/<name>) from its last "
-                     "completed round, with its saved config")
+    run.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="go on with a stopped run (runs/<name>) from its last completed round, with its saved config",
+    )
     run.set_defaults(func=_cmd_run)
     val = sub.add_parser("validate", help="check a config (and overrides) without running it")
     val.add_argument("config")
@@ -188,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     certs.add_argument("--days", type=int, default=365)
     certs.set_defaults(func=_cmd_flower_certs)
     fsub.add_parser("app", help="print the folder of fedpeft's Flower app (for flwr run)").set_defaults(
-        func=_cmd_flower_app)
+        func=_cmd_flower_app
+    )
     return parser
 
 

@@ -67,8 +67,7 @@ def test_personal_tensors_start_from_the_clients_own_values_and_are_kept() -> No
 
 def test_rank_mask_pads_masks_and_cuts_to_the_clients_rank() -> None:
     a, b = nn.Parameter(torch.ones(4, 3)), nn.Parameter(torch.ones(2, 4))
-    ctx = ctx_for({A: a, B: b}, received={A: torch.full((2, 3), 5.0), B: torch.full((2, 2), 5.0)},
-                  config={"rank": 2})
+    ctx = ctx_for({A: a, B: b}, received={A: torch.full((2, 3), 5.0), B: torch.full((2, 2), 5.0)}, config={"rank": 2})
     mask = RankMask()
     mask.receive(ctx)
     assert ctx.received[A].shape == (4, 3) and ctx.received[A][2:].abs().sum() == 0

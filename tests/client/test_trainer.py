@@ -37,7 +37,9 @@ def test_local_steps_and_epochs_count_steps_and_samples() -> None:
     ts = TrainableState(model)
     res, _ = LocalTrainer(model, ts, ClientConfig(local_steps=7, batch_size=4)).train(data(), np.random.default_rng(0))
     assert (res.steps, res.samples) == (7, 28)
-    res, _ = LocalTrainer(model, ts, ClientConfig(local_epochs=2, batch_size=16)).train(data(), np.random.default_rng(0))
+    res, _ = LocalTrainer(model, ts, ClientConfig(local_epochs=2, batch_size=16)).train(
+        data(), np.random.default_rng(0)
+    )
     assert (res.steps, res.samples) == (6, 80)  # 40 examples: 16 + 16 + 8 per epoch
 
 

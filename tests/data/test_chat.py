@@ -10,18 +10,39 @@ from transformers import PreTrainedTokenizerFast
 from fedpeft.data.chat import encode_chat, encode_text, prompt_ids
 from fedpeft.errors import DataError
 
-WORDS = ["<pad>", "<|im_start|>", "<|im_end|>", "user", "assistant", "\n", "what", "is", "ai", "?", "a", "field",
-         "of", "science", "hi", "hello", "<unk>"]
-TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-            "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+WORDS = [
+    "<pad>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "user",
+    "assistant",
+    "\n",
+    "what",
+    "is",
+    "ai",
+    "?",
+    "a",
+    "field",
+    "of",
+    "science",
+    "hi",
+    "hello",
+    "<unk>",
+]
+TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def chat_tokenizer() -> PreTrainedTokenizerFast:
     tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(" "), behavior="removed"),
-        pre_tokenizers.Split(Regex(r"<\|im_(?:start|end)\|>|\n|\?"), behavior="isolated"),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(" "), behavior="removed"),
+            pre_tokenizers.Split(Regex(r"<\|im_(?:start|end)\|>|\n|\?"), behavior="isolated"),
+        ]
+    )
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="<|im_end|>", unk_token="<unk>")
     fast.chat_template = TEMPLATE
     return fast
@@ -60,6 +81,11 @@ def test_smollm2_chat_template_marks_the_answer() -> None:
 
     _, tok = load_model("smollm2", "causal_lm", [], seed=0, num_layers=1)
     data = encode_chat(tok, ["What is AI?"], ["A field of science."], max_length=256)
-    answer = [t for t, lab in zip(data.batch(np.array([0]))["input_ids"][0].tolist(),
-                                  data.batch(np.array([0]))["labels"][0].tolist()) if lab != -100]
+    answer = [
+        t
+        for t, lab in zip(
+            data.batch(np.array([0]))["input_ids"][0].tolist(), data.batch(np.array([0]))["labels"][0].tolist()
+        )
+        if lab != -100
+    ]
     assert tok.decode(answer).startswith("A field of science.")

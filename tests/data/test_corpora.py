@@ -33,10 +33,12 @@ def test_play_speeches_follow_speakers_and_drop_directions(tmp_path: Path) -> No
     path = tmp_path / "play.txt"
     path.write_text(PLAY)
     rows = play_speeches(path).to_dict("records")
-    assert rows == [{"character": "King", "text": "Who goes there?\nSpeak."},
-                    {"character": "Ghost", "text": "Mark me."},
-                    {"character": "King", "text": "A song, a song."},
-                    {"character": "Ghost", "text": "Remember."}]
+    assert rows == [
+        {"character": "King", "text": "Who goes there?\nSpeak."},
+        {"character": "Ghost", "text": "Mark me."},
+        {"character": "King", "text": "A song, a song."},
+        {"character": "Ghost", "text": "Remember."},
+    ]
 
 
 def test_hamlet_is_split_by_character() -> None:

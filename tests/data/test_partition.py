@@ -17,8 +17,12 @@ def _check_disjoint_cover(parts: list[np.ndarray], n: int) -> None:
 
 
 @settings(max_examples=40, deadline=None)
-@given(labels=labels_st, k=st.integers(1, 10), method=st.sampled_from(["iid", "dirichlet", "quantity"]),
-       seed=st.integers(0, 2**16))
+@given(
+    labels=labels_st,
+    k=st.integers(1, 10),
+    method=st.sampled_from(["iid", "dirichlet", "quantity"]),
+    seed=st.integers(0, 2**16),
+)
 def test_synthetic_partitions_cover_every_example_exactly_once(labels, k, method, seed) -> None:
     cfg = PartitionConfig(method=method, num_clients=k, alpha=1.0)
     p = partition(labels, None, cfg, seed)
@@ -84,8 +88,11 @@ def test_natural_uses_groups_and_can_keep_the_largest() -> None:
         (PartitionConfig(method="shards", num_clients=4, shards_per_client=3), None, "exceeds the 2 labels"),
         (PartitionConfig(method="natural"), None, "Set data.client_column"),
         (PartitionConfig(method="natural", num_clients=6), np.array(list("aabbccddee") * 2), "only 5"),
-        (PartitionConfig(method="dirichlet", num_clients=10, alpha=0.01, min_examples_per_client=2), None,
-         "raise partition.alpha"),
+        (
+            PartitionConfig(method="dirichlet", num_clients=10, alpha=0.01, min_examples_per_client=2),
+            None,
+            "raise partition.alpha",
+        ),
     ],
 )
 def test_impossible_requests_are_refused(cfg, groups, match) -> None:

@@ -20,11 +20,14 @@ def frame() -> pd.DataFrame:
 @pytest.mark.parametrize("kind", ["csv", "jsonl", "parquet"])
 def test_local_files_load_with_named_columns(tmp_path: Path, frame: pd.DataFrame, kind: str) -> None:
     path = tmp_path / f"d.{kind}"
-    {"csv": lambda: frame.to_csv(path, index=False),
-     "jsonl": lambda: frame.to_json(path, orient="records", lines=True),
-     "parquet": lambda: frame.to_parquet(path)}[kind]()
-    ds = load_dataset(DataConfig(dataset=kind, path=str(path), text_column="review", label_column="stars",
-                                 client_column="shop"))
+    {
+        "csv": lambda: frame.to_csv(path, index=False),
+        "jsonl": lambda: frame.to_json(path, orient="records", lines=True),
+        "parquet": lambda: frame.to_parquet(path),
+    }[kind]()
+    ds = load_dataset(
+        DataConfig(dataset=kind, path=str(path), text_column="review", label_column="stars", client_column="shop")
+    )
     assert len(ds) == 60 and ds.label_names == ["neg", "pos"]
     assert ds.texts[0] == frame.review[0]
     assert ds.labels[0] == int(frame.stars[0] == "pos")
@@ -75,8 +78,14 @@ def test_rotten_tomatoes_is_real_and_keyed_by_movie() -> None:
 def test_train_test_split_is_fixed_by_seed_and_capped(frame: pd.DataFrame, tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
     frame.to_csv(path, index=False)
-    cfg = DataConfig(dataset="csv", path=str(path), text_column="review", label_column="stars",
-                     test_fraction=0.25, max_test_examples=10)
+    cfg = DataConfig(
+        dataset="csv",
+        path=str(path),
+        text_column="review",
+        label_column="stars",
+        test_fraction=0.25,
+        max_test_examples=10,
+    )
     ds = load_dataset(cfg)
     tr1, te1 = train_test_split(ds, cfg, seed=3)
     tr2, te2 = train_test_split(ds, cfg, seed=3)

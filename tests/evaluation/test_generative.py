@@ -24,10 +24,20 @@ class DigitTokenizer:
 
 def tiny_lm() -> LlamaForCausalLM:
     torch.manual_seed(0)
-    return LlamaForCausalLM(LlamaConfig(
-        vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=64, pad_token_id=0, bos_token_id=2, eos_token_id=1,
-    ))
+    return LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=40,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=64,
+            pad_token_id=0,
+            bos_token_id=2,
+            eos_token_id=1,
+        )
+    )
 
 
 def rows(n: int = 10) -> list[list[int]]:
@@ -54,9 +64,10 @@ def test_batched_greedy_answers_equal_one_at_a_time() -> None:
     model, prompts = tiny_lm(), rows(6)
     batched = greedy_answers(model, DigitTokenizer(), prompts, max_new_tokens=5, batch_size=4)
     for prompt, answer in zip(prompts, batched):
-        alone = model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=5, do_sample=False,
-                               pad_token_id=0, eos_token_id=1)
-        assert answer == DigitTokenizer().decode(alone[0, len(prompt):])
+        alone = model.generate(
+            input_ids=torch.tensor([prompt]), max_new_tokens=5, do_sample=False, pad_token_id=0, eos_token_id=1
+        )
+        assert answer == DigitTokenizer().decode(alone[0, len(prompt) :])
     assert batched == greedy_answers(model, DigitTokenizer(), prompts, max_new_tokens=5, batch_size=4)
 
 

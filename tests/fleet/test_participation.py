@@ -46,7 +46,9 @@ def test_the_same_seed_drops_the_same_clients_and_they_get_no_work() -> None:
     assert da.dropped == db.dropped and 0 < len(da.dropped) < 6
     assert set(da.dropped).isdisjoint(da.replies) and set(da.dropped) | set(da.replies) == set(IDS)
     assert {i.client_id for i in a.fleet.asked} == set(da.replies)  # type: ignore[attr-defined]
-    other = SimulatedParticipation(Echo(), participation=ParticipationConfig(dropout=0.5), seed=4).fit(1, instructions(1))
+    other = SimulatedParticipation(Echo(), participation=ParticipationConfig(dropout=0.5), seed=4).fit(
+        1, instructions(1)
+    )
     assert other.dropped != da.dropped or other.replies.keys() != da.replies.keys()
 
 
@@ -76,7 +78,7 @@ def test_a_stale_reply_arrives_k_rounds_later_discounted_and_its_client_is_busy_
     third = fleet.fit(3, instructions(3, IDS[1:]))
     (late,) = third.arrived
     assert late.reply.client_id == "c0" and late.due == 3 and late.staleness == 2
-    assert late.weight_scale == pytest.approx(3 ** -0.5)
+    assert late.weight_scale == pytest.approx(3**-0.5)
     assert codec.decode(late.reply.payload, {"w": ((3,), torch.float32)})["w"].tolist() == [1.0, 1.0, 1.0]
     assert fleet.busy() == frozenset() and fleet.pending == []
 

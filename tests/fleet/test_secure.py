@@ -10,8 +10,15 @@ import torch
 from fedpeft.client.messages import FitInstruction, FitReply
 from fedpeft.config.schema import ParticipationConfig
 from fedpeft.errors import ConfigError
-from fedpeft.fleet import Delivery, Fleet, InProcessSecAgg, LocalFleet, SecureAggregation, SecureFleet
-from fedpeft.fleet import SimulatedParticipation
+from fedpeft.fleet import (
+    Delivery,
+    Fleet,
+    InProcessSecAgg,
+    LocalFleet,
+    SecureAggregation,
+    SecureFleet,
+    SimulatedParticipation,
+)
 from fedpeft.pipeline import codec
 from fedpeft.pipeline.compression import UpdatePipeline
 from fedpeft.runtime import Simulator
@@ -37,8 +44,9 @@ class Fixed(LocalFleet):
 
 
 def test_the_survivors_weighted_mean_is_exact_and_every_client_is_accounted_for() -> None:
-    fleet = InProcessSecAgg(SimulatedParticipation(Fixed(), participation=ParticipationConfig(dropout=0.3), seed=1),
-                            UpdatePipeline())
+    fleet = InProcessSecAgg(
+        SimulatedParticipation(Fixed(), participation=ParticipationConfig(dropout=0.3), seed=1), UpdatePipeline()
+    )
     ins = [FitInstruction(1, c, b"") for c in UPDATES]
     weights = {c: float(i + 1) for i, c in enumerate(UPDATES)}
     out = fleet.secure_round(ins, weights, SPEC, bound=1.0, threshold=0.4)
@@ -53,10 +61,12 @@ def test_the_survivors_weighted_mean_is_exact_and_every_client_is_accounted_for(
 
 
 def test_too_few_survivors_is_a_failure_not_an_exception() -> None:
-    fleet = InProcessSecAgg(SimulatedParticipation(Fixed(), participation=ParticipationConfig(dropout=0.9), seed=0),
-                            UpdatePipeline())
-    out = fleet.secure_round([FitInstruction(1, c, b"") for c in UPDATES], dict.fromkeys(UPDATES, 1.0), SPEC,
-                             bound=1.0, threshold=0.8)
+    fleet = InProcessSecAgg(
+        SimulatedParticipation(Fixed(), participation=ParticipationConfig(dropout=0.9), seed=0), UpdatePipeline()
+    )
+    out = fleet.secure_round(
+        [FitInstruction(1, c, b"") for c in UPDATES], dict.fromkeys(UPDATES, 1.0), SPEC, bound=1.0, threshold=0.8
+    )
     assert out.mean is None and out.failure is not None and "secure aggregation needs" in out.failure
 
 
@@ -74,8 +84,14 @@ def test_the_engine_refuses_secure_settings_with_a_fleet_that_cannot_sum_securel
     counts = dict.fromkeys(UPDATES, 10)
     with pytest.raises(ConfigError, match="cannot sum updates securely"):
         Simulator(strategy, Fixed(), list(UPDATES), seed=0, num_examples=counts, secure=SecureAggregation())
-    sim = Simulator(strategy, InProcessSecAgg(Fixed(), UpdatePipeline()), list(UPDATES), seed=0,
-                    num_examples=counts, secure=SecureAggregation(threshold=0.5))
+    sim = Simulator(
+        strategy,
+        InProcessSecAgg(Fixed(), UpdatePipeline()),
+        list(UPDATES),
+        seed=0,
+        num_examples=counts,
+        secure=SecureAggregation(threshold=0.5),
+    )
     assert sim.secure_protocol == "fedpeft"
     out = sim.run_round(1)
     assert out.status == "ok" and out.accepted == sorted(set(out.sampled) - {"c4"})

@@ -1,7 +1,8 @@
 """fedpeft on a real Flower deployment on loopback: a SuperLink and two SuperNodes with TLS and SuperNode
 authentication, two rounds of the packaged MiniLM + LoRA on small slices, compared with the simulator; the
 same under Flower's SecAgg+; and a failed run reported as failed. Compression (top-k with error feedback,
-int8) and client-level DP are on in the first run, so they are checked against the simulator too. One federation serves all three runs."""
+int8) and client-level DP are on in the first run, so they are checked against the simulator too. One
+federation serves all three runs."""
 
 from __future__ import annotations
 
@@ -17,14 +18,34 @@ from fedpeft.runtime.flower.federation import LocalFederation
 pytestmark = pytest.mark.integration
 
 CONFIG = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
-BASE = ["rounds=2", "data.max_train_examples=240", "data.max_test_examples=100", "partition.method=iid",
-        "partition.num_clients=4", "clients.per_round=2", "clients.local_steps=3", "threads=1", "eval.every=0",
-        "output.plot=false", "output.save_adapter=false"]
+BASE = [
+    "rounds=2",
+    "data.max_train_examples=240",
+    "data.max_test_examples=100",
+    "partition.method=iid",
+    "partition.num_clients=4",
+    "clients.per_round=2",
+    "clients.local_steps=3",
+    "threads=1",
+    "eval.every=0",
+    "output.plot=false",
+    "output.save_adapter=false",
+]
 # Compression with error feedback (residuals kept on the nodes' disks between rounds) and client-level DP.
-QUICK = [*BASE, "compression.uplink=[{name: topk, density: 0.1}, {name: int8}]", "privacy.client_dp=central",
-         "privacy.noise_multiplier=0.3", "privacy.clip=1.0"]
-SECURE = [*BASE, "rounds=1", "partition.num_clients=2", "clients.per_round=2",
-          "privacy.secure_aggregation.enabled=true"]
+QUICK = [
+    *BASE,
+    "compression.uplink=[{name: topk, density: 0.1}, {name: int8}]",
+    "privacy.client_dp=central",
+    "privacy.noise_multiplier=0.3",
+    "privacy.clip=1.0",
+]
+SECURE = [
+    *BASE,
+    "rounds=1",
+    "partition.num_clients=2",
+    "clients.per_round=2",
+    "privacy.secure_aggregation.enabled=true",
+]
 
 
 def test_loopback_deployment_with_tls_and_node_auth_equals_the_simulator(tmp_path: Path) -> None:
@@ -37,8 +58,12 @@ def test_loopback_deployment_with_tls_and_node_auth_equals_the_simulator(tmp_pat
         secure = fed.run(CONFIG, [*SECURE, f"output.dir={tmp_path / 'flower-secure'}"], timeout=300)
         assert secure.ok and secure.run_dir is not None, secure.log[-4000:]
         # A run that cannot get its nodes fails, and is reported failed although `flwr run` exits 0.
-        failed = fed.run(CONFIG, [*QUICK, f"output.dir={tmp_path / 'failed'}"], timeout=120,
-                         run_config={"nodes": 3, "connect-timeout": 2})
+        failed = fed.run(
+            CONFIG,
+            [*QUICK, f"output.dir={tmp_path / 'failed'}"],
+            timeout=120,
+            run_config={"nodes": 3, "connect-timeout": 2},
+        )
         pids = [p.pid for p in fed.procs]
     assert not failed.ok and failed.status == "finished:failed"
     assert done.run_dir is not None

@@ -14,14 +14,31 @@ from fedpeft.report import summary_text
 pytestmark = pytest.mark.integration
 
 CONFIGS = Path(__file__).parents[2] / "configs"
-QUICK = ["model.num_layers=2", "rounds=2", "clients.per_round=3", "clients.local_steps=3", "threads=1",
-         "eval.every=1", "output.plot=false", "data.max_length=96"]
+QUICK = [
+    "model.num_layers=2",
+    "rounds=2",
+    "clients.per_round=3",
+    "clients.local_steps=3",
+    "threads=1",
+    "eval.every=1",
+    "output.plot=false",
+    "data.max_length=96",
+]
 
 
 def test_chat_instruction_tuning_reports_perplexity_answers_and_samples(tmp_path: Path) -> None:
-    summary = fedpeft.run(CONFIGS / "chat.yaml", [*QUICK, "data.max_train_examples=90", "data.max_test_examples=12",
-                                                  "eval.generate_examples=4", "eval.max_new_tokens=6",
-                                                  f"output.dir={tmp_path}"], progress=False)
+    summary = fedpeft.run(
+        CONFIGS / "chat.yaml",
+        [
+            *QUICK,
+            "data.max_train_examples=90",
+            "data.max_test_examples=12",
+            "eval.generate_examples=4",
+            "eval.max_new_tokens=6",
+            f"output.dir={tmp_path}",
+        ],
+        progress=False,
+    )
     first, final = summary["initial"], summary["final"]
     assert final["perplexity"] < first["perplexity"] and final["tokens"] > 0
     assert 0 <= final["rouge_l"] <= 1 and 0 <= final["exact_match"] <= 1 and final["answered"] == 4
@@ -34,8 +51,17 @@ def test_chat_instruction_tuning_reports_perplexity_answers_and_samples(tmp_path
 
 
 def test_hamlet_language_modelling_by_character(tmp_path: Path) -> None:
-    summary = fedpeft.run(CONFIGS / "hamlet.yaml", [*QUICK, "data.max_train_examples=200", "data.max_test_examples=20",
-                                                    "eval.finetune_steps=1", f"output.dir={tmp_path}"], progress=False)
+    summary = fedpeft.run(
+        CONFIGS / "hamlet.yaml",
+        [
+            *QUICK,
+            "data.max_train_examples=200",
+            "data.max_test_examples=20",
+            "eval.finetune_steps=1",
+            f"output.dir={tmp_path}",
+        ],
+        progress=False,
+    )
     assert summary["final"]["perplexity"] < summary["initial"]["perplexity"] and "rouge_l" not in summary["final"]
     assert summary["data"]["partition"] == "natural" and summary["data"]["num_clients"] >= 10
     per_client = summary["per_client"]

@@ -8,17 +8,22 @@ import torch
 from peft import PeftModel
 
 import fedpeft
+from fedpeft.build import build_setup as build
 from fedpeft.config import load_config
 from fedpeft.evaluation import metrics, predict
-from fedpeft.build import build_setup as build
 from fedpeft.model import load_sequence_classifier
 
 pytestmark = pytest.mark.integration
 
 QUICKSTART = Path(__file__).parents[2] / "configs" / "quickstart.yaml"
 SMALL = [
-    "rounds=2", "clients.per_round=3", "clients.local_steps=2", "data.max_train_examples=600",
-    "data.max_test_examples=64", "data.max_length=32", "partition.min_examples_per_client=1",
+    "rounds=2",
+    "clients.per_round=3",
+    "clients.local_steps=2",
+    "data.max_train_examples=600",
+    "data.max_test_examples=64",
+    "data.max_length=32",
+    "partition.min_examples_per_client=1",
     "output.plot=false",
 ]
 
@@ -31,8 +36,13 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_quickstart_slice_runs_on_the_real_model_and_data(run: dict) -> None:
     led = run["ledger"]
-    assert run["model"] == {"name": "minilm", "method": "lora", "family": "reparameterised", "setup": {},
-                            "prefix_cache": None}
+    assert run["model"] == {
+        "name": "minilm",
+        "method": "lora",
+        "family": "reparameterised",
+        "setup": {},
+        "prefix_cache": None,
+    }
     assert 300_000 < led["trainable_params"] < 400_000 and led["total_params"] > 22_000_000
     # LoRA on every BERT linear layer plus the head: about 1.4 MB of float32 deltas per client update
     per_update = led["bytes_up"] / (2 * 3)

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from fedpeft.client import ClientStateStore, FederatedClient, LocalTrainer
-from fedpeft.methods.lora import LoraMethod
 from fedpeft.config.schema import ClientConfig
 from fedpeft.data import ArrayDataset, CausalLMDataset, ClientDataset
 from fedpeft.fleet import LocalFleet
 from fedpeft.methods import METHODS
+from fedpeft.methods.lora import LoraMethod
 from fedpeft.model import TrainableState
 from fedpeft.model.load import load_model, resolve
 from fedpeft.runtime import Simulator
@@ -40,8 +40,9 @@ def one_round(model: torch.nn.Module, data: ClientDataset, tmp_path: Path, lr: f
     trainer = LocalTrainer(model, state, ClientConfig(local_steps=4, batch_size=len(data), lr=lr))
     strategy = FedAvg(per_round=1)
     strategy.initialize(state.snapshot(), num_clients=1)
-    client = FederatedClient(trainer, state, {"c0": data}, ClientStateStore(tmp_path), seed=0,
-                             plugins=strategy.client_plugins())
+    client = FederatedClient(
+        trainer, state, {"c0": data}, ClientStateStore(tmp_path), seed=0, plugins=strategy.client_plugins()
+    )
     sim = Simulator(strategy, LocalFleet(client), ["c0"], seed=0)
     assert sim.run_round(1).status == "ok"
     state.load(sim.global_state)
@@ -83,8 +84,12 @@ def test_mobilenet_v2_loads_imagenet_weights_and_lora_trains_it(tmp_path: Path) 
     assert after < before
 
 
-TINY_OPTIONS = {"fourierft": {"options": {"n_frequency": 64}}, "prompt": {"num_virtual_tokens": 4},
-                "prefix": {"num_virtual_tokens": 4}, "p_tuning": {"options": {"num_virtual_tokens": 4}}}
+TINY_OPTIONS = {
+    "fourierft": {"options": {"n_frequency": 64}},
+    "prompt": {"num_virtual_tokens": 4},
+    "prefix": {"num_virtual_tokens": 4},
+    "p_tuning": {"options": {"num_virtual_tokens": 4}},
+}
 REFUSED = {
     ("smollm2", "bitfit"): "no bias parameters",
     ("smollm2", "head"): "no new task head",
@@ -108,14 +113,18 @@ def packaged() -> dict:
         "smollm2": (lm, CausalLMDataset(ids, np.zeros(len(ids), dtype=int), pad_id=int(tok.pad_token_id))),  # type: ignore[attr-defined]
         "mobilenet_v2": (
             load_model("mobilenet_v2", "image_classification", [str(i) for i in range(10)], seed=0)[0],
-            ArrayDataset({"pixel_values": torch.nn.functional.interpolate(x, size=32), "labels": torch.tensor(digits.target[:8])}),
+            ArrayDataset(
+                {"pixel_values": torch.nn.functional.interpolate(x, size=32), "labels": torch.tensor(digits.target[:8])}
+            ),
         ),
     }
 
 
 @pytest.mark.parametrize("model_name", ["smollm2", "mobilenet_v2"])
 @pytest.mark.parametrize("method", sorted(METHODS.names()))
-def test_every_method_on_the_packaged_models(packaged: dict, model_name: str, method: str, tmp_path: Path, check_method) -> None:  # type: ignore[no-untyped-def]
+def test_every_method_on_the_packaged_models(
+    packaged: dict, model_name: str, method: str, tmp_path: Path, check_method
+) -> None:  # type: ignore[no-untyped-def]
     import copy
 
     from pydantic import TypeAdapter
@@ -125,5 +134,13 @@ def test_every_method_on_the_packaged_models(packaged: dict, model_name: str, me
     base, data = packaged[model_name]
     cfg = TypeAdapter(PeftMethodConfig).validate_python({"method": method, **TINY_OPTIONS.get(method, {})})
     task = "causal_lm" if model_name == "smollm2" else "image_classification"
-    check_method(method, cfg, task, lambda: copy.deepcopy(base), data, tmp_path,
-                 refused=REFUSED.get((model_name, method)), lr=1e-3)
+    check_method(
+        method,
+        cfg,
+        task,
+        lambda: copy.deepcopy(base),
+        data,
+        tmp_path,
+        refused=REFUSED.get((model_name, method)),
+        lr=1e-3,
+    )

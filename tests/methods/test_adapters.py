@@ -17,16 +17,25 @@ def tiny(tiny_model_dir: Path) -> torch.nn.Module:
 
 
 def batch() -> dict[str, torch.Tensor]:
-    return {"input_ids": torch.tensor([[2, 7, 9, 3], [2, 12, 3, 0]]), "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])}
+    return {
+        "input_ids": torch.tensor([[2, 7, 9, 3], [2, 12, 3, 0]]),
+        "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]]),
+    }
 
 
 @pytest.mark.parametrize("variant, per_layer", [("houlsby", 2), ("pfeiffer", 1)])
-def test_adapters_start_as_identity_and_sit_where_the_variant_says(tiny_model_dir: Path, variant: str, per_layer: int) -> None:
+def test_adapters_start_as_identity_and_sit_where_the_variant_says(
+    tiny_model_dir: Path, variant: str, per_layer: int
+) -> None:
     base = tiny(tiny_model_dir)
     before = base(**batch()).logits
-    model = METHODS.get(variant).apply(base, AdapterMethod(method=variant, reduction_factor=8), "sequence_classification")
+    model = METHODS.get(variant).apply(
+        base, AdapterMethod(method=variant, reduction_factor=8), "sequence_classification"
+    )
     torch.testing.assert_close(model(**batch()).logits, before)  # zero-initialised up-projection
-    adapters = {n.split(".bottleneck_adapter")[0] for n, p in model.named_parameters() if p.requires_grad and "adapter" in n}
+    adapters = {
+        n.split(".bottleneck_adapter")[0] for n, p in model.named_parameters() if p.requires_grad and "adapter" in n
+    }
     assert len(adapters) == 2 * per_layer  # 2 layers in the tiny BERT
     assert all(n.endswith("output.dense") for n in adapters)
     down = model.get_submodule(f"{sorted(adapters)[0]}.bottleneck_adapter.down")

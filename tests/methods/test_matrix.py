@@ -6,9 +6,9 @@ import pytest
 import torch
 
 import fedpeft
+from fedpeft.build import build_setup as build
 from fedpeft.config import load_config
 from fedpeft.evaluation import predict
-from fedpeft.build import build_setup as build
 from fedpeft.methods import METHODS
 from fedpeft.model import load_sequence_classifier
 from fedpeft.pipeline import codec
@@ -42,7 +42,9 @@ def test_matrix_covers_every_registered_method() -> None:
 
 @pytest.mark.parametrize("pooling", ["cls", "mean"])
 @pytest.mark.parametrize("method", sorted(METHOD_OVERRIDES))
-def test_method_trains_federated_and_round_trips(tiny_config: dict, tiny_model_dir: Path, method: str, pooling: str) -> None:
+def test_method_trains_federated_and_round_trips(
+    tiny_config: dict, tiny_model_dir: Path, method: str, pooling: str
+) -> None:
     overrides = [*METHOD_OVERRIDES[method], f"model.pooling={pooling}", "rounds=1", "clients.per_round=1"]
     cfg = load_config(tiny_config, overrides)
     setup = build(cfg)

@@ -18,9 +18,15 @@ from fedpeft.model.mobilenet import MobileNetV2
 
 TASKS = {"encoder": "sequence_classification", "decoder": "causal_lm", "cnn": "image_classification"}
 SMALL = {
-    "lora": {"r": 2}, "vera": {"r": 4}, "houlsby": {"reduction_factor": 4}, "pfeiffer": {"reduction_factor": 4},
-    "prompt": {"num_virtual_tokens": 3}, "fourierft": {"options": {"n_frequency": 16}},
-    "p_tuning": {"options": {"num_virtual_tokens": 3}}, "prefix": {"num_virtual_tokens": 3}, "sparse": {"density": 0.05},
+    "lora": {"r": 2},
+    "vera": {"r": 4},
+    "houlsby": {"reduction_factor": 4},
+    "pfeiffer": {"reduction_factor": 4},
+    "prompt": {"num_virtual_tokens": 3},
+    "fourierft": {"options": {"n_frequency": 16}},
+    "p_tuning": {"options": {"num_virtual_tokens": 3}},
+    "prefix": {"num_virtual_tokens": 3},
+    "sparse": {"density": 0.05},
 }
 CASES = sorted(METHODS.names()) + ["sparse-fisher", "sparse-random"]
 REFUSED = {
@@ -41,10 +47,19 @@ def make_model(kind: str, tiny_model_dir: Path) -> nn.Module:
     if kind == "decoder":
         from transformers import LlamaConfig, LlamaForCausalLM
 
-        return LlamaForCausalLM(LlamaConfig(
-            vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=64, tie_word_embeddings=True, pad_token_id=0,
-        ))
+        return LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=40,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                max_position_embeddings=64,
+                tie_word_embeddings=True,
+                pad_token_id=0,
+            )
+        )
     return MobileNetV2(num_labels=3, width_mult=0.25)
 
 
@@ -68,5 +83,12 @@ def method_config(case: str) -> tuple[str, object]:
 @pytest.mark.parametrize("case", CASES)
 def test_method_on_model_kind(kind: str, case: str, tiny_model_dir: Path, tmp_path: Path, check_method) -> None:  # type: ignore[no-untyped-def]
     name, cfg = method_config(case)
-    check_method(name, cfg, TASKS[kind], lambda: make_model(kind, tiny_model_dir), make_data(kind), tmp_path,
-                 refused=REFUSED.get((kind, name)))
+    check_method(
+        name,
+        cfg,
+        TASKS[kind],
+        lambda: make_model(kind, tiny_model_dir),
+        make_data(kind),
+        tmp_path,
+        refused=REFUSED.get((kind, name)),
+    )

@@ -65,7 +65,15 @@ def test_random_masks_agree_between_independent_clients() -> None:
 def test_fisher_mask_is_agreed_from_client_scores() -> None:
     cfg = SparseMethod(density=0.2, selection="fisher")
     rng = np.random.default_rng(0)
-    clients = [[{"x": torch.tensor(rng.normal(size=(8, 6)), dtype=torch.float32), "labels": torch.tensor(rng.integers(0, 2, 8))}] for _ in range(3)]
+    clients = [
+        [
+            {
+                "x": torch.tensor(rng.normal(size=(8, 6)), dtype=torch.float32),
+                "labels": torch.tensor(rng.integers(0, 2, 8)),
+            }
+        ]
+        for _ in range(3)
+    ]
     # one client: its mask is the top of its own squared gradients
     alone = mask_of(calibrate_sparse(Net(), cfg, "", [iter(clients[0])])[0])["body.weight"]
     net = Net()

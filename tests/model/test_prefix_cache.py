@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import fedpeft
+from fedpeft.build import build_setup as build
 from fedpeft.config.load import load_config
 from fedpeft.errors import ModelError
-from fedpeft.build import build_setup as build
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,12 @@ METHODS = {
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_cached_run_equals_the_uncached_run(method: str, tiny_config: dict, no_dropout_model_dir: Path) -> None:
-    base = {**tiny_config, "model": {"name": str(no_dropout_model_dir), "pooling": "mean"},
-            "peft": METHODS[method], "rounds": 3}
+    base = {
+        **tiny_config,
+        "model": {"name": str(no_dropout_model_dir), "pooling": "mean"},
+        "peft": METHODS[method],
+        "rounds": 3,
+    }
     plain = fedpeft.run(base, progress=False)
     cached = fedpeft.run(base, ["model.cache_frozen_prefix=true"], progress=False)
     assert cached["final"]["accuracy"] == plain["final"]["accuracy"]
@@ -47,8 +51,9 @@ def test_cached_run_equals_the_uncached_run(method: str, tiny_config: dict, no_d
 
 
 def test_cache_holds_each_example_once_and_keeps_parameters_in_place(tiny_config: dict) -> None:
-    cfg = load_config({**tiny_config, "peft": METHODS["top_layers"], "model": {**tiny_config["model"],
-                                                                                "cache_frozen_prefix": True}})
+    cfg = load_config(
+        {**tiny_config, "peft": METHODS["top_layers"], "model": {**tiny_config["model"], "cache_frozen_prefix": True}}
+    )
     setup = build(cfg)
     names = [n for n, _ in setup.model.named_parameters()]
     assert any(".layer.0." in n for n in names)  # the cached block's weights are still part of the model
@@ -58,12 +63,18 @@ def test_cache_holds_each_example_once_and_keeps_parameters_in_place(tiny_config
     second = setup.model(**batch).logits
     cache = setup.prefix_cache
     assert cache is not None and torch.equal(first, second)
-    assert cache.misses == 8 and cache.hits == 8 and cache.stats()["examples"] == len({
-        tuple(r[m.bool()].tolist()) for r, m in zip(batch["input_ids"], batch["attention_mask"])})
+    assert (
+        cache.misses == 8
+        and cache.hits == 8
+        and cache.stats()["examples"]
+        == len({tuple(r[m.bool()].tolist()) for r, m in zip(batch["input_ids"], batch["attention_mask"])})
+    )
 
 
-@pytest.mark.parametrize("peft", [{"method": "lora", "r": 4, "target_modules": ["query", "value"]},
-                                  {"method": "prompt", "num_virtual_tokens": 4}])
+@pytest.mark.parametrize(
+    "peft",
+    [{"method": "lora", "r": 4, "target_modules": ["query", "value"]}, {"method": "prompt", "num_virtual_tokens": 4}],
+)
 def test_refused_when_the_lowest_block_or_the_input_trains(peft: dict, tiny_config: dict) -> None:
     cfg = load_config({**tiny_config, "peft": peft, "model": {**tiny_config["model"], "cache_frozen_prefix": True}})
     with pytest.raises(ModelError, match="cache_frozen_prefix"):

@@ -6,15 +6,17 @@ from pathlib import Path
 import pytest
 
 import fedpeft
+from fedpeft.build import build_setup as build
 from fedpeft.client import FederatedClient, FitReply
 from fedpeft.config.load import load_config
-from fedpeft.build import build_setup as build
 from fedpeft.recipe import make_simulator
 from fedpeft.report import RunDir, summary_text
 
 LEARN = ["rounds=6", "clients.per_round=6", "clients.local_steps=6", "clients.lr=0.03", "model.pooling=mean"]
-HEAVY = {"uplink": [{"name": "lora_rank", "keep": 2}, {"name": "topk", "density": 0.25}, {"name": "int4"}],
-         "downlink": [{"name": "int8"}]}
+HEAVY = {
+    "uplink": [{"name": "lora_rank", "keep": 2}, {"name": "topk", "density": 0.25}, {"name": "int4"}],
+    "downlink": [{"name": "int8"}],
+}
 
 
 def records(summary: dict) -> list[dict]:
@@ -43,7 +45,9 @@ def test_ledger_records_each_clients_costs(tiny_config: dict) -> None:
         assert sum(c["bytes_down"] for c in r["clients"].values()) == r["bytes_down"]
         assert sum(c["samples"] for c in r["clients"].values()) == r["samples"]
         assert all(c["flops"] > 0 and c["peak_mb"] > 0 and c["cpu_seconds"] > 0 for c in r["clients"].values())
-        assert all(c["energy_wh_estimate"] == pytest.approx(c["cpu_seconds"] * 20 / 3600) for c in r["clients"].values())
+        assert all(
+            c["energy_wh_estimate"] == pytest.approx(c["cpu_seconds"] * 20 / 3600) for c in r["clients"].values()
+        )
     led = summary["ledger"]
     assert led["flops"] == pytest.approx(sum(c["flops"] for r in rounds for c in r["clients"].values()))
     assert led["energy_wh_estimate"] == pytest.approx(led["cpu_seconds"] * 20 / 3600)
@@ -72,8 +76,9 @@ def test_error_feedback_residual_is_kept_per_client(tiny_config: dict, tmp_path:
         residual = {k: v for k, v in (sim.client.store.get(cid) or {}).items() if k.startswith("ef/")}
         assert set(residual) == {f"ef/{n}" for n in setup.trainable.names}
         assert sum(float(v.norm()) for v in residual.values()) > 0
-    assert not any(k.startswith("ef/") for c in setup.client_data if c not in out.accepted
-                   for k in (sim.client.store.get(c) or {}))
+    assert not any(
+        k.startswith("ef/") for c in setup.client_data if c not in out.accepted for k in (sim.client.store.get(c) or {})
+    )
 
 
 class Truncating(FederatedClient):
@@ -99,21 +104,36 @@ def test_a_bad_compressed_update_drops_only_its_client(tiny_config: dict) -> Non
 @pytest.mark.parametrize("strategy", ["fedavg", "ffa_lora", "flora", "flexlora", "hetlora", "scaffold"])
 def test_compression_composes_with_strategies_and_rank_tiers(strategy: str, tiny_config: dict) -> None:
     tiers = {} if strategy == "scaffold" else {"resources": {"rank_tiers": {2: 0.5, 4: 0.5}}}
-    cfg = {**tiny_config, **tiers, "strategy": {"name": strategy},
-           "compression": {**HEAVY, "uplink": [{"name": "lora_rank", "keep": 3}, *HEAVY["uplink"][1:]]}}
+    cfg = {
+        **tiny_config,
+        **tiers,
+        "strategy": {"name": strategy},
+        "compression": {**HEAVY, "uplink": [{"name": "lora_rank", "keep": 3}, *HEAVY["uplink"][1:]]},
+    }
     summary = fedpeft.run(cfg, progress=False)
     assert summary["ledger"]["rejected_updates"] == 0
     assert summary["updates_accepted"] == 2 * tiny_config["clients"]["per_round"]
 
 
-@pytest.mark.parametrize("peft", [
-    {"method": "houlsby"}, {"method": "ia3"}, {"method": "sparse", "density": 0.05}, {"method": "prompt"},
-    {"method": "bitfit"}, {"method": "lora", "r": 4, "use_dora": True},
-], ids=lambda p: p["method"] + ("-dora" if p.get("use_dora") else ""))
+@pytest.mark.parametrize(
+    "peft",
+    [
+        {"method": "houlsby"},
+        {"method": "ia3"},
+        {"method": "sparse", "density": 0.05},
+        {"method": "prompt"},
+        {"method": "bitfit"},
+        {"method": "lora", "r": 4, "use_dora": True},
+    ],
+    ids=lambda p: p["method"] + ("-dora" if p.get("use_dora") else ""),
+)
 def test_compression_composes_with_peft_methods(peft: dict, tiny_config: dict) -> None:
-    cfg = {**tiny_config, "peft": peft, "rounds": 1,
-           "compression": {"uplink": [{"name": "topk", "density": 0.3}, {"name": "int4"}],
-                           "downlink": [{"name": "bf16"}]}}
+    cfg = {
+        **tiny_config,
+        "peft": peft,
+        "rounds": 1,
+        "compression": {"uplink": [{"name": "topk", "density": 0.3}, {"name": "int4"}], "downlink": [{"name": "bf16"}]},
+    }
     summary = fedpeft.run(cfg, progress=False)
     assert summary["ledger"]["rejected_updates"] == 0
     assert summary["updates_accepted"] == tiny_config["clients"]["per_round"]
@@ -121,9 +141,14 @@ def test_compression_composes_with_peft_methods(peft: dict, tiny_config: dict) -
 
 @pytest.mark.parametrize("strategy", ["fedsa_lora", "fedprox", "fedavgm", "fedadam", "fedyogi", "fedadagrad"])
 def test_compression_composes_with_the_other_strategies(strategy: str, tiny_config: dict) -> None:
-    cfg = {**tiny_config, "strategy": {"name": strategy},
-           "compression": {"uplink": [{"name": "randk", "density": 0.5, "rescale": True}, {"name": "int2"}],
-                           "downlink": [{"name": "int8"}]}}
+    cfg = {
+        **tiny_config,
+        "strategy": {"name": strategy},
+        "compression": {
+            "uplink": [{"name": "randk", "density": 0.5, "rescale": True}, {"name": "int2"}],
+            "downlink": [{"name": "int8"}],
+        },
+    }
     summary = fedpeft.run(cfg, progress=False)
     assert summary["ledger"]["rejected_updates"] == 0
     assert summary["updates_accepted"] == 2 * tiny_config["clients"]["per_round"]

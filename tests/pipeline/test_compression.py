@@ -7,10 +7,10 @@ import struct
 
 import pytest
 import torch
-from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 
 from fedpeft.config.compression import CompressionConfig
 from fedpeft.errors import InvalidUpdate

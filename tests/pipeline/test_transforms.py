@@ -31,10 +31,14 @@ def round_trip(t: Transform, tensors: dict[str, torch.Tensor], seed: int = 0, re
 
 
 @settings(max_examples=30, deadline=None)
-@given(bits=st.sampled_from([8, 4, 2]), block=st.sampled_from([None, 3, 16]), n=st.integers(1, 40),
-       rounding=st.sampled_from(["stochastic", "dithered"]), seed=st.integers(0, 10_000))
-def test_quantisers_are_unbiased_in_expectation(bits: int, block: int | None, n: int, rounding: str,
-                                                seed: int) -> None:
+@given(
+    bits=st.sampled_from([8, 4, 2]),
+    block=st.sampled_from([None, 3, 16]),
+    n=st.integers(1, 40),
+    rounding=st.sampled_from(["stochastic", "dithered"]),
+    seed=st.integers(0, 10_000),
+)
+def test_quantisers_are_unbiased_in_expectation(bits: int, block: int | None, n: int, rounding: str, seed: int) -> None:
     torch.manual_seed(seed)
     x = torch.randn(n) * 10 ** torch.empty(n).uniform_(-3, 0)
     q = Quantize(bits, block, rounding)

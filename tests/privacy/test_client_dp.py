@@ -14,9 +14,9 @@ import fedpeft
 from fedpeft.client.plugins import FitContext
 from fedpeft.config import load_config
 from fedpeft.errors import ConfigError
-from fedpeft.wrappers.client_dp import BELOW_KEY, CLIP_KEY, ClientLevelDP, ClipAndNoise
 from fedpeft.strategy import FedAvg
 from fedpeft.strategy.base import ClientUpdate, update_norm
+from fedpeft.wrappers.client_dp import BELOW_KEY, CLIP_KEY, ClientLevelDP, ClipAndNoise
 
 
 def dp_strategy(**kwargs) -> tuple[FedAvg, ClientLevelDP]:  # type: ignore[no-untyped-def]
@@ -80,8 +80,11 @@ def test_adaptive_clipping_spends_part_of_the_budget_on_the_count() -> None:
 
 
 def test_epsilon_equals_opacus_for_the_same_rate_noise_and_rounds(tiny_config: dict) -> None:
-    summary = fedpeft.run(tiny_config, ["privacy.client_dp=central", "privacy.noise_multiplier=1.2",
-                                        "privacy.delta=1e-4", "rounds=3"], progress=False)
+    summary = fedpeft.run(
+        tiny_config,
+        ["privacy.client_dp=central", "privacy.noise_multiplier=1.2", "privacy.delta=1e-4", "rounds=3"],
+        progress=False,
+    )
     acc = RDPAccountant()
     for _ in range(3):
         acc.step(noise_multiplier=1.2, sample_rate=3 / 6)  # 3 of the 6 shops per round
@@ -90,15 +93,19 @@ def test_epsilon_equals_opacus_for_the_same_rate_noise_and_rounds(tiny_config: d
 
 
 def test_target_epsilon_calibrates_the_noise(tiny_config: dict) -> None:
-    summary = fedpeft.run(tiny_config, ["privacy.client_dp=central", "privacy.target_epsilon=8", "rounds=3"],
-                          progress=False)
+    summary = fedpeft.run(
+        tiny_config, ["privacy.client_dp=central", "privacy.target_epsilon=8", "rounds=3"], progress=False
+    )
     eps = summary["privacy"]["epsilon"]
     assert 7.0 < eps <= 8.0 and summary["privacy"]["noise_multiplier"] > 0
 
 
 def test_local_dp_composes_with_compression(tiny_config: dict) -> None:
-    summary = fedpeft.run(tiny_config, ["privacy.client_dp=local", "privacy.noise_multiplier=0.5",
-                                        "compression.uplink=[{name: int8}]"], progress=False)
+    summary = fedpeft.run(
+        tiny_config,
+        ["privacy.client_dp=local", "privacy.noise_multiplier=0.5", "compression.uplink=[{name: int8}]"],
+        progress=False,
+    )
     assert summary["ledger"]["rejected_updates"] == 0 and math.isfinite(summary["privacy"]["epsilon"])
     one = RDPAccountant()
     for _ in range(2):  # local noise, no amplification: at most one release per round per client
@@ -111,7 +118,10 @@ def test_local_dp_composes_with_compression(tiny_config: dict) -> None:
     [
         (["privacy.client_dp=central"], "exactly one of"),
         (["privacy.client_dp=local", "privacy.noise_multiplier=1", "privacy.adaptive_clip=true"], "trusted server"),
-        (["privacy.client_dp=central", "privacy.noise_multiplier=1", "robustness.aggregator=median"], "clips and averages"),
+        (
+            ["privacy.client_dp=central", "privacy.noise_multiplier=1", "robustness.aggregator=median"],
+            "clips and averages",
+        ),
         (["privacy.client_dp=central", "privacy.noise_multiplier=1", "strategy.name=flora"], "its own way"),
     ],
 )
@@ -127,8 +137,16 @@ def test_no_released_tensor_escapes_the_noise(name: str, mode: str) -> None:
     changes) is clipped as one vector and noised: centrally by the wrapper, locally by the client mod."""
     from fedpeft.build.server import build_strategy
 
-    cfg = load_config({}, [f"strategy.name={name}", f"privacy.client_dp={mode}", "privacy.noise_multiplier=1.0",
-                           "privacy.clip=0.5", "clients.per_round=4"])
+    cfg = load_config(
+        {},
+        [
+            f"strategy.name={name}",
+            f"privacy.client_dp={mode}",
+            "privacy.noise_multiplier=1.0",
+            "privacy.clip=0.5",
+            "clients.per_round=4",
+        ],
+    )
     state = {"m.lora_A.default.weight": torch.zeros(4, 16), "m.lora_B.default.weight": torch.zeros(16, 4)}
     dp = build_strategy(cfg, torch.nn.Linear(1, 1), state, num_clients=8)
     assert isinstance(dp, ClientLevelDP)
@@ -151,8 +169,16 @@ def test_scaffold_control_variates_carry_the_accounted_noise() -> None:
     from fedpeft.build.server import build_strategy
     from fedpeft.strategy.scaffold import DC
 
-    cfg = load_config({}, ["strategy.name=scaffold", "privacy.client_dp=central", "privacy.noise_multiplier=2.0",
-                           "privacy.clip=1.0", "clients.per_round=4"])
+    cfg = load_config(
+        {},
+        [
+            "strategy.name=scaffold",
+            "privacy.client_dp=central",
+            "privacy.noise_multiplier=2.0",
+            "privacy.clip=1.0",
+            "clients.per_round=4",
+        ],
+    )
     dp = build_strategy(cfg, torch.nn.Linear(1, 1), {"w": torch.zeros(4000)}, num_clients=8)
     ups = [ClientUpdate(f"c{i}", {"w": torch.zeros(4000), DC + "w": torch.zeros(4000)}, 1) for i in range(4)]
     dp.aggregate_train(1, [dp.receive(u) for u in ups])

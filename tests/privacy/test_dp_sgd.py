@@ -22,9 +22,17 @@ from fedpeft.privacy.dp_sgd import DPStep, SampleLevelDP, epsilon_of, poisson_ba
 
 
 def tiny_classifier(method: str) -> torch.nn.Module:
-    cfg = BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                     max_position_embeddings=32, num_labels=2, hidden_dropout_prob=0.0,
-                     attention_probs_dropout_prob=0.0)
+    cfg = BertConfig(
+        vocab_size=30,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        num_labels=2,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     torch.manual_seed(0)
     extra = {"target_modules": ["query", "value"]} if method == "lora" else {}
     peft_cfg = TypeAdapter(PeftMethodConfig).validate_python({"method": method, **extra})
@@ -69,8 +77,15 @@ def test_target_epsilon_bounds_a_client_in_every_round() -> None:
     assert 2.7 < epsilon_of(full, 1e-5) <= 3.0
 
 
-@pytest.mark.parametrize("method, path", [("lora", "opacus hooks"), ("bitfit", "opacus hooks"),
-                                          ("ia3", "one backward per example"), ("vera", "one backward per example")])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("lora", "opacus hooks"),
+        ("bitfit", "opacus hooks"),
+        ("ia3", "one backward per example"),
+        ("vera", "one backward per example"),
+    ],
+)
 def test_per_example_gradients_are_exact_on_either_path(method: str, path: str) -> None:
     model = tiny_classifier(method)
     params = TrainableState(model).params
@@ -152,18 +167,29 @@ def test_a_run_reports_each_clients_epsilon_and_repeats_exactly(tiny_config: dic
 
 def test_dp_sgd_composes_with_client_level_dp_and_compression(tiny_config: dict) -> None:
     tiny_config["peft"] = {"method": "ia3"}
-    summary = fedpeft.run(tiny_config, ["privacy.dp_sgd.enabled=true", "privacy.dp_sgd.noise_multiplier=1.0",
-                                        "privacy.client_dp=central", "privacy.noise_multiplier=0.5",
-                                        "compression.uplink=[{name: int8}]"], progress=False)
+    summary = fedpeft.run(
+        tiny_config,
+        [
+            "privacy.dp_sgd.enabled=true",
+            "privacy.dp_sgd.noise_multiplier=1.0",
+            "privacy.client_dp=central",
+            "privacy.noise_multiplier=0.5",
+            "compression.uplink=[{name: int8}]",
+        ],
+        progress=False,
+    )
     assert summary["ledger"]["rejected_updates"] == 0
     assert summary["dp_sgd"]["per_example_gradients"] == "one backward per example"
     assert summary["privacy"]["epsilon"] > 0 and summary["dp_sgd"]["max_client_epsilon"] > 0
 
 
-@pytest.mark.parametrize("overrides, fragment", [
-    (["privacy.dp_sgd.enabled=true"], "exactly one of"),
-    (["privacy.dp_sgd.enabled=true", "privacy.dp_sgd.noise_multiplier=1", "peft.method=sparse"], "raw gradients"),
-])
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["privacy.dp_sgd.enabled=true"], "exactly one of"),
+        (["privacy.dp_sgd.enabled=true", "privacy.dp_sgd.noise_multiplier=1", "peft.method=sparse"], "raw gradients"),
+    ],
+)
 def test_inconsistent_dp_sgd_settings_are_refused(overrides: list[str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         load_config({}, overrides)

@@ -61,11 +61,17 @@ CASES = {
     "scaffold with optimiser state": ["strategy.name=scaffold", "clients.keep_optimizer_state=true"],
     "flora": ["strategy.name=flora"],
     "adaptive client DP": ["privacy.client_dp=central", "privacy.target_epsilon=20", "privacy.adaptive_clip=true"],
-    "DP-SGD + top-k with error feedback": ["privacy.dp_sgd.enabled=true", "privacy.dp_sgd.noise_multiplier=0.5",
-                                           "compression.uplink=[{name: topk, density: 0.2}]"],
+    "DP-SGD + top-k with error feedback": [
+        "privacy.dp_sgd.enabled=true",
+        "privacy.dp_sgd.noise_multiplier=0.5",
+        "compression.uplink=[{name: topk, density: 0.2}]",
+    ],
     "stale stragglers and dropouts": [
-        "resources.speed_tiers={40: 0.5, 400: 0.5}", "participation.deadline_s=0.5",
-        "participation.stragglers=stale", "participation.dropout=0.2"],
+        "resources.speed_tiers={40: 0.5, 400: 0.5}",
+        "participation.deadline_s=0.5",
+        "participation.stragglers=stale",
+        "participation.dropout=0.2",
+    ],
 }
 
 
@@ -110,8 +116,13 @@ def test_a_killed_process_resumes_from_the_command_line(tiny_config: dict, tmp_p
     proc.wait()
     done = Checkpoint(run_dir).round
     assert 3 <= done < 40, "the run was not stopped part-way"
-    out = subprocess.run([sys.executable, "-m", "fedpeft.cli", "run", "--resume", str(run_dir), "--no-progress"],
-                         env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "fedpeft.cli", "run", "--resume", str(run_dir), "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr
     assert f"resuming after round {done} of 40" in out.stdout
     rounds = [r["round"] for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())]

@@ -25,8 +25,14 @@ def make(tmp_path, profiles=None, participation=None, per_round=4, min_updates=1
     strategy = FedAvg(per_round)
     stale = participation is not None and participation.stragglers == "stale"
     strategy.initialize(ts.snapshot(), num_clients=len(clients), keep_past=participation.max_staleness if stale else 0)
-    client = FederatedClient(LocalTrainer(model, ts, ClientConfig(local_steps=2, batch_size=4)), ts, clients,
-                             ClientStateStore(tmp_path), seed=0, plugins=strategy.client_plugins())
+    client = FederatedClient(
+        LocalTrainer(model, ts, ClientConfig(local_steps=2, batch_size=4)),
+        ts,
+        clients,
+        ClientStateStore(tmp_path),
+        seed=0,
+        plugins=strategy.client_plugins(),
+    )
     fleet = SimulatedParticipation(LocalFleet(client), profiles, participation, seed=0)
     return Simulator(strategy, fleet, list(clients), seed=0, min_updates=min_updates)
 
@@ -74,9 +80,16 @@ def test_straggler_discount_is_applied_to_the_weight(tmp_path) -> None:
     profiles = {f"c{i}": ClientProfile(speed=1.0 if i == 0 else 100.0) for i in range(6)}
     sim = make(tmp_path, profiles, ParticipationConfig(deadline_s=3.0, stragglers="stale", staleness_exponent=1.0))
     sim.run_round(1)
-    ((due, update),) = [(p.due, ClientUpdate(p.reply.client_id, {}, p.reply.num_examples, staleness=p.staleness,
-                                             weight_scale=p.weight_scale))
-                        for p in sim.fleet.pending if p.reply.client_id == "c0"]
+    ((due, update),) = [
+        (
+            p.due,
+            ClientUpdate(
+                p.reply.client_id, {}, p.reply.num_examples, staleness=p.staleness, weight_scale=p.weight_scale
+            ),
+        )
+        for p in sim.fleet.pending
+        if p.reply.client_id == "c0"
+    ]
     assert due == 3 and update.staleness == 2 and update.weight == pytest.approx(update.num_examples / 3)
 
 

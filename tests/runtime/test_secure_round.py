@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
+from fedpeft.build import build_setup as build
 from fedpeft.config import load_config
 from fedpeft.errors import ConfigError, InvalidUpdate
-from fedpeft.build import build_setup as build
 from fedpeft.fleet.secure_round import SecureRound
 from fedpeft.recipe import Simulation, make_simulator
-from fedpeft.wrappers.client_dp import ClientLevelDP
-from fedpeft.wrappers.strategy import find_layer
 from fedpeft.report import RunDir
 from fedpeft.strategy.base import ClientUpdate
+from fedpeft.wrappers.client_dp import ClientLevelDP
+from fedpeft.wrappers.strategy import find_layer
 
 SECURE = ["privacy.secure_aggregation.enabled=true", "privacy.secure_aggregation.threshold=0.51"]
 
@@ -33,10 +33,16 @@ def recording(sim: Simulation) -> list[ClientUpdate]:
     return seen
 
 
-@pytest.mark.parametrize("extra", [[], ["privacy.client_dp=central", "privacy.noise_multiplier=0.8",
-                                        "privacy.clip=0.5"],
-                                   ["privacy.client_dp=local", "privacy.noise_multiplier=0.3"],
-                                   ["strategy.name=ffa_lora"], ["strategy.name=fedadam", "strategy.server_lr=0.01"]])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["privacy.client_dp=central", "privacy.noise_multiplier=0.8", "privacy.clip=0.5"],
+        ["privacy.client_dp=local", "privacy.noise_multiplier=0.3"],
+        ["strategy.name=ffa_lora"],
+        ["strategy.name=fedadam", "strategy.server_lr=0.01"],
+    ],
+)
 def test_secure_rounds_reach_the_plain_global_state_with_dropouts(tiny_config: dict, extra: list[str]) -> None:
     common = ["participation.dropout=0.22", "clients.per_round=5", *extra]
     plain, secure = simulator(tiny_config, common), simulator(tiny_config, [*common, *SECURE])
@@ -109,13 +115,19 @@ def test_too_few_survivors_fail_the_round_and_keep_the_state(tiny_config: dict) 
     assert all(torch.equal(before[n], t) for n, t in sim.global_state.items())
 
 
-@pytest.mark.parametrize("overrides, fragment", [
-    (["strategy.name=scaffold"], "needs each client"),
-    (["robustness.aggregator=median"], "robust aggregators"),
-    (["compression.uplink=[{name: int8}]"], "drop compression.uplink"),
-    (["privacy.client_dp=central", "privacy.noise_multiplier=1", "privacy.adaptive_clip=true"], "fixed privacy.clip"),
-    (["privacy.secure_aggregation.threshold=0.5"], "greater than 0.5"),
-])
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["strategy.name=scaffold"], "needs each client"),
+        (["robustness.aggregator=median"], "robust aggregators"),
+        (["compression.uplink=[{name: int8}]"], "drop compression.uplink"),
+        (
+            ["privacy.client_dp=central", "privacy.noise_multiplier=1", "privacy.adaptive_clip=true"],
+            "fixed privacy.clip",
+        ),
+        (["privacy.secure_aggregation.threshold=0.5"], "greater than 0.5"),
+    ],
+)
 def test_what_secure_aggregation_cannot_serve_is_refused(overrides: list[str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         load_config({}, [*SECURE, *overrides])

@@ -14,8 +14,15 @@ from fedpeft.strategy import FedAvg
 from ..client.test_trainer import BagOfTokens, data  # type: ignore[import-not-found]
 
 
-def make_sim(tmp_path, per_round=3, min_updates=1, client_cls=FederatedClient, keep_opt=False,  # type: ignore[no-untyped-def]
-             uplink=None, downlink=None):
+def make_sim(
+    tmp_path,
+    per_round=3,
+    min_updates=1,
+    client_cls=FederatedClient,
+    keep_opt=False,  # type: ignore[no-untyped-def]
+    uplink=None,
+    downlink=None,
+):
     torch.manual_seed(0)
     model = BagOfTokens()
     ts = TrainableState(model)
@@ -23,11 +30,19 @@ def make_sim(tmp_path, per_round=3, min_updates=1, client_cls=FederatedClient, k
     strategy = FedAvg(per_round)
     strategy.initialize(ts.snapshot(), num_clients=len(clients))
     uplink, downlink = uplink or UpdatePipeline(), downlink or UpdatePipeline()
-    client = client_cls(LocalTrainer(model, ts, ClientConfig(local_steps=2, batch_size=4, keep_optimizer_state=keep_opt)),
-                        ts, clients, ClientStateStore(tmp_path), seed=0, plugins=strategy.client_plugins(),
-                        uplink=uplink, downlink=downlink)
-    return Simulator(strategy, LocalFleet(client), list(clients), seed=0, min_updates=min_updates, uplink=uplink,
-                     downlink=downlink), ts
+    client = client_cls(
+        LocalTrainer(model, ts, ClientConfig(local_steps=2, batch_size=4, keep_optimizer_state=keep_opt)),
+        ts,
+        clients,
+        ClientStateStore(tmp_path),
+        seed=0,
+        plugins=strategy.client_plugins(),
+        uplink=uplink,
+        downlink=downlink,
+    )
+    return Simulator(
+        strategy, LocalFleet(client), list(clients), seed=0, min_updates=min_updates, uplink=uplink, downlink=downlink
+    ), ts
 
 
 def test_bytes_are_the_real_payload_lengths(tmp_path) -> None:
@@ -112,9 +127,12 @@ def test_compressed_bytes_are_the_real_payload_lengths(tmp_path) -> None:
     from fedpeft.pipeline.transforms.quantize import Quantize
     from fedpeft.pipeline.transforms.topk import TopK
 
-    sim, ts = make_sim(tmp_path, client_cls=Recording,
-                       uplink=UpdatePipeline([TopK(0.2), Quantize(8, 16)], error_feedback=True),
-                       downlink=UpdatePipeline([Cast(torch.float16)]))
+    sim, ts = make_sim(
+        tmp_path,
+        client_cls=Recording,
+        uplink=UpdatePipeline([TopK(0.2), Quantize(8, 16)], error_feedback=True),
+        downlink=UpdatePipeline([Cast(torch.float16)]),
+    )
     out = sim.run_round(1)
     assert out.status == "ok" and len(out.accepted) == 3
     assert out.bytes_up == sim.fleet.client.sent and out.bytes_down == sim.fleet.client.received  # type: ignore[attr-defined]

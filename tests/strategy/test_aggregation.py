@@ -15,8 +15,8 @@ from fedpeft.strategy import (
     FedOpt,
     FedProx,
     FedSALora,
-    FLora,
     FlexLora,
+    FLora,
     HetLora,
     Scaffold,
 )
@@ -97,8 +97,10 @@ def test_fedsa_keeps_b_on_clients_and_averages_a() -> None:
     s.initialize(lora_state(2))
     assert set(s.downlink(1, "a")[0]) == {A, "head"}
     assert set(s.uplink_spec("a", {})) == {A, "head"}
-    ups = [up("a", 1, **{A.replace(".", "__"): torch.ones(2, 5), "head": torch.ones(2)}),
-           up("b", 1, **{A.replace(".", "__"): 3 * torch.ones(2, 5), "head": torch.ones(2)})]
+    ups = [
+        up("a", 1, **{A.replace(".", "__"): torch.ones(2, 5), "head": torch.ones(2)}),
+        up("b", 1, **{A.replace(".", "__"): 3 * torch.ones(2, 5), "head": torch.ones(2)}),
+    ]
     before = s.global_state[A].clone()
     s.aggregate_train(1, ups)
     assert torch.allclose(s.global_state[A], before + 2)
@@ -117,8 +119,9 @@ def test_hetlora_weights_by_update_norm_and_pads_low_ranks() -> None:
     wa, wb = 1 / (1 + 3 * np.sqrt(2)), 3 * np.sqrt(2) / (1 + 3 * np.sqrt(2))
     expected_a = wa * torch.tensor([[1.0, 0.0], [0.0, 0.0]]) + wb * torch.eye(2)
     assert torch.allclose(s.global_state[A], expected_a, atol=1e-6)
-    assert torch.allclose(s.global_state[B], wa * torch.tensor([[1.0, 0.0], [0.0, 0.0]]) + wb * 3 * torch.eye(2),
-                          atol=1e-6)
+    assert torch.allclose(
+        s.global_state[B], wa * torch.tensor([[1.0, 0.0], [0.0, 0.0]]) + wb * 3 * torch.eye(2), atol=1e-6
+    )
     assert s.downlink(2, "a")[0][A].shape == (1, 2)  # cut to the client's rank
 
 
@@ -126,10 +129,15 @@ def test_flexlora_gives_each_rank_its_best_approximation() -> None:
     # Prepare: two full-rank (2) clients whose products sum to a known matrix.
     s = FlexLora(per_round=2)
     s.initialize({A: torch.zeros(2, 3), B: torch.zeros(3, 2)}, ranks={"a": 2, "b": 2, "c": 1})
-    ua = ClientUpdate("a", {A: torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]), B: torch.tensor([[2.0, 0], [0, 1], [0, 0]])},
-                      1, {"rank": 2.0})
-    ub = ClientUpdate("b", {A: torch.tensor([[0, 0, 1.0], [0, 0, 0]]), B: torch.tensor([[0, 0], [0, 0], [4.0, 0]])},
-                      1, {"rank": 2.0})
+    ua = ClientUpdate(
+        "a",
+        {A: torch.tensor([[1.0, 0, 0], [0, 1.0, 0]]), B: torch.tensor([[2.0, 0], [0, 1], [0, 0]])},
+        1,
+        {"rank": 2.0},
+    )
+    ub = ClientUpdate(
+        "b", {A: torch.tensor([[0, 0, 1.0], [0, 0, 0]]), B: torch.tensor([[0, 0], [0, 0], [4.0, 0]])}, 1, {"rank": 2.0}
+    )
     # Execute
     s.aggregate_train(1, [ua, ub])
     # Assert: W = 0.5 * (diag(2, 1, 0) + 4 e3 e3^T) = diag(1, 0.5, 2)
@@ -153,8 +161,11 @@ def test_split_truncations_are_best_approximations() -> None:
 
 
 @settings(max_examples=30, deadline=None)
-@given(ranks=st.lists(st.integers(1, 6), min_size=1, max_size=5), seed=st.integers(0, 10_000),
-       sizes=st.lists(st.integers(1, 40), min_size=5, max_size=5))
+@given(
+    ranks=st.lists(st.integers(1, 6), min_size=1, max_size=5),
+    seed=st.integers(0, 10_000),
+    sizes=st.lists(st.integers(1, 40), min_size=5, max_size=5),
+)
 def test_flora_stack_is_exactly_the_weighted_sum_of_products(ranks: list[int], seed: int, sizes: list[int]) -> None:
     # Prepare: clients of random mixed ranks with random factors, on a model of rank max(ranks).
     full = max(ranks)

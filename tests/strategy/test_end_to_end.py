@@ -32,8 +32,17 @@ def test_every_registered_strategy_is_covered() -> None:
 @pytest.mark.parametrize("name", sorted(STRATEGY_OVERRIDES))
 def test_strategy_runs_and_learns(name: str, tiny_config: dict) -> None:
     tiers = TIERS if STRATEGIES.get(name).config.mixed_ranks else []
-    cfg = load_config(tiny_config, [f"strategy.name={name}", *STRATEGY_OVERRIDES[name], *tiers,
-                                    "rounds=3", "data.local_test_fraction=0.3", "eval.per_client=true"])
+    cfg = load_config(
+        tiny_config,
+        [
+            f"strategy.name={name}",
+            *STRATEGY_OVERRIDES[name],
+            *tiers,
+            "rounds=3",
+            "data.local_test_fraction=0.3",
+            "eval.per_client=true",
+        ],
+    )
     summary = fedpeft.run(cfg)
     assert summary["ledger"]["failed_rounds"] == 0
     assert summary["final"]["loss"] < summary["initial"]["loss"], (summary["initial"], summary["final"])
@@ -53,8 +62,12 @@ def test_heterogeneous_config_runs_with_faults_recorded(tiny_config: dict, tmp_p
     cfg["resources"] = {**shipped["resources"], "speed_tiers": {1: 0.5, 40: 0.5}}  # some clients always late
     cfg["participation"] = {**shipped["participation"], "deadline_s": 10, "dropout": 0.3}
     cfg["strategy"] = {**shipped["strategy"], "min_updates": 1}
-    cfg.update(rounds=4, eval={"every": 0, "per_client": True, "finetune_steps": 2},
-               data={**tiny_config["data"], "local_test_fraction": 0.3}, clients={**tiny_config["clients"], "per_round": 5})
+    cfg.update(
+        rounds=4,
+        eval={"every": 0, "per_client": True, "finetune_steps": 2},
+        data={**tiny_config["data"], "local_test_fraction": 0.3},
+        clients={**tiny_config["clients"], "per_round": 5},
+    )
     summary = fedpeft.run(load_config(cfg))
     led = summary["ledger"]
     assert led["dropped_clients"] > 0 and led["simulated_seconds"] > 0

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 import fedpeft
+from fedpeft.build import build_setup as build
 from fedpeft.config import load_config
 from fedpeft.evaluation import predict
-from fedpeft.build import build_setup as build
-from fedpeft.recipe import make_simulator
 from fedpeft.model.lora_factors import lora_pairs, product
 from fedpeft.pipeline import codec
+from fedpeft.recipe import make_simulator
 from fedpeft.report import RunDir
 
 TIERS = ["peft.r=4", "resources.rank_tiers={2: 0.5, 4: 0.5}", "clients.per_round=6"]
@@ -99,8 +99,13 @@ def test_flora_saved_run_reloads_to_the_same_predictions(tiny_config: dict, tmp_
 
 
 def test_personalised_evaluation_is_reproducible_and_reported(tiny_config: dict) -> None:
-    over = ["strategy.name=fedsa_lora", "data.local_test_fraction=0.3", "eval.per_client=true",
-            "eval.finetune_steps=2", "rounds=2"]
+    over = [
+        "strategy.name=fedsa_lora",
+        "data.local_test_fraction=0.3",
+        "eval.per_client=true",
+        "eval.finetune_steps=2",
+        "rounds=2",
+    ]
     a = fedpeft.run(load_config(tiny_config, over))
     b = fedpeft.run(load_config(tiny_config, over))
     pa, pb = a["per_client"]["personalised"], b["per_client"]["personalised"]

@@ -20,10 +20,16 @@ def updates_with_outliers(honest: int, bad: int, dim: int, seed: int, size: floa
 
 
 @settings(max_examples=30, deadline=None)
-@given(bad=st.integers(0, 3), extra=st.integers(1, 4), dim=st.integers(1, 20), seed=st.integers(0, 1000),
-       size=st.floats(1e2, 1e6))
-def test_median_and_trimmed_mean_stay_within_the_honest_range(bad: int, extra: int, dim: int, seed: int,
-                                                            size: float) -> None:
+@given(
+    bad=st.integers(0, 3),
+    extra=st.integers(1, 4),
+    dim=st.integers(1, 20),
+    seed=st.integers(0, 1000),
+    size=st.floats(1e2, 1e6),
+)
+def test_median_and_trimmed_mean_stay_within_the_honest_range(
+    bad: int, extra: int, dim: int, seed: int, size: float
+) -> None:
     honest = bad + extra  # honest clients are a strict majority
     ups = updates_with_outliers(honest, bad, dim, seed, size)
     stacked = torch.stack([u.delta["w"] for u in ups[:honest]])
@@ -44,8 +50,11 @@ def test_krum_picks_an_honest_update_when_n_exceeds_2f_plus_2(bad: int, seed: in
 
 
 def test_robust_rules_ignore_example_counts() -> None:
-    ups = [ClientUpdate("a", {"w": torch.tensor([1.0])}, 1), ClientUpdate("b", {"w": torch.tensor([2.0])}, 1),
-           ClientUpdate("evil", {"w": torch.tensor([100.0])}, 10**6)]
+    ups = [
+        ClientUpdate("a", {"w": torch.tensor([1.0])}, 1),
+        ClientUpdate("b", {"w": torch.tensor([2.0])}, 1),
+        ClientUpdate("evil", {"w": torch.tensor([100.0])}, 10**6),
+    ]
     assert coordinate_median(ups)["w"].item() == 2.0
 
 
@@ -70,11 +79,14 @@ def test_sign_flipping_attack_breaks_the_mean_and_robust_rules_resist(tiny_confi
     clean = fedpeft.run(tiny_config, LEARN, progress=False)
     attacked = fedpeft.run(tiny_config, [*LEARN, *ATTACK], progress=False)
     median = fedpeft.run(tiny_config, [*LEARN, *ATTACK, "robustness.aggregator=median"], progress=False)
-    krum = fedpeft.run(tiny_config, [*LEARN, *ATTACK, "robustness.aggregator=multi_krum",
-                                     "robustness.byzantine=2"], progress=False)
+    krum = fedpeft.run(
+        tiny_config, [*LEARN, *ATTACK, "robustness.aggregator=multi_krum", "robustness.byzantine=2"], progress=False
+    )
     assert attacked["attack"]["attackers"] == 2
-    accs = {k: s["final"]["accuracy"] for k, s in
-            {"clean": clean, "attacked": attacked, "median": median, "krum": krum}.items()}
+    accs = {
+        k: s["final"]["accuracy"]
+        for k, s in {"clean": clean, "attacked": attacked, "median": median, "krum": krum}.items()
+    }
     assert accs["attacked"] < accs["clean"] - 0.15, accs
     losses = {k: s["final"]["loss"] for k, s in {"clean": clean, "attacked": attacked, "median": median}.items()}
     assert accs["krum"] > accs["attacked"] + 0.15, accs  # Multi-Krum drops the attackers' updates
@@ -82,8 +94,17 @@ def test_sign_flipping_attack_breaks_the_mean_and_robust_rules_resist(tiny_confi
 
 
 def test_updates_above_the_norm_limit_are_rejected_and_the_round_goes_on(tiny_config: dict) -> None:
-    summary = fedpeft.run(tiny_config, ["attack.kind=scale", "attack.scale=1000", "attack.fraction=0.34",
-                                        "robustness.max_update_norm=50", "clients.per_round=6"], progress=False)
+    summary = fedpeft.run(
+        tiny_config,
+        [
+            "attack.kind=scale",
+            "attack.scale=1000",
+            "attack.fraction=0.34",
+            "robustness.max_update_norm=50",
+            "clients.per_round=6",
+        ],
+        progress=False,
+    )
     import json
     from pathlib import Path
 

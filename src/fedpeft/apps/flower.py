@@ -54,9 +54,19 @@ def serve(grid: Grid, context: Context) -> None:
     cfg = load_config(Path(str(rc["config"])), shlex.split(str(rc.get("overrides", ""))))
     nodes, timeout = int(rc.get("nodes", 2)), float(rc.get("round-timeout", 600))
     connect = float(rc.get("connect-timeout", 120))
-    run_experiment(cfg, progress=False, fleet=lambda client_ids: FlowerFleet.connect(
-        grid, client_ids, cfg.model_dump_json(), nodes=nodes, timeout=timeout, connect_timeout=connect,
-        context=context))
+    run_experiment(
+        cfg,
+        progress=False,
+        fleet=lambda client_ids: FlowerFleet.connect(
+            grid,
+            client_ids,
+            cfg.model_dump_json(),
+            nodes=nodes,
+            timeout=timeout,
+            connect_timeout=connect,
+            context=context,
+        ),
+    )
 
 
 @client_app.query()
@@ -87,8 +97,12 @@ def train(msg: Message, context: Context) -> Message:
         meta = msg.content.config_records[SECURE_FIT]
         params = compat.arrayrecord_to_parameters(msg.content.array_records["fitins.parameters"], keep_input=True)
         payload = parameters_to_ndarrays(params)[0].tobytes()
-        header = {"round": integer(meta, "round"), "client_id": str(meta["client_id"]),
-                  "config": json.loads(str(meta["config"])), "fedpeft_config": str(meta["fedpeft_config"])}
+        header = {
+            "round": integer(meta, "round"),
+            "client_id": str(meta["client_id"]),
+            "config": json.loads(str(meta["config"])),
+            "fedpeft_config": str(meta["fedpeft_config"]),
+        }
     else:
         ins, config_json = read_instruction(msg.content)
         payload = ins.payload

@@ -11,5 +11,16 @@ from fedpeft.build.fleet import build_fleet, secure_settings
 from fedpeft.build.server import build_strategy
 from fedpeft.build.workload import KINDS, Inputs, Setup, build_setup, configure_torch, model_inputs
 
-__all__ = ["KINDS", "Inputs", "Setup", "build_client", "build_fleet", "build_setup", "build_strategy", "client_mods",
-           "configure_torch", "model_inputs", "secure_settings"]
+__all__ = [
+    "KINDS",
+    "Inputs",
+    "Setup",
+    "build_client",
+    "build_fleet",
+    "build_setup",
+    "build_strategy",
+    "client_mods",
+    "configure_torch",
+    "model_inputs",
+    "secure_settings",
+]

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fedpeft.build.workload import Setup
 from fedpeft.client import ClientStateStore, FederatedClient, LocalTrainer
 from fedpeft.client.plugins import ClientPlugin
 from fedpeft.config.schema import RunConfig
@@ -24,7 +25,6 @@ from fedpeft.errors import ConfigError
 from fedpeft.pipeline.compression import UpdatePipeline
 from fedpeft.privacy.dp_sgd import SampleLevelDP
 from fedpeft.strategy import Strategy
-from fedpeft.build.workload import Setup
 from fedpeft.wrappers.attack import Attack, choose_attackers
 from fedpeft.wrappers.client_dp import ClientLevelDP, ClipAndNoise
 from fedpeft.wrappers.strategy import find_layer
@@ -40,13 +40,27 @@ def client_mods(cfg: RunConfig, strategy: Strategy, client_ids: Sequence[str]) -
         mods.append(ClipAndNoise(dp.noise_multiplier if dp.mode == "local" else 0.0, seed=cfg.seed))
     if cfg.attack.kind != "none":
         a = cfg.attack
-        mods.append(Attack(a.kind, choose_attackers(list(client_ids), a.fraction, cfg.seed), scale=a.scale,
-                           noise_std=a.noise_std, seed=cfg.seed))
+        mods.append(
+            Attack(
+                a.kind,
+                choose_attackers(list(client_ids), a.fraction, cfg.seed),
+                scale=a.scale,
+                noise_std=a.noise_std,
+                seed=cfg.seed,
+            )
+        )
     return mods
 
 
-def build_client(cfg: RunConfig, setup: Setup, strategy: Strategy, state_dir: Path,
-                 client_ids: Sequence[str] | None = None, *, reopen: bool = False) -> FederatedClient:
+def build_client(
+    cfg: RunConfig,
+    setup: Setup,
+    strategy: Strategy,
+    state_dir: Path,
+    client_ids: Sequence[str] | None = None,
+    *,
+    reopen: bool = False,
+) -> FederatedClient:
     """The client for ``client_ids`` (default: all of the run's), keeping each client's own state (optimiser
     moments, personal tensors, residuals) under ``state_dir``; ``reopen`` keeps it all on disk (a Flower
     node, whose worker may restart).
@@ -59,7 +73,11 @@ def build_client(cfg: RunConfig, setup: Setup, strategy: Strategy, state_dir: Pa
     store = ClientStateStore(state_dir, max_bytes=0, reopen=True) if reopen else ClientStateStore(state_dir)
     trainer = LocalTrainer(setup.model, setup.trainable, cfg.clients, dp=dp_sgd(setup))
     return FederatedClient(
-        trainer, setup.trainable, {cid: setup.client_data[cid] for cid in ids}, store, cfg.seed,
+        trainer,
+        setup.trainable,
+        {cid: setup.client_data[cid] for cid in ids},
+        store,
+        cfg.seed,
         plugins=client_mods(cfg, strategy, list(setup.client_data)),
         uplink=UpdatePipeline.from_config(compression.uplink, compression.feedback),
         downlink=UpdatePipeline.from_config(compression.downlink),
@@ -72,8 +90,13 @@ def dp_sgd(setup: Setup) -> SampleLevelDP | None:
     d = cfg.privacy.dp_sgd
     if not d.enabled:
         return None
-    dp = SampleLevelDP(max_grad_norm=d.max_grad_norm, noise_multiplier=d.noise_multiplier,
-                       target_epsilon=d.target_epsilon, delta=d.delta, rounds=cfg.rounds)
+    dp = SampleLevelDP(
+        max_grad_norm=d.max_grad_norm,
+        noise_multiplier=d.noise_multiplier,
+        target_epsilon=d.target_epsilon,
+        delta=d.delta,
+        rounds=cfg.rounds,
+    )
     data = max(setup.client_data.values(), key=len)
     if len(data) < 2:
         raise ConfigError("privacy.dp_sgd: every client holds a single example; DP-SGD needs local batches")

@@ -21,8 +21,9 @@ from fedpeft.wrappers.client_dp import ClientLevelDP
 from fedpeft.wrappers.robust import NormBound, RobustAggregation
 
 
-def build_strategy(cfg: RunConfig, model: nn.Module, initial: TensorDict, num_clients: int,
-                   ranks: Mapping[str, int] | None = None) -> Strategy:
+def build_strategy(
+    cfg: RunConfig, model: nn.Module, initial: TensorDict, num_clients: int, ranks: Mapping[str, int] | None = None
+) -> Strategy:
     """The configured strategy, started from ``initial`` (the model's trainable tensors), wrapped.
 
     Example:
@@ -31,18 +32,22 @@ def build_strategy(cfg: RunConfig, model: nn.Module, initial: TensorDict, num_cl
     spec = STRATEGIES.get(cfg.strategy.name)
     if ranks and not spec.config.mixed_ranks:
         mixed = ", ".join(n for n in STRATEGIES.names() if STRATEGIES.get(n).config.mixed_ranks)
-        raise ConfigError(f"strategy.name={cfg.strategy.name} cannot serve clients of mixed LoRA ranks: drop "
-                          f"resources.rank_tiers or pick {mixed}")
+        raise ConfigError(
+            f"strategy.name={cfg.strategy.name} cannot serve clients of mixed LoRA ranks: drop "
+            f"resources.rank_tiers or pick {mixed}"
+        )
     strategy = spec.build(cfg.strategy, cfg.clients.per_round, model)
     p = cfg.participation
-    strategy.initialize(initial, ranks, num_clients=num_clients,
-                        keep_past=p.max_staleness if p.stragglers == "stale" else 0)
+    strategy.initialize(
+        initial, ranks, num_clients=num_clients, keep_past=p.max_staleness if p.stragglers == "stale" else 0
+    )
     robust = cfg.robustness
     if robust.norm_bound is not None:
         strategy = NormBound(strategy, robust.norm_bound)
     if robust.aggregator != "mean":
-        rule = make_aggregator(robust.aggregator, trim_fraction=robust.trim_fraction, byzantine=robust.byzantine,
-                               m=robust.multi_krum)
+        rule = make_aggregator(
+            robust.aggregator, trim_fraction=robust.trim_fraction, byzantine=robust.byzantine, m=robust.multi_krum
+        )
         strategy = RobustAggregation(strategy, rule)
     if cfg.privacy.client_dp != "off":
         strategy = client_dp(cfg, strategy, num_clients)
@@ -58,5 +63,15 @@ def client_dp(cfg: RunConfig, strategy: Strategy, num_clients: int) -> ClientLev
     if z is None:
         assert p.target_epsilon is not None
         z = calibrate(p.target_epsilon, delta, rate if p.client_dp == "central" else 1.0, cfg.rounds)
-    return ClientLevelDP(strategy, clip=p.clip, noise_multiplier=z, mode=p.client_dp, sample_rate=rate, delta=delta,
-                         adaptive=p.adaptive_clip, target_quantile=p.target_quantile, clip_lr=p.clip_lr, seed=cfg.seed)
+    return ClientLevelDP(
+        strategy,
+        clip=p.clip,
+        noise_multiplier=z,
+        mode=p.client_dp,
+        sample_rate=rate,
+        delta=delta,
+        adaptive=p.adaptive_clip,
+        target_quantile=p.target_quantile,
+        clip_lr=p.clip_lr,
+        seed=cfg.seed,
+    )

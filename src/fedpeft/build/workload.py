@@ -73,8 +73,10 @@ def configure_torch(cfg: RunConfig) -> None:
 def _check_kind(cfg: RunConfig, dataset: Examples, task: str) -> None:
     holds, what, fix = KINDS[type(dataset)]
     if holds != task:
-        raise ConfigError(f"data.dataset={cfg.data.dataset} holds {what}, but model.name={cfg.model.name!r} is a "
-                          f"{task.replace('_', ' ')} model: set model.name={fix} (or a matching model)")
+        raise ConfigError(
+            f"data.dataset={cfg.data.dataset} holds {what}, but model.name={cfg.model.name!r} is a "
+            f"{task.replace('_', ' ')} model: set model.name={fix} (or a matching model)"
+        )
 
 
 def build_setup(cfg: RunConfig) -> Setup:
@@ -87,8 +89,15 @@ def build_setup(cfg: RunConfig) -> Setup:
     parts = partition(train.labels, train.groups, cfg.partition, cfg.seed)
     train_idx, local_idx = local_holdout(parts.indices, cfg.data.local_test_fraction, cfg.seed)
     m = cfg.model
-    model, tokenizer = load_model(m.name, task, train.label_names, seed=cfg.seed, pooling=m.pooling,
-                                  trust_remote_code=m.trust_remote_code, num_layers=m.num_layers)
+    model, tokenizer = load_model(
+        m.name,
+        task,
+        train.label_names,
+        seed=cfg.seed,
+        pooling=m.pooling,
+        trust_remote_code=m.trust_remote_code,
+        num_layers=m.num_layers,
+    )
     tokens = model_inputs(train, tokenizer, cfg)
     client_data = {cid: tokens.subset(idx) for cid, idx in zip(parts.client_ids, train_idx)}
     model, method_setup = apply_configured(cfg, model, task, client_data)
@@ -97,16 +106,40 @@ def build_setup(cfg: RunConfig) -> Setup:
         prepare(model)
     trainable = TrainableState(model)
     cache = PrefixCache(model, frozen_prefix_depth(model)) if m.cache_frozen_prefix else None
-    local_test, groups = _local_test(tokens, parts.client_ids, local_idx) if cfg.data.local_test_fraction > 0 \
-        else (None, [])
-    evaluator = Evaluator(task, model, trainable, tokenizer, test, model_inputs(test, tokenizer, cfg),
-                          train.label_names, cfg.eval, local_test, groups)
-    return Setup(cfg, task, train, test, Partition(parts.client_ids, train_idx), model, tokenizer, trainable,
-                 client_data, evaluator, method_setup, cache)
+    local_test, groups = (
+        _local_test(tokens, parts.client_ids, local_idx) if cfg.data.local_test_fraction > 0 else (None, [])
+    )
+    evaluator = Evaluator(
+        task,
+        model,
+        trainable,
+        tokenizer,
+        test,
+        model_inputs(test, tokenizer, cfg),
+        train.label_names,
+        cfg.eval,
+        local_test,
+        groups,
+    )
+    return Setup(
+        cfg,
+        task,
+        train,
+        test,
+        Partition(parts.client_ids, train_idx),
+        model,
+        tokenizer,
+        trainable,
+        client_data,
+        evaluator,
+        method_setup,
+        cache,
+    )
 
 
-def _local_test(tokens: Inputs, client_ids: list[str], local_idx: list[np.ndarray]
-                ) -> tuple[Inputs, list[tuple[str, np.ndarray]]]:
+def _local_test(
+    tokens: Inputs, client_ids: list[str], local_idx: list[np.ndarray]
+) -> tuple[Inputs, list[tuple[str, np.ndarray]]]:
     """Every client's held-out examples in one dataset, and each client's positions in it."""
     offsets = np.cumsum([0] + [len(i) for i in local_idx])
     groups = [(cid, np.arange(offsets[k], offsets[k + 1])) for k, cid in enumerate(client_ids)]

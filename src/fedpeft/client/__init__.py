@@ -12,8 +12,14 @@ if TYPE_CHECKING:
     from fedpeft.client.state_store import ClientStateStore
     from fedpeft.client.trainer import LocalResult, LocalTrainer
 
-_WHERE = {"FederatedClient": "app", "FitInstruction": "messages", "FitReply": "messages",
-          "ClientStateStore": "state_store", "LocalResult": "trainer", "LocalTrainer": "trainer"}
+_WHERE = {
+    "FederatedClient": "app",
+    "FitInstruction": "messages",
+    "FitReply": "messages",
+    "ClientStateStore": "state_store",
+    "LocalResult": "trainer",
+    "LocalTrainer": "trainer",
+}
 __all__ = sorted(_WHERE)
 
 

@@ -70,8 +70,13 @@ class FederatedClient:
     def fit(self, ins: FitInstruction) -> FitReply:
         cid = ins.client_id
         ctx = FitContext(
-            ins.round, cid, dict(ins.config), self.downlink.decode(ins.payload, None, sender="server"),
-            self.trainable.params, dict(self.store.get(cid) or {}), self.trainer.cfg.lr,
+            ins.round,
+            cid,
+            dict(ins.config),
+            self.downlink.decode(ins.payload, None, sender="server"),
+            self.trainable.params,
+            dict(self.store.get(cid) or {}),
+            self.trainer.cfg.lr,
         )
         for plugin in self.plugins:
             plugin.receive(ctx)
@@ -88,7 +93,9 @@ class FederatedClient:
         steps = ins.config.get("local_steps")
         with CostMeter() as meter:
             result, new_opt = self.trainer.train(
-                data, np.random.default_rng(seed), opt_state or None,
+                data,
+                np.random.default_rng(seed),
+                opt_state or None,
                 local_steps=None if steps is None else int(steps),
                 on_gradients=gradient_hooks(self.plugins, ctx),
             )
@@ -123,4 +130,4 @@ class FederatedClient:
 
     @staticmethod
     def _saved(personal: Mapping[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
-        return {k[len(prefix):]: v for k, v in personal.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in personal.items() if k.startswith(prefix)}

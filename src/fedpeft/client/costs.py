@@ -59,8 +59,9 @@ class CostMeter:
         self._cpu = time.process_time()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.cpu_seconds = time.process_time() - self._cpu
         self._stop.set()
         self._thread.join()

@@ -120,5 +120,3 @@ class RankMask(ClientPlugin):
         assert ctx.rank is not None
         ctx.update = truncate(ctx.update, self.pairs, ctx.rank)
         ctx.metrics["rank"] = float(ctx.rank)
-
-

@@ -88,4 +88,3 @@ class ClientStateStore:
 
     def _path(self, client_id: str) -> Path:
         return self.spill_dir / f"{hashlib.sha1(client_id.encode()).hexdigest()[:20]}.safetensors"
-

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -37,8 +38,9 @@ class LocalTrainer:
         >>> result, opt_state = trainer.train(data, np.random.default_rng(0))  # doctest: +SKIP
     """
 
-    def __init__(self, model: nn.Module, state: TrainableState, cfg: ClientConfig,
-                 dp: SampleLevelDP | None = None) -> None:
+    def __init__(
+        self, model: nn.Module, state: TrainableState, cfg: ClientConfig, dp: SampleLevelDP | None = None
+    ) -> None:
         self.model = model
         self.state = state
         self.cfg = cfg
@@ -73,16 +75,7 @@ class LocalTrainer:
         opt = self.make_optimizer()
         if opt_state is not None:
             opt.load_state_dict(unflatten_optimizer_state(opt_state, opt))
-        dp_opt, dp_step = None, None
-        if self.dp is None:
-            batches = self._shuffled(len(data), budget, rng)
-        else:
-            planned = budget or self.cfg.local_epochs * math.ceil(len(data) / self.cfg.batch_size)
-            rate = min(1.0, self.cfg.batch_size / len(data))
-            dp_step = DPStep(self.dp.noise_for(rate, planned), rate, planned)
-            batches = poisson_batches(len(data), self.cfg.batch_size, planned, rng)
-            generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
-            dp_opt = self.dp.optimizer(opt, dp_step.noise_multiplier, self.cfg.batch_size, generator)
+        batches, dp_opt, dp_step = self._plan(len(data), budget, rng, opt)
         params = list(self.state.params.values())
         self.model.train()
         steps = samples = units = 0
@@ -109,9 +102,28 @@ class LocalTrainer:
                 loss_sum += loss.detach()
                 steps += 1
                 samples += len(idx)
-        result = LocalResult(steps, samples, float(loss_sum) / max(steps, 1), time.perf_counter() - start,
-                             (self.flops.per_unit or 0.0) * units, dp_step)
+        result = LocalResult(
+            steps,
+            samples,
+            float(loss_sum) / max(steps, 1),
+            time.perf_counter() - start,
+            (self.flops.per_unit or 0.0) * units,
+            dp_step,
+        )
         return result, flatten_optimizer_state(opt) if self.cfg.keep_optimizer_state else None
+
+    def _plan(
+        self, n: int, budget: int | None, rng: np.random.Generator, opt: torch.optim.Optimizer
+    ) -> tuple[Iterator[np.ndarray], Any, DPStep | None]:
+        """The batches to train on, and under DP-SGD its optimiser and step record (Poisson-sampled batches)."""
+        if self.dp is None:
+            return self._shuffled(n, budget, rng), None, None
+        planned = budget or self.cfg.local_epochs * math.ceil(n / self.cfg.batch_size)
+        rate = min(1.0, self.cfg.batch_size / n)
+        dp_step = DPStep(self.dp.noise_for(rate, planned), rate, planned)
+        batches = poisson_batches(n, self.cfg.batch_size, planned, rng)
+        generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
+        return batches, self.dp.optimizer(opt, dp_step.noise_multiplier, self.cfg.batch_size, generator), dp_step
 
     def _shuffled(self, n: int, budget: int | None, rng: np.random.Generator) -> Iterator[np.ndarray]:
         """Shuffled batches: ``local_epochs`` passes, or exactly ``budget`` steps over as many passes as needed."""
@@ -134,7 +146,7 @@ def flatten_optimizer_state(opt: torch.optim.Optimizer) -> TensorDict:
     return flat
 
 
-def unflatten_optimizer_state(flat: TensorDict, opt: torch.optim.Optimizer) -> dict:
+def unflatten_optimizer_state(flat: TensorDict, opt: torch.optim.Optimizer) -> dict[str, Any]:
     state: dict[int, dict[str, torch.Tensor]] = {}
     for name, value in flat.items():
         index, key = name.split(".", 1)

@@ -34,16 +34,20 @@ def check_run(cfg: RunConfig) -> None:
 
 def _evaluation_and_clock(cfg: RunConfig) -> None:
     if cfg.eval.per_client and cfg.data.local_test_fraction == 0.0:
-        raise ValueError("eval.per_client needs held-out examples on each client: set data.local_test_fraction "
-                         "(for example 0.2)")
+        raise ValueError(
+            "eval.per_client needs held-out examples on each client: set data.local_test_fraction (for example 0.2)"
+        )
     if cfg.strategy.min_updates > cfg.clients.per_round:
-        raise ValueError(f"strategy.min_updates ({cfg.strategy.min_updates}) exceeds clients.per_round "
-                         f"({cfg.clients.per_round}): no round could succeed")
+        raise ValueError(
+            f"strategy.min_updates ({cfg.strategy.min_updates}) exceeds clients.per_round "
+            f"({cfg.clients.per_round}): no round could succeed"
+        )
     if cfg.eval.finetune_steps and not cfg.eval.per_client:
         raise ValueError("eval.finetune_steps scores clients' held-out examples: set eval.per_client: true")
     if cfg.participation.deadline_s is not None and not cfg.resources.speed_tiers:
-        raise ValueError("participation.deadline_s needs a simulated clock: set resources.speed_tiers, e.g. "
-                         "{20: 0.5, 100: 0.5}")
+        raise ValueError(
+            "participation.deadline_s needs a simulated clock: set resources.speed_tiers, e.g. {20: 0.5, 100: 0.5}"
+        )
 
 
 def _strategy(cfg: RunConfig) -> None:
@@ -51,25 +55,34 @@ def _strategy(cfg: RunConfig) -> None:
     if s.lora_only and not lora:
         raise ValueError(f"strategy.name={s.name} aggregates LoRA factors: set peft.method: lora")
     if s.merges_products and lora and getattr(cfg.peft, "use_dora"):
-        raise ValueError(f"strategy.name={s.name} merges B A products; it cannot carry DoRA's magnitudes: set "
-                         "peft.use_dora: false")
+        raise ValueError(
+            f"strategy.name={s.name} merges B A products; it cannot carry DoRA's magnitudes: set peft.use_dora: false"
+        )
     if cfg.robustness.aggregator != "mean" and s.single_updates:
-        raise ValueError(f"robustness.aggregator={cfg.robustness.aggregator}: strategy.name={s.name} combines LoRA "
-                         f"factors its own way; use {_either(strategies_where('single_updates', False))} with a "
-                         "robust aggregator, or robustness.norm_bound")
+        raise ValueError(
+            f"robustness.aggregator={cfg.robustness.aggregator}: strategy.name={s.name} combines LoRA "
+            f"factors its own way; use {_either(strategies_where('single_updates', False))} with a "
+            "robust aggregator, or robustness.norm_bound"
+        )
 
 
 def _privacy(cfg: RunConfig) -> None:
     p, r = cfg.privacy, cfg.robustness
     if p.client_dp != "off" and (r.aggregator != "mean" or r.norm_bound):
-        raise ValueError("privacy.client_dp clips and averages updates itself: drop robustness.aggregator and "
-                         "robustness.norm_bound (privacy.clip is the norm bound)")
+        raise ValueError(
+            "privacy.client_dp clips and averages updates itself: drop robustness.aggregator and "
+            "robustness.norm_bound (privacy.clip is the norm bound)"
+        )
     if p.client_dp != "off" and cfg.strategy.single_updates:
-        raise ValueError(f"privacy.client_dp: strategy.name={cfg.strategy.name} combines LoRA factors its own way; "
-                         f"use {_either(strategies_where('single_updates', False))}")
+        raise ValueError(
+            f"privacy.client_dp: strategy.name={cfg.strategy.name} combines LoRA factors its own way; "
+            f"use {_either(strategies_where('single_updates', False))}"
+        )
     if p.dp_sgd.enabled and cfg.peft.method == "sparse":
-        raise ValueError("privacy.dp_sgd: peft.method=sparse picks its mask from clients' raw gradients, outside "
-                         "DP-SGD; pick lora, ia3, bitfit or another method with a fixed parameter set")
+        raise ValueError(
+            "privacy.dp_sgd: peft.method=sparse picks its mask from clients' raw gradients, outside "
+            "DP-SGD; pick lora, ia3, bitfit or another method with a fixed parameter set"
+        )
 
 
 def _compression(cfg: RunConfig) -> None:
@@ -79,12 +92,15 @@ def _compression(cfg: RunConfig) -> None:
         if cfg.peft.method != "lora":
             raise ValueError("compression.uplink: lora_rank prunes LoRA rank components: set peft.method: lora")
         if cfg.strategy.keeps_b:
-            raise ValueError(f"compression.uplink: lora_rank needs B, and {cfg.strategy.name} keeps B on the client: "
-                             "drop lora_rank or pick another strategy")
+            raise ValueError(
+                f"compression.uplink: lora_rank needs B, and {cfg.strategy.name} keeps B on the client: "
+                "drop lora_rank or pick another strategy"
+            )
         keep, rank = getattr(t, "keep"), getattr(cfg.peft, "r")
         if keep >= rank:
-            raise ValueError(f"compression.uplink: lora_rank.keep ({keep}) must be below peft.r ({rank}) to prune "
-                             "anything")
+            raise ValueError(
+                f"compression.uplink: lora_rank.keep ({keep}) must be below peft.r ({rank}) to prune anything"
+            )
 
 
 def _ranks(cfg: RunConfig) -> None:
@@ -95,8 +111,10 @@ def _ranks(cfg: RunConfig) -> None:
         raise ValueError("resources.rank_tiers gives clients LoRA ranks: set peft.method: lora")
     rank = getattr(cfg.peft, "r")
     if max(ranks) != rank:
-        raise ValueError(f"resources.rank_tiers: the largest tier ({max(ranks)}) must equal peft.r ({rank}), the "
-                         f"rank the shared model is built with: set peft.r: {max(ranks)}")
+        raise ValueError(
+            f"resources.rank_tiers: the largest tier ({max(ranks)}) must equal peft.r ({rank}), the "
+            f"rank the shared model is built with: set peft.r: {max(ranks)}"
+        )
 
 
 def _secure_aggregation(cfg: RunConfig) -> None:
@@ -104,11 +122,15 @@ def _secure_aggregation(cfg: RunConfig) -> None:
     why = "privacy.secure_aggregation: the server only learns the round's mean, so"
     r = cfg.robustness
     if not cfg.strategy.secure_aggregation or cfg.strategy.single_updates:
-        raise ValueError(f"{why} strategy.name={cfg.strategy.name} (which needs each client's update) cannot run; "
-                         f"pick one of {', '.join(_secure_strategies())}")
+        raise ValueError(
+            f"{why} strategy.name={cfg.strategy.name} (which needs each client's update) cannot run; "
+            f"pick one of {', '.join(_secure_strategies())}"
+        )
     if r.aggregator != "mean" or r.norm_bound or r.max_update_norm:
-        raise ValueError(f"{why} robust aggregators and norm checks cannot see single updates: drop "
-                         "robustness.aggregator, robustness.norm_bound and robustness.max_update_norm")
+        raise ValueError(
+            f"{why} robust aggregators and norm checks cannot see single updates: drop "
+            "robustness.aggregator, robustness.norm_bound and robustness.max_update_norm"
+        )
     if cfg.compression.uplink:
         raise ValueError(f"{why} clients send fixed-point integers of the whole update: drop compression.uplink")
     if cfg.resources.rank_tiers:

@@ -60,7 +60,8 @@ class CompressionConfig(Section):
     uplink: list[TransformSection] = Field(default_factory=list, description="client -> server, in order")
     downlink: list[TransformSection] = Field(default_factory=list, description="server -> client, in order")
     error_feedback: bool | None = Field(
-        None, description="keep what compression lost per client and add it to the next update; "
+        None,
+        description="keep what compression lost per client and add it to the next update; "
         "null = on when an uplink transform wants it (topk, randk)",
     )
 

@@ -67,8 +67,7 @@ class PluginConfigs(Registry[type[S]], Generic[S]):
         """The class for a section's input (its tag, or the default when it has none); ValueError if unknown."""
         value = data.get(self.tag, self.default) if isinstance(data, dict) else getattr(data, self.tag, None)
         if not isinstance(value, str) or value not in self:
-            raise ValueError(f"unknown {self.kind} {value!r}; choose one of {', '.join(self.names())} "
-                             f"(set {self.tag})")
+            raise ValueError(f"unknown {self.kind} {value!r}; choose one of {', '.join(self.names())} (set {self.tag})")
         return self.get(value)
 
     def validate(self, data: Any) -> S:
@@ -105,8 +104,11 @@ def registry_of(annotation: Any, metadata: list[Any] | tuple[Any, ...] = ()) -> 
 
 
 METHOD_CONFIGS: PluginConfigs[Any] = PluginConfigs(
-    "PEFT method", tag="method", default="lora", packages=("fedpeft.methods",))
+    "PEFT method", tag="method", default="lora", packages=("fedpeft.methods",)
+)
 TRANSFORM_CONFIGS: PluginConfigs[Any] = PluginConfigs(
-    "update transform", tag="name", default="fp16", packages=("fedpeft.pipeline.transforms",))
+    "update transform", tag="name", default="fp16", packages=("fedpeft.pipeline.transforms",)
+)
 STRATEGY_CONFIGS: PluginConfigs[Any] = PluginConfigs(
-    "strategy", tag="name", default="fedavg", packages=("fedpeft.strategy",))
+    "strategy", tag="name", default="fedavg", packages=("fedpeft.strategy",)
+)

@@ -9,9 +9,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from fedpeft.config.checks import check_run
 from fedpeft.config.compression import CompressionConfig
 from fedpeft.config.methods import PeftMethodConfig
-from fedpeft.config.checks import check_run
 from fedpeft.config.plugins import METHOD_CONFIGS, STRATEGY_CONFIGS
 from fedpeft.config.section import Section
 from fedpeft.config.strategies import StrategyConfig
@@ -79,7 +79,8 @@ class ModelConfig(Section):
         None, ge=1, description="keep only the first N transformer blocks (quick runs on a cut-down model)"
     )
     cache_frozen_prefix: bool = Field(
-        False, description="when only upper blocks train (top_layers, head, LoRA with peft.layers), compute the "
+        False,
+        description="when only upper blocks train (top_layers, head, LoRA with peft.layers), compute the "
         "frozen lower blocks once per example and reuse them (they then run without dropout)",
     )
 
@@ -130,8 +131,11 @@ class ResourcesConfig(Section):
     def _shares(self) -> ResourcesConfig:
         for name in ("rank_tiers", "step_tiers", "speed_tiers"):
             _check_tiers(name, getattr(self, name))
-        for name, tiers in (("rank_tiers", self.rank_tiers), ("step_tiers", self.step_tiers),
-                            ("speed_tiers", self.speed_tiers)):
+        for name, tiers in (
+            ("rank_tiers", self.rank_tiers),
+            ("step_tiers", self.step_tiers),
+            ("speed_tiers", self.speed_tiers),
+        ):
             if tiers and min(tiers) <= 0:
                 raise ValueError(f"resources.{name}: tier values must be positive")
         return self
@@ -154,12 +158,18 @@ class ParticipationConfig(Section):
 class EvalConfig(Section):
     every: int = Field(1, ge=0, description="evaluate every N rounds; 0 means only after the last round")
     batch_size: int = Field(128, ge=1)
-    generate_examples: int = Field(32, ge=0, description="causal LMs with answers: held-out prompts answered "
-                                   "greedily and scored with ROUGE-L and exact match")
+    generate_examples: int = Field(
+        32,
+        ge=0,
+        description="causal LMs with answers: held-out prompts answered "
+        "greedily and scored with ROUGE-L and exact match",
+    )
     max_new_tokens: int = Field(32, ge=1, description="the longest greedy answer")
     per_client: bool = Field(False, description="also evaluate on each client's held-out examples")
     finetune_steps: int = Field(
-        0, ge=0, description="personalised evaluation: each client fine-tunes the global adapter this many "
+        0,
+        ge=0,
+        description="personalised evaluation: each client fine-tunes the global adapter this many "
         "steps on its own training examples before its held-out examples are scored (needs per_client)",
     )
 
@@ -185,16 +195,20 @@ class DPSGDConfig(Section):
     max_grad_norm: float = Field(1.0, gt=0.0, description="L2 clip norm of each example's gradient")
     noise_multiplier: float | None = Field(None, ge=0.0, description="noise std / max_grad_norm")
     target_epsilon: float | None = Field(
-        None, gt=0.0, description="calibrate each client's noise so that its epsilon stays under this even if it "
-        "takes part in every round"
+        None,
+        gt=0.0,
+        description="calibrate each client's noise so that its epsilon stays under this even if it "
+        "takes part in every round",
     )
     delta: float = Field(1e-5, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _noise(self) -> DPSGDConfig:
         if self.enabled and (self.noise_multiplier is None) == (self.target_epsilon is None):
-            raise ValueError("privacy.dp_sgd: set exactly one of privacy.dp_sgd.noise_multiplier (e.g. 1.0) and "
-                             "privacy.dp_sgd.target_epsilon (e.g. 8)")
+            raise ValueError(
+                "privacy.dp_sgd: set exactly one of privacy.dp_sgd.noise_multiplier (e.g. 1.0) and "
+                "privacy.dp_sgd.target_epsilon (e.g. 8)"
+            )
         return self
 
 
@@ -203,10 +217,18 @@ class SecureAggregationConfig(Section):
     the server learns only the round's mean; secret-shared keys recover it when clients drop out."""
 
     enabled: bool = False
-    threshold: float = Field(0.6, gt=0.5, le=1.0, description="share of the round's sampled clients that must "
-                             "send masked updates; the round fails with fewer")
-    bound: float = Field(1.0, gt=0.0, description="each coordinate of a client's weight-scaled update is "
-                         "clipped to +-bound (29 fraction bits at 1.0)")
+    threshold: float = Field(
+        0.6,
+        gt=0.5,
+        le=1.0,
+        description="share of the round's sampled clients that must send masked updates; the round fails with fewer",
+    )
+    bound: float = Field(
+        1.0,
+        gt=0.0,
+        description="each coordinate of a client's weight-scaled update is "
+        "clipped to +-bound (29 fraction bits at 1.0)",
+    )
 
 
 class PrivacyConfig(Section):
@@ -232,11 +254,15 @@ class PrivacyConfig(Section):
         if self.client_dp == "off":
             return self
         if (self.noise_multiplier is None) == (self.target_epsilon is None):
-            raise ValueError("privacy.client_dp: set exactly one of privacy.noise_multiplier (e.g. 1.0) and "
-                             "privacy.target_epsilon (e.g. 4)")
+            raise ValueError(
+                "privacy.client_dp: set exactly one of privacy.noise_multiplier (e.g. 1.0) and "
+                "privacy.target_epsilon (e.g. 4)"
+            )
         if self.adaptive_clip and self.client_dp == "local":
-            raise ValueError("privacy.adaptive_clip needs a trusted server to count clients below the clip: "
-                             "use privacy.client_dp: central or a fixed clip")
+            raise ValueError(
+                "privacy.adaptive_clip needs a trusted server to count clients below the clip: "
+                "use privacy.client_dp: central or a fixed clip"
+            )
         return self
 
 
@@ -253,7 +279,9 @@ class LedgerConfig(Section):
     """How costs that are not measured directly are estimated."""
 
     watts_per_core: float = Field(
-        10.0, gt=0.0, description="average power of one busy CPU core in watts; the energy estimate is "
+        10.0,
+        gt=0.0,
+        description="average power of one busy CPU core in watts; the energy estimate is "
         "CPU seconds times this (an estimate: measure your hardware for real figures)",
     )
 
@@ -263,8 +291,11 @@ class OutputConfig(Section):
     overwrite: bool = Field(False, description="reuse runs/<name> instead of picking a fresh suffix")
     save_adapter: bool = True
     plot: bool = True
-    checkpoint: bool = Field(True, description="save a checkpoint after every round, so that `fedpeft run "
-                             "--resume runs/<name>` goes on after a crash")
+    checkpoint: bool = Field(
+        True,
+        description="save a checkpoint after every round, so that `fedpeft run "
+        "--resume runs/<name>` goes on after a crash",
+    )
 
 
 class RunConfig(Section):
@@ -283,11 +314,14 @@ class RunConfig(Section):
     data: DataConfig = DataConfig()
     partition: PartitionConfig = PartitionConfig()
     model: ModelConfig = ModelConfig()
-    peft: PeftMethodConfig = Field(default_factory=METHOD_CONFIGS.create, description="the PEFT method "
-                                   "(`fedpeft methods`), chosen by peft.method")
+    peft: PeftMethodConfig = Field(
+        default_factory=METHOD_CONFIGS.create, description="the PEFT method (`fedpeft methods`), chosen by peft.method"
+    )
     clients: ClientConfig = ClientConfig()
-    strategy: StrategyConfig = Field(default_factory=STRATEGY_CONFIGS.create, description="the server strategy "
-                                     "(`fedpeft strategies`), chosen by strategy.name")
+    strategy: StrategyConfig = Field(
+        default_factory=STRATEGY_CONFIGS.create,
+        description="the server strategy (`fedpeft strategies`), chosen by strategy.name",
+    )
     resources: ResourcesConfig = ResourcesConfig()
     participation: ParticipationConfig = ParticipationConfig()
     compression: CompressionConfig = CompressionConfig()

@@ -47,8 +47,16 @@ class StrategySection(Section):
         return {k: bool(getattr(cls, k)) for k in FLAGS}
 
 
-FLAGS = ("lora_only", "mixed_ranks", "single_updates", "secure_aggregation", "merges_products", "keeps_b",
-         "extra_state", "client_half")
+FLAGS = (
+    "lora_only",
+    "mixed_ranks",
+    "single_updates",
+    "secure_aggregation",
+    "merges_products",
+    "keeps_b",
+    "extra_state",
+    "client_half",
+)
 
 StrategyConfig = Annotated[SerializeAsAny[StrategySection], STRATEGY_CONFIGS.validator, STRATEGY_CONFIGS]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -108,7 +108,7 @@ class ArrayDataset:
         return ArrayDataset(self.batch(idx))
 
 
-def tokenize(ds: TextDataset, tokenizer, max_length: int) -> TokenizedDataset:
+def tokenize(ds: TextDataset, tokenizer: Any, max_length: int) -> TokenizedDataset:
     enc = tokenizer(ds.texts, truncation=True, max_length=max_length)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return TokenizedDataset(list(enc["input_ids"]), ds.labels, int(pad))

@@ -26,14 +26,21 @@ def encode_chat(tokenizer: Any, questions: Sequence[str], answers: Sequence[str]
     rows, starts = [], []
     for q, a in zip(questions, answers):
         prompt = prompt_ids(tokenizer, q)
-        full = _ids(tokenizer.apply_chat_template(
-            [{"role": "user", "content": q}, {"role": "assistant", "content": a}], tokenize=True))
+        full = _ids(
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": q}, {"role": "assistant", "content": a}], tokenize=True
+            )
+        )
         if full[: len(prompt)] != prompt:
-            raise DataError("the chat template renders the prompt differently inside a full conversation; "
-                            "cannot tell answer tokens from prompt tokens")
+            raise DataError(
+                "the chat template renders the prompt differently inside a full conversation; "
+                "cannot tell answer tokens from prompt tokens"
+            )
         if len(prompt) >= max_length:
-            raise DataError(f"a question takes {len(prompt)} tokens with the chat template, leaving no room for "
-                            f"its answer within data.max_length={max_length}: raise data.max_length")
+            raise DataError(
+                f"a question takes {len(prompt)} tokens with the chat template, leaving no room for "
+                f"its answer within data.max_length={max_length}: raise data.max_length"
+            )
         rows.append(full[:max_length])
         starts.append(len(prompt))
     return CausalLMDataset(rows, np.asarray(starts, dtype=np.int64), _pad(tokenizer))

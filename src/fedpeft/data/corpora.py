@@ -37,8 +37,10 @@ def chatterbot_pairs(languages: list[str] | None = None) -> pd.DataFrame:
             doc = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
             for turns in doc.get("conversations") or []:
                 texts = [str(t).strip() for t in turns if t is not None and str(t).strip()]
-                rows += [{"question": q, "answer": a, "category": file.stem, "language": language}
-                         for q, a in zip(texts, texts[1:])]
+                rows += [
+                    {"question": q, "answer": a, "category": file.stem, "language": language}
+                    for q, a in zip(texts, texts[1:])
+                ]
     return pd.DataFrame(rows, columns=["question", "answer", "category", "language"])
 
 
@@ -54,8 +56,11 @@ def play_speeches(path: Path) -> pd.DataFrame:
     or is a capitalised name without punctuation that stands alone on at least two lines."""
     text = [raw.strip() for raw in path.read_text(encoding="utf-8").splitlines()]
     counts = pd.Series(text).value_counts()
-    names = {t for t, n in counts.items()
-             if n >= 2 and _TITLE.match(str(t)) and not _DIRECTION.match(str(t)) and t not in _ASIDE}
+    names = {
+        t
+        for t, n in counts.items()
+        if n >= 2 and _TITLE.match(str(t)) and not _DIRECTION.match(str(t)) and t not in _ASIDE
+    }
     rows: list[dict[str, str]] = []
     speaker: str | None = None
     lines: list[str] = []
@@ -84,7 +89,7 @@ def _idx(path: Path) -> np.ndarray:
         data = f.read()
     if len(data) < 4 or data[:2] != b"\x00\x00" or data[2] != 0x08:
         raise DataError(f"{path}: not an unsigned-byte IDX file")
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(data[3])]
+    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(data[3])]
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * len(dims))
     if body.size != int(np.prod(dims)):
         raise DataError(f"{path}: {body.size} values for dimensions {dims}")

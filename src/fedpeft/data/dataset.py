@@ -81,8 +81,13 @@ class ImageDataset:
 
     def subset(self, indices: np.ndarray) -> ImageDataset:
         idx = np.asarray(indices, dtype=np.int64)
-        return ImageDataset(self.images[idx], self.labels[idx], self.label_names,
-                            None if self.groups is None else self.groups[idx], self.name)
+        return ImageDataset(
+            self.images[idx],
+            self.labels[idx],
+            self.label_names,
+            None if self.groups is None else self.groups[idx],
+            self.name,
+        )
 
 
 @dataclass(frozen=True)
@@ -115,8 +120,12 @@ class GenerationDataset:
     def subset(self, indices: np.ndarray) -> GenerationDataset:
         idx = np.asarray(indices, dtype=np.int64)
         return GenerationDataset(
-            [self.texts[i] for i in idx], None if self.targets is None else [self.targets[i] for i in idx],
-            self.labels[idx], self.label_names, None if self.groups is None else self.groups[idx], self.name,
+            [self.texts[i] for i in idx],
+            None if self.targets is None else [self.targets[i] for i in idx],
+            self.labels[idx],
+            self.label_names,
+            None if self.groups is None else self.groups[idx],
+            self.name,
         )
 
 

@@ -43,7 +43,7 @@ def to_pixels(ds: ImageDataset, size: int, chunk: int = 4096) -> PixelDataset:
     images = ds.images if ds.images.ndim == 4 else ds.images[..., None]
     out = torch.empty((len(images), 3, size, size), dtype=torch.uint8)
     for start in range(0, len(images), chunk):
-        x = torch.from_numpy(np.ascontiguousarray(images[start:start + chunk])).permute(0, 3, 1, 2).float()
+        x = torch.from_numpy(np.ascontiguousarray(images[start : start + chunk])).permute(0, 3, 1, 2).float()
         x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
-        out[start:start + chunk] = x.expand(-1, 3, -1, -1).round().clamp_(0, 255).to(torch.uint8)
+        out[start : start + chunk] = x.expand(-1, 3, -1, -1).round().clamp_(0, 255).to(torch.uint8)
     return PixelDataset(out, ds.labels.copy())

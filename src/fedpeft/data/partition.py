@@ -39,9 +39,7 @@ class Partition:
         return [np.bincount(labels[i], minlength=num_labels).tolist() for i in self.indices]
 
 
-def partition(
-    labels: np.ndarray, groups: np.ndarray | None, cfg: PartitionConfig, seed: int
-) -> Partition:
+def partition(labels: np.ndarray, groups: np.ndarray | None, cfg: PartitionConfig, seed: int) -> Partition:
     """Partition examples with the configured method, seeded so the split never changes for a seed."""
     rng = np.random.default_rng([seed, 0x9A27])
     result = PARTITIONERS.get(cfg.method)(labels, groups, cfg, rng)
@@ -124,16 +122,12 @@ def _dirichlet_per_client(
 
 
 @PARTITIONERS.register("shards")
-def shards(
-    labels: np.ndarray, groups: np.ndarray | None, cfg: PartitionConfig, rng: np.random.Generator
-) -> Partition:
+def shards(labels: np.ndarray, groups: np.ndarray | None, cfg: PartitionConfig, rng: np.random.Generator) -> Partition:
     """Pathological split (McMahan et al.): label-sorted shards, shards_per_client of them per client."""
     k = _num_clients(labels, cfg, per_client=cfg.shards_per_client)
     num_labels = len(np.unique(labels))
     if cfg.shards_per_client > num_labels:
-        raise DataError(
-            f"partition.shards_per_client={cfg.shards_per_client} exceeds the {num_labels} labels present"
-        )
+        raise DataError(f"partition.shards_per_client={cfg.shards_per_client} exceeds the {num_labels} labels present")
     shuffled = rng.permutation(len(labels))
     by_label = shuffled[np.argsort(labels[shuffled], kind="stable")]
     pieces = np.array_split(by_label, k * cfg.shards_per_client)
@@ -157,9 +151,7 @@ def quantity(
 
 
 @PARTITIONERS.register("natural")
-def natural(
-    labels: np.ndarray, groups: np.ndarray | None, cfg: PartitionConfig, rng: np.random.Generator
-) -> Partition:
+def natural(labels: np.ndarray, groups: np.ndarray | None, cfg: PartitionConfig, rng: np.random.Generator) -> Partition:
     """One client per distinct value of the dataset's client column (e.g. movie, speaker, category)."""
     if groups is None:
         raise DataError(

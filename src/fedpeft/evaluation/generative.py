@@ -36,8 +36,9 @@ def perplexity(model: nn.Module, data: CausalLMDataset, batch_size: int) -> dict
 
 
 @torch.inference_mode()
-def greedy_answers(model: nn.Module, tokenizer: object, prompts: Sequence[Sequence[int]], *, max_new_tokens: int,
-                   batch_size: int = 8) -> list[str]:
+def greedy_answers(
+    model: nn.Module, tokenizer: object, prompts: Sequence[Sequence[int]], *, max_new_tokens: int, batch_size: int = 8
+) -> list[str]:
     """Greedy continuations of token-id prompts (left-padded in batches), decoded without special tokens."""
     model.eval()
     pad = int(getattr(tokenizer, "pad_token_id", None) or 0)
@@ -48,11 +49,15 @@ def greedy_answers(model: nn.Module, tokenizer: object, prompts: Sequence[Sequen
         ids = torch.full((len(idx), width), pad, dtype=torch.long)
         mask = torch.zeros((len(idx), width), dtype=torch.long)
         for j, i in enumerate(idx):
-            ids[j, width - len(prompts[i]):] = torch.tensor(list(prompts[i]), dtype=torch.long)
-            mask[j, width - len(prompts[i]):] = 1
+            ids[j, width - len(prompts[i]) :] = torch.tensor(list(prompts[i]), dtype=torch.long)
+            mask[j, width - len(prompts[i]) :] = 1
         generated = model.generate(  # type: ignore[operator]
-            input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
-            pad_token_id=pad, eos_token_id=eos,
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=pad,
+            eos_token_id=eos,
         )
         decode = tokenizer.decode  # type: ignore[attr-defined]
         for j, i in enumerate(idx):

@@ -44,8 +44,15 @@ def personalised_metrics(
             continue
         trainable.load(global_state)
         rank = rank_of(cid)
-        ctx = FitContext(round_, cid, {} if rank is None else {"rank": rank}, {}, trainable.params,
-                         dict(client.store.get(cid) or {}), trainer.cfg.lr)
+        ctx = FitContext(
+            round_,
+            cid,
+            {} if rank is None else {"rank": rank},
+            {},
+            trainable.params,
+            dict(client.store.get(cid) or {}),
+            trainer.cfg.lr,
+        )
         for plugin in plugins:
             plugin.receive(ctx)
         for plugin in plugins:
@@ -53,7 +60,8 @@ def personalised_metrics(
         if finetune_steps:
             torch.manual_seed(derived_seed(client_seed(client.seed, round_, cid), 0xF7))
             trainer.train(
-                client.data[cid], np.random.default_rng([*client_seed(client.seed, round_, cid), 0xF7]),
+                client.data[cid],
+                np.random.default_rng([*client_seed(client.seed, round_, cid), 0xF7]),
                 local_steps=finetune_steps,
                 on_gradients=gradient_hooks([p for p in plugins if isinstance(p, RankMask)], ctx),
             )

@@ -12,5 +12,17 @@ from fedpeft.fleet.profiles import ClientProfile, assign_profiles
 from fedpeft.fleet.secure import InProcessSecAgg
 from fedpeft.fleet.secure_round import SecureAggregation, SecureRound
 
-__all__ = ["ClientProfile", "Delivery", "Fleet", "InProcessSecAgg", "LateReply", "LocalFleet", "SecureAggregation",
-           "SecureFleet", "SecureResult", "SecureRound", "SimulatedParticipation", "assign_profiles"]
+__all__ = [
+    "ClientProfile",
+    "Delivery",
+    "Fleet",
+    "InProcessSecAgg",
+    "LateReply",
+    "LocalFleet",
+    "SecureAggregation",
+    "SecureFleet",
+    "SecureResult",
+    "SecureRound",
+    "SimulatedParticipation",
+    "assign_profiles",
+]

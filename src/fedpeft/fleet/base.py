@@ -110,5 +110,13 @@ class SecureFleet(Fleet, Protocol):
 
     protocol: str
 
-    def secure_round(self, instructions: Sequence[FitInstruction], weights: Mapping[str, float], spec: Spec, *,
-                     bound: float, threshold: float, on_reply: OnReply = None) -> SecureResult: ...
+    def secure_round(
+        self,
+        instructions: Sequence[FitInstruction],
+        weights: Mapping[str, float],
+        spec: Spec,
+        *,
+        bound: float,
+        threshold: float,
+        on_reply: OnReply = None,
+    ) -> SecureResult: ...

@@ -35,8 +35,14 @@ class SimulatedParticipation:
         {'c3': 'straggler (5.0 s > 2 s deadline): used in round 3 with weight x0.58'}
     """
 
-    def __init__(self, fleet: Fleet, profiles: Mapping[str, ClientProfile] | None = None,
-                 participation: ParticipationConfig | None = None, *, seed: int) -> None:
+    def __init__(
+        self,
+        fleet: Fleet,
+        profiles: Mapping[str, ClientProfile] | None = None,
+        participation: ParticipationConfig | None = None,
+        *,
+        seed: int,
+    ) -> None:
         self.fleet = fleet
         self.profiles = dict(profiles or {})
         self.participation = participation or ParticipationConfig()
@@ -58,8 +64,13 @@ class SimulatedParticipation:
             else:
                 send.append(self._budgeted(ins))
         inner = self.fleet.fit(round_, send, on_reply)
-        out = replace(inner, dropped={**dropped, **inner.dropped}, withdraw=self._withdraw,
-                      clock={} if self.clocked else None, deadline=self.participation.deadline_s)
+        out = replace(
+            inner,
+            dropped={**dropped, **inner.dropped},
+            withdraw=self._withdraw,
+            clock={} if self.clocked else None,
+            deadline=self.participation.deadline_s,
+        )
         for ins in send:
             reply = inner.replies.get(ins.client_id)
             if isinstance(reply, FitReply):
@@ -102,18 +113,33 @@ class SimulatedParticipation:
 
     def state_dict(self) -> dict[str, Any]:
         """The pending late replies as plain data (payload bytes as a uint8 tensor), and the inner fleet's."""
-        pending = [{"due": p.due, "staleness": p.staleness, "weight_scale": p.weight_scale,
-                    "client_id": p.reply.client_id, "num_examples": p.reply.num_examples,
-                    "metrics": dict(p.reply.metrics),
-                    "payload": torch.from_numpy(np.frombuffer(p.reply.payload, dtype=np.uint8).copy())}
-                   for p in self.pending]
+        pending = [
+            {
+                "due": p.due,
+                "staleness": p.staleness,
+                "weight_scale": p.weight_scale,
+                "client_id": p.reply.client_id,
+                "num_examples": p.reply.num_examples,
+                "metrics": dict(p.reply.metrics),
+                "payload": torch.from_numpy(np.frombuffer(p.reply.payload, dtype=np.uint8).copy()),
+            }
+            for p in self.pending
+        ]
         return {"pending": pending, "fleet": self.fleet.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.pending = [
-            LateReply(FitReply(str(p["client_id"]), p["payload"].numpy().tobytes(), int(p["num_examples"]),
-                               {k: float(v) for k, v in p["metrics"].items()}),
-                      int(p["due"]), int(p["staleness"]), float(p["weight_scale"]))
+            LateReply(
+                FitReply(
+                    str(p["client_id"]),
+                    p["payload"].numpy().tobytes(),
+                    int(p["num_examples"]),
+                    {k: float(v) for k, v in p["metrics"].items()},
+                ),
+                int(p["due"]),
+                int(p["staleness"]),
+                float(p["weight_scale"]),
+            )
             for p in state["pending"]
         ]
         self.fleet.load_state_dict(state["fleet"])

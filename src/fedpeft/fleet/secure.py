@@ -52,8 +52,16 @@ class InProcessSecAgg:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.fleet.load_state_dict(state)
 
-    def secure_round(self, instructions: Sequence[FitInstruction], weights: Mapping[str, float], spec: Spec, *,
-                     bound: float, threshold: float, on_reply: OnReply = None) -> SecureResult:
+    def secure_round(
+        self,
+        instructions: Sequence[FitInstruction],
+        weights: Mapping[str, float],
+        spec: Spec,
+        *,
+        bound: float,
+        threshold: float,
+        on_reply: OnReply = None,
+    ) -> SecureResult:
         """Key exchange among all of ``instructions``' clients, their work, masking, and the unmasked mean."""
         out = SecureResult(None, [])
         if not instructions:
@@ -61,7 +69,8 @@ class InProcessSecAgg:
             return out
         start = time.perf_counter()
         rnd = SecureAggregation(threshold=threshold, bound=bound).start(
-            [i.client_id for i in instructions], weights, spec)
+            [i.client_id for i in instructions], weights, spec
+        )
         out.server_seconds += time.perf_counter() - start
         delivery = self.fleet.fit(instructions[0].round, instructions, on_reply)
         out.dropped.update(delivery.dropped)
@@ -78,8 +87,9 @@ class InProcessSecAgg:
         out.simulated_seconds = delivery.round_seconds(used, counted)
         return out
 
-    def _received(self, round_: int, rnd: SecureRound, cid: str, delivery: Delivery, spec: Spec,
-                  out: SecureResult) -> bool:
+    def _received(
+        self, round_: int, rnd: SecureRound, cid: str, delivery: Delivery, spec: Spec, out: SecureResult
+    ) -> bool:
         """Mask one client's reply (its half) and hand it to the server half if it came in time."""
         reply = delivery.replies.get(cid)
         if reply is None:
@@ -106,4 +116,3 @@ class InProcessSecAgg:
         finally:
             out.server_seconds += time.perf_counter() - start
         return True
-

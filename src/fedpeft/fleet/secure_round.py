@@ -67,8 +67,9 @@ class SecureRound:
         [0.3, 0.3, 0.3]
     """
 
-    def __init__(self, sampled: Sequence[str], weights: Mapping[str, float], spec: Spec, *, threshold: int,
-                 bound: float) -> None:
+    def __init__(
+        self, sampled: Sequence[str], weights: Mapping[str, float], spec: Spec, *, threshold: int, bound: float
+    ) -> None:
         self.spec = {n: spec[n] for n in sorted(spec)}
         self.size = sum(math.prod(shape) for shape, _ in self.spec.values())
         total = float(sum(weights[c] for c in sampled))
@@ -108,15 +109,18 @@ class SecureRound:
         weight share: their weighted mean, as one update standing for all of them."""
         survivors = self.received
         if len(survivors) < self.server.t:
-            raise SecAggError(f"{len(survivors)} of {len(self.peers)} clients sent masked updates; secure "
-                              f"aggregation needs {self.server.t} (privacy.secure_aggregation.threshold)")
+            raise SecAggError(
+                f"{len(survivors)} of {len(self.peers)} clients sent masked updates; secure "
+                f"aggregation needs {self.server.t} (privacy.secure_aggregation.threshold)"
+            )
         dropped = sorted(set(self.peers) - set(survivors))
         reveals = {cid: self._clients[cid].reveal(survivors, dropped) for cid in survivors}
         total = self.server.unmask(self.size, self.peers, reveals) / sum(self.share[c] for c in survivors)
         delta, start = {}, 0
         for name, (shape, dtype) in self.spec.items():
             n = math.prod(shape)
-            delta[name] = torch.from_numpy(total[start:start + n].reshape(shape)).to(dtype)
+            delta[name] = torch.from_numpy(total[start : start + n].reshape(shape)).to(dtype)
             start += n
-        return ClientUpdate("secure-aggregate", delta, int(sum(self.weights[c] for c in survivors)),
-                            members=tuple(survivors))
+        return ClientUpdate(
+            "secure-aggregate", delta, int(sum(self.weights[c] for c in survivors)), members=tuple(survivors)
+        )

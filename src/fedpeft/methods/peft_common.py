@@ -26,10 +26,13 @@ def wrap(model: nn.Module, peft_cfg: PeftConfig, label: str) -> nn.Module:
     try:
         return get_peft_model(model, peft_cfg)
     except (ValueError, TypeError) as exc:
-        names = sorted({
-            n if n.rsplit(".", 1)[-1].isdigit() else n.rsplit(".", 1)[-1]
-            for n, m in model.named_modules() if isinstance(m, ADAPTABLE)
-        })[:20]
+        names = sorted(
+            {
+                n if n.rsplit(".", 1)[-1].isdigit() else n.rsplit(".", 1)[-1]
+                for n, m in model.named_modules()
+                if isinstance(m, ADAPTABLE)
+            }
+        )[:20]
         raise ModelError(
             f"{label} could not be applied: {exc}. Choose its target modules among this model's layers: {names}"
         ) from None

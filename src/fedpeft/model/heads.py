@@ -53,7 +53,9 @@ class MeanPoolingClassifier(nn.Module):
         """``inputs_embeds`` (prompt tuning) and ``past_key_values`` (prefix tuning, whose attention mask
         also covers the prefix) pass through to the encoder; pooling covers the hidden states only."""
         hidden = self.encoder(
-            input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            inputs_embeds=inputs_embeds,
             past_key_values=past_key_values,
         ).last_hidden_state
         if attention_mask is None:

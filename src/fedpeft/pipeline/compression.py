@@ -34,14 +34,27 @@ from fedpeft.pipeline import codec
 from fedpeft.pipeline.transforms import EncodeContext, Spec, Transform, build_transform
 
 FORMAT = "fedpeft.packed/1"
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-DTYPES = {dtype_name(d): d for d in (
-    torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int8, torch.uint8, torch.int16,
-    torch.int32, torch.int64, torch.bool,
-)}
+DTYPES = {
+    dtype_name(d): d
+    for d in (
+        torch.float32,
+        torch.float16,
+        torch.bfloat16,
+        torch.float64,
+        torch.int8,
+        torch.uint8,
+        torch.int16,
+        torch.int32,
+        torch.int64,
+        torch.bool,
+    )
+}
 
 
 class UpdatePipeline:
@@ -92,8 +105,9 @@ class UpdatePipeline:
         meta = {"format": FORMAT, "pipeline": self.describe(), "seed": str(seed)}
         spec = {n: (tuple(t.shape), t.dtype) for n, t in tensors.items()}
         if describe:
-            meta["layout"] = json.dumps([[n, list(s), dtype_name(d)] for n, (s, d) in spec.items()],
-                                        separators=(",", ":"))
+            meta["layout"] = json.dumps(
+                [[n, list(s), dtype_name(d)] for n, (s, d) in spec.items()], separators=(",", ":")
+            )
         payload = codec.encode(pack(parts), meta)
         if not (self.error_feedback and residual is not None):
             return payload, None

@@ -20,8 +20,15 @@ def calibrate(target_epsilon: float, delta: float, sample_rate: float, rounds: i
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "optimal order is the largest alpha" at tiny epsilons
-        return float(get_noise_multiplier(target_epsilon=target_epsilon, target_delta=delta,
-                                          sample_rate=sample_rate, steps=rounds, accountant="rdp"))
+        return float(
+            get_noise_multiplier(
+                target_epsilon=target_epsilon,
+                target_delta=delta,
+                sample_rate=sample_rate,
+                steps=rounds,
+                accountant="rdp",
+            )
+        )
 
 
 class PrivacyLedger:

@@ -88,8 +88,15 @@ class SampleLevelDP:
 
     HISTORY = "dpsgd/history"
 
-    def __init__(self, *, max_grad_norm: float, noise_multiplier: float | None = None,
-                 target_epsilon: float | None = None, delta: float, rounds: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_grad_norm: float,
+        noise_multiplier: float | None = None,
+        target_epsilon: float | None = None,
+        delta: float,
+        rounds: int,
+    ) -> None:
         if (noise_multiplier is None) == (target_epsilon is None):
             raise ValueError("SampleLevelDP: give exactly one of noise_multiplier and target_epsilon")
         self.max_grad_norm = max_grad_norm
@@ -125,8 +132,11 @@ class SampleLevelDP:
         if bad:
             gsm._close()
             self.path = "one backward per example"
-            log.warning("DP-SGD: Opacus's per-example gradients are not exact for %s; computing them with one "
-                        "backward pass per example instead (exact, slower)", ", ".join(bad[:4]))
+            log.warning(
+                "DP-SGD: Opacus's per-example gradients are not exact for %s; computing them with one "
+                "backward pass per example instead (exact, slower)",
+                ", ".join(bad[:4]),
+            )
         else:
             gsm.disable_hooks()
             self._gsm = gsm
@@ -154,12 +164,19 @@ class SampleLevelDP:
         model.train(was_training)
         return bad
 
-    def optimizer(self, opt: torch.optim.Optimizer, noise_multiplier: float, expected_batch_size: int,
-                  generator: torch.Generator) -> DPOptimizer:
+    def optimizer(
+        self, opt: torch.optim.Optimizer, noise_multiplier: float, expected_batch_size: int, generator: torch.Generator
+    ) -> DPOptimizer:
         from opacus.optimizers import DPOptimizer
 
-        return DPOptimizer(opt, noise_multiplier=noise_multiplier, max_grad_norm=self.max_grad_norm,
-                           expected_batch_size=expected_batch_size, loss_reduction="mean", generator=generator)
+        return DPOptimizer(
+            opt,
+            noise_multiplier=noise_multiplier,
+            max_grad_norm=self.max_grad_norm,
+            expected_batch_size=expected_batch_size,
+            loss_reduction="mean",
+            generator=generator,
+        )
 
     @contextmanager
     def hooks(self) -> Iterator[None]:
@@ -173,8 +190,9 @@ class SampleLevelDP:
         finally:
             self._gsm.disable_hooks()
 
-    def backward(self, forward: Callable[[Batch], torch.Tensor], batch: Batch, size: int,
-                 params: Mapping[str, nn.Parameter]) -> torch.Tensor:
+    def backward(
+        self, forward: Callable[[Batch], torch.Tensor], batch: Batch, size: int, params: Mapping[str, nn.Parameter]
+    ) -> torch.Tensor:
         """Set every trainable tensor's ``grad_sample`` (one gradient per example of ``batch``); return the
         batch's mean loss (detached). An empty batch gives empty per-example gradients (noise only)."""
         if size == 0:
@@ -191,7 +209,7 @@ class SampleLevelDP:
         samples: dict[str, list[torch.Tensor]] = {n: [] for n in params}
         total = torch.zeros(())
         for i in range(size):
-            loss = forward({k: v[i:i + 1] for k, v in batch.items()})
+            loss = forward({k: v[i : i + 1] for k, v in batch.items()})
             grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
             for (name, p), g in zip(params.items(), grads):
                 samples[name].append(torch.zeros_like(p) if g is None else g)

@@ -91,8 +91,7 @@ def dequantise(q: np.ndarray, frac_bits: int) -> np.ndarray:
 
 
 def _raw(sk: X25519PrivateKey) -> bytes:
-    return sk.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
-                            serialization.NoEncryption())
+    return sk.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption())
 
 
 def _pub(sk: X25519PrivateKey) -> bytes:
@@ -173,8 +172,9 @@ class SecAggServer:
         self.t, self.bound, self.frac_bits = threshold, bound, frac_bits
         self.masked: dict[str, np.ndarray] = {}
 
-    def unmask(self, size: int, peers: Mapping[str, tuple[int, bytes]],
-               reveals: Mapping[str, Mapping[str, tuple[str, int]]]) -> np.ndarray:
+    def unmask(
+        self, size: int, peers: Mapping[str, tuple[int, bytes]], reveals: Mapping[str, Mapping[str, tuple[str, int]]]
+    ) -> np.ndarray:
         """The sum of the masked inputs received, with every mask removed, as floats."""
         survivors = sorted(self.masked)
         if len(survivors) < self.t:
@@ -200,7 +200,11 @@ class SecAggServer:
 
 
 def run_secagg(
-    inputs: Mapping[str, np.ndarray], *, threshold: int, bound: float = 1.0, frac_bits: int | None = None,
+    inputs: Mapping[str, np.ndarray],
+    *,
+    threshold: int,
+    bound: float = 1.0,
+    frac_bits: int | None = None,
     drop_after_sharing: Sequence[str] = (),
 ) -> np.ndarray:
     """One full protocol run among ``inputs``' clients; those in ``drop_after_sharing`` leave after step 2.

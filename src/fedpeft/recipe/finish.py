@@ -8,17 +8,24 @@ from typing import Any
 import numpy as np
 
 from fedpeft.build.workload import Setup
+from fedpeft.fleet.secure_round import frac_bits_for
 from fedpeft.methods import METHODS
 from fedpeft.privacy.dp_sgd import SampleLevelDP
 from fedpeft.recipe.progress import Progress
+from fedpeft.recipe.simulation import Simulation
 from fedpeft.report import RunDir
 from fedpeft.report.plots import plot_confusion, plot_curves, plot_partition
 from fedpeft.report.run_summary import (
-    CompressionSummary, DataSummary, DPSGDSummary, ModelSummary, PrivacySummary, RunSummary, SecureSummary,
-    StrategySummary, without_by_client,
+    CompressionSummary,
+    DataSummary,
+    DPSGDSummary,
+    ModelSummary,
+    PrivacySummary,
+    RunSummary,
+    SecureSummary,
+    StrategySummary,
+    without_by_client,
 )
-from fedpeft.recipe.simulation import Simulation
-from fedpeft.fleet.secure_round import frac_bits_for
 from fedpeft.wrappers.client_dp import ClientLevelDP
 from fedpeft.wrappers.strategy import find_layer
 
@@ -26,8 +33,10 @@ from fedpeft.wrappers.strategy import find_layer
 def report_partition(setup: Setup, run: RunDir) -> None:
     hist = setup.partition.label_histograms(setup.train.labels, setup.train.num_labels)
     clients = [{"id": cid, "size": int(sum(h)), "labels": h} for cid, h in zip(setup.partition.client_ids, hist)]
-    run.write_json("partition.json", {"method": setup.cfg.partition.method, "label_names": setup.train.label_names,
-                                      "clients": clients})
+    run.write_json(
+        "partition.json",
+        {"method": setup.cfg.partition.method, "label_names": setup.train.label_names, "clients": clients},
+    )
     if setup.cfg.output.plot:
         plot_partition(hist, setup.train.label_names, run.path / "partition.png")
 
@@ -40,8 +49,15 @@ def save_adapter(setup: Setup, sim: Simulation, run: RunDir) -> None:
     sim.strategy.export(folder)
     if setup.tokenizer is not None:
         setup.tokenizer.save_pretrained(str(folder))
-    run.write_json("adapter/fedpeft.json", {"method": cfg.peft.method, "model": cfg.model.name, "task": setup.task,
-                                            "label_names": setup.train.label_names})
+    run.write_json(
+        "adapter/fedpeft.json",
+        {
+            "method": cfg.peft.method,
+            "model": cfg.model.name,
+            "task": setup.task,
+            "label_names": setup.train.label_names,
+        },
+    )
 
 
 def finish(setup: Setup, sim: Simulation, run: RunDir, state: Progress, started: float) -> dict[str, Any]:
@@ -51,22 +67,42 @@ def finish(setup: Setup, sim: Simulation, run: RunDir, state: Progress, started:
     if cfg.output.save_adapter:
         save_adapter(setup, sim, run)
     summary = RunSummary(
-        name=cfg.name, run_dir=str(run.path), rounds=cfg.rounds,
-        clients_per_round=min(cfg.clients.per_round, len(setup.client_data)), updates_accepted=state.accepted,
-        wall_seconds=state.seconds + time.perf_counter() - started, initial=state.initial, final=state.last_test,
+        name=cfg.name,
+        run_dir=str(run.path),
+        rounds=cfg.rounds,
+        clients_per_round=min(cfg.clients.per_round, len(setup.client_data)),
+        updates_accepted=state.accepted,
+        wall_seconds=state.seconds + time.perf_counter() - started,
+        initial=state.initial,
+        final=state.last_test,
         per_client=None if state.last_clients is None else without_by_client(state.last_clients),
-        classes=setup.evaluator.classes, samples=_samples(setup, state),
-        data=DataSummary.of(cfg.data.dataset, len(setup.train), len(setup.test), cfg.partition.method,
-                            setup.partition.sizes(), None if setup.task == "causal_lm" else setup.test.labels),
-        strategy=StrategySummary(cfg.strategy.name, _rank_counts(sim), cfg.robustness.aggregator,
-                                 cfg.robustness.norm_bound),
-        privacy=_privacy(sim), dp_sgd=_dp_sgd(sim.client.trainer.dp, state.sample_eps),
+        classes=setup.evaluator.classes,
+        samples=_samples(setup, state),
+        data=DataSummary.of(
+            cfg.data.dataset,
+            len(setup.train),
+            len(setup.test),
+            cfg.partition.method,
+            setup.partition.sizes(),
+            None if setup.task == "causal_lm" else setup.test.labels,
+        ),
+        strategy=StrategySummary(
+            cfg.strategy.name, _rank_counts(sim), cfg.robustness.aggregator, cfg.robustness.norm_bound
+        ),
+        privacy=_privacy(sim),
+        dp_sgd=_dp_sgd(sim.client.trainer.dp, state.sample_eps),
         secure_aggregation=_secure(sim, min(cfg.clients.per_round, len(setup.client_data))),
         attack=None if cfg.attack.kind == "none" else {**cfg.attack.model_dump(), "attackers": _attackers(sim)},
-        compression=CompressionSummary(sim.client.uplink.describe(), sim.client.downlink.describe(),
-                                       sim.client.uplink.error_feedback),
-        model=ModelSummary(cfg.model.name, cfg.peft.method, METHODS.get(cfg.peft.method).family, setup.method_setup,
-                           None if setup.prefix_cache is None else setup.prefix_cache.stats()),
+        compression=CompressionSummary(
+            sim.client.uplink.describe(), sim.client.downlink.describe(), sim.client.uplink.error_feedback
+        ),
+        model=ModelSummary(
+            cfg.model.name,
+            cfg.peft.method,
+            METHODS.get(cfg.peft.method).family,
+            setup.method_setup,
+            None if setup.prefix_cache is None else setup.prefix_cache.stats(),
+        ),
         ledger=state.ledger.totals(),
         outputs=(["curves.png"] if cfg.output.plot else []) + (["adapter/"] if cfg.output.save_adapter else []),
     ).to_dict()
@@ -83,8 +119,14 @@ def _samples(setup: Setup, state: Progress) -> dict[str, Any] | None:
     if setup.evaluator.samples is None:
         return None
     e = setup.cfg.eval
-    return {"before": state.samples_before, "after": setup.evaluator.samples, "decoding": "greedy",
-            "max_new_tokens": e.max_new_tokens, "generate_examples": e.generate_examples, "seed": setup.cfg.seed}
+    return {
+        "before": state.samples_before,
+        "after": setup.evaluator.samples,
+        "decoding": "greedy",
+        "max_new_tokens": e.max_new_tokens,
+        "generate_examples": e.generate_examples,
+        "seed": setup.cfg.seed,
+    }
 
 
 def _privacy(sim: Simulation) -> PrivacySummary | None:
@@ -98,16 +140,29 @@ def _dp_sgd(dp: SampleLevelDP | None, eps: dict[str, float]) -> DPSGDSummary | N
     if dp is None:
         return None
     values = np.array(list(eps.values()) or [0.0])
-    return DPSGDSummary(dp.max_grad_norm, dp.noise_multiplier, dp.target_epsilon, dp.delta, dp.path, len(eps),
-                        float(values.max()), float(np.median(values)))
+    return DPSGDSummary(
+        dp.max_grad_norm,
+        dp.noise_multiplier,
+        dp.target_epsilon,
+        dp.delta,
+        dp.path,
+        len(eps),
+        float(values.max()),
+        float(np.median(values)),
+    )
 
 
 def _secure(sim: Simulation, per_round: int) -> SecureSummary | None:
     s = sim.secure
     if s is None:
         return None
-    return SecureSummary("flower secagg+" if sim.secured_by_fleet else "fedpeft", s.threshold, s.bound,
-                         frac_bits_for(s.bound), s.clients_needed(per_round))
+    return SecureSummary(
+        "flower secagg+" if sim.secured_by_fleet else "fedpeft",
+        s.threshold,
+        s.bound,
+        frac_bits_for(s.bound),
+        s.clients_needed(per_round),
+    )
 
 
 def _attackers(sim: Simulation) -> int:

@@ -21,13 +21,16 @@ from fedpeft.model import count_parameters
 from fedpeft.recipe.finish import finish, report_partition
 from fedpeft.recipe.progress import Progress, load_checkpoint, save_checkpoint
 from fedpeft.recipe.records import add_costs, headline, round_line, round_record
-from fedpeft.report import Ledger, RunDir, summary_text
 from fedpeft.recipe.simulation import FleetFactory, Simulation, make_simulator
+from fedpeft.report import Ledger, RunDir, summary_text
 from fedpeft.wrappers.client_dp import ClientLevelDP
 from fedpeft.wrappers.strategy import find_layer
 
+
 def run_experiment(
-    cfg: RunConfig, progress: bool | None = None, resume: str | Path | None = None,
+    cfg: RunConfig,
+    progress: bool | None = None,
+    resume: str | Path | None = None,
     fleet: FleetFactory | None = None,
 ) -> dict[str, Any]:
     """Run the configured federated job end to end; return (and save) the summary. With ``resume`` (a run
@@ -41,15 +44,23 @@ def run_experiment(
     say(f"fedpeft: run '{cfg.name}' -> {run.path}/" + (" (resuming)" if resume is not None else ""))
     setup = build_setup(cfg)
     report_partition(setup, run)
-    say(f"fedpeft: {len(setup.train):,} training examples over {len(setup.client_data)} clients "
+    say(
+        f"fedpeft: {len(setup.train):,} training examples over {len(setup.client_data)} clients "
         f"({cfg.partition.method}); {setup.trainable.numel():,} trainable parameters; built in "
-        f"{time.perf_counter() - started:.1f} s")
+        f"{time.perf_counter() - started:.1f} s"
+    )
     sim = make_simulator(setup, run.path / "client_state", fleet)
     done, state = _start(setup, sim, run, resume is not None)
     if resume is not None:
         say(f"fedpeft: resuming after round {done} of {cfg.rounds}")
-    rounds = tqdm(range(done + 1, cfg.rounds + 1), desc="rounds", unit="round", disable=not show_bars,
-                  initial=done, total=cfg.rounds)
+    rounds = tqdm(
+        range(done + 1, cfg.rounds + 1),
+        desc="rounds",
+        unit="round",
+        disable=not show_bars,
+        initial=done,
+        total=cfg.rounds,
+    )
     for r in rounds:
         say(_one_round(setup, sim, run, state, r, show_bars, started))
         rounds.set_postfix_str(headline(state.last_test))
@@ -75,12 +86,18 @@ def _start(setup: Setup, sim: Simulation, run: RunDir, resuming: bool) -> tuple[
     return 0, Progress(ledger, initial, initial, samples_before=setup.evaluator.samples)
 
 
-def _one_round(setup: Setup, sim: Simulation, run: RunDir, state: Progress, r: int, show_bars: bool,
-               started: float) -> str:
+def _one_round(
+    setup: Setup, sim: Simulation, run: RunDir, state: Progress, r: int, show_bars: bool, started: float
+) -> str:
     """Run, evaluate (when due), record and checkpoint round ``r``; return its line for the log."""
     cfg = setup.cfg
-    bar = tqdm(total=min(cfg.clients.per_round, len(setup.client_data)), desc=f"round {r} clients",
-               unit="client", leave=False, disable=not show_bars)
+    bar = tqdm(
+        total=min(cfg.clients.per_round, len(setup.client_data)),
+        desc=f"round {r} clients",
+        unit="client",
+        leave=False,
+        disable=not show_bars,
+    )
     outcome = sim.run_round(r, on_client=lambda _cid: bar.update())
     bar.close()
     test, clients, eval_s = None, None, 0.0
@@ -89,7 +106,8 @@ def _one_round(setup: Setup, sim: Simulation, run: RunDir, state: Progress, r: i
         test, clients = setup.evaluator(sim.strategy.evaluation_state())
         if r == cfg.rounds and clients is not None:
             clients["personalised"] = setup.evaluator.personalised(
-                sim.client, sim.strategy.evaluation_state(), sim.strategy.rank, r)
+                sim.client, sim.strategy.evaluation_state(), sim.strategy.rank, r
+            )
         eval_s = time.perf_counter() - start
         state.last_test, state.last_clients = test, clients
     add_costs(state.ledger, outcome, eval_s)

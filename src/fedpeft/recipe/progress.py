@@ -8,8 +8,8 @@ from typing import Any
 
 import torch
 
-from fedpeft.report import Ledger, RunDir
 from fedpeft.recipe.simulation import Simulation
+from fedpeft.report import Ledger, RunDir
 from fedpeft.runtime.checkpoint import Checkpoint
 
 
@@ -47,8 +47,11 @@ class Progress:
 
 
 def save_checkpoint(run: RunDir, round_: int, sim: Simulation, progress: Progress, elapsed: float) -> None:
-    state = {"simulator": sim.engine.state_dict(), "strategy": sim.strategy.state_dict(),
-             "progress": progress.state_dict(elapsed)}
+    state = {
+        "simulator": sim.engine.state_dict(),
+        "strategy": sim.strategy.state_dict(),
+        "progress": progress.state_dict(elapsed),
+    }
     Checkpoint(run.path).save(round_, state, sim.client.store.take_changed())
 
 

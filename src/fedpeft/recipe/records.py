@@ -14,10 +14,17 @@ def add_costs(ledger: Ledger, outcome: RoundOutcome, eval_s: float) -> None:
         if "cpu_seconds" in cost:
             cost["energy_wh_estimate"] = ledger.energy_wh_of(cost["cpu_seconds"])
     ledger.add_round(
-        bytes_up=outcome.bytes_up, bytes_down=outcome.bytes_down, train_seconds=outcome.train_seconds,
-        aggregate_seconds=outcome.aggregate_seconds, evaluate_seconds=eval_s,
-        failed=outcome.status != "ok", rejected=len(outcome.rejected), samples=outcome.samples,
-        dropped=len(outcome.dropped), late=len(outcome.late), simulated_seconds=outcome.simulated_seconds,
+        bytes_up=outcome.bytes_up,
+        bytes_down=outcome.bytes_down,
+        train_seconds=outcome.train_seconds,
+        aggregate_seconds=outcome.aggregate_seconds,
+        evaluate_seconds=eval_s,
+        failed=outcome.status != "ok",
+        rejected=len(outcome.rejected),
+        samples=outcome.samples,
+        dropped=len(outcome.dropped),
+        late=len(outcome.late),
+        simulated_seconds=outcome.simulated_seconds,
         clients=outcome.clients,
     )
 

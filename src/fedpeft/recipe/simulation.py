@@ -69,9 +69,15 @@ def make_simulator(setup: Setup, state_dir: Path, fleet: FleetFactory | None = N
     strategy = build_strategy(cfg, setup.model, setup.trainable.snapshot(), len(ids), ranks)
     client = build_client(cfg, setup, strategy, state_dir)
     engine = Simulator(
-        strategy, build_fleet(cfg, client, profiles) if fleet is None else fleet(ids), ids, seed=cfg.seed,
-        uplink=client.uplink, downlink=client.downlink, num_examples={c: len(d) for c, d in setup.client_data.items()},
-        min_updates=cfg.strategy.min_updates, max_update_norm=cfg.robustness.max_update_norm,
+        strategy,
+        build_fleet(cfg, client, profiles) if fleet is None else fleet(ids),
+        ids,
+        seed=cfg.seed,
+        uplink=client.uplink,
+        downlink=client.downlink,
+        num_examples={c: len(d) for c, d in setup.client_data.items()},
+        min_updates=cfg.strategy.min_updates,
+        max_update_norm=cfg.robustness.max_update_norm,
         secure=secure_settings(cfg),
     )
     return Simulation(engine, client, profiles)

@@ -40,8 +40,9 @@ def first_sentence(doc: str | None) -> str:
     return text.split(". ")[0].rstrip(".")
 
 
-def method_costs(base: nn.Module, task: str, configured: object | None = None,
-                 on_method: Callable[[str], None] | None = None) -> list[MethodCost]:
+def method_costs(
+    base: nn.Module, task: str, configured: object | None = None, on_method: Callable[[str], None] | None = None
+) -> list[MethodCost]:
     """Apply every registered method to a copy of ``base`` and measure it.
 
     Example:
@@ -74,8 +75,10 @@ def format_size(n: float) -> str:
 
 
 def cost_table(costs: list[MethodCost], per_round: int) -> str:
-    lines = [f"{'method':<11} {'family':<16} {'trainable':>12} {'share':>7} {'update':>10} "
-             f"{'per round (up+down, ' + str(per_round) + ' clients)':>36}"]
+    lines = [
+        f"{'method':<11} {'family':<16} {'trainable':>12} {'share':>7} {'update':>10} "
+        f"{'per round (up+down, ' + str(per_round) + ' clients)':>36}"
+    ]
     for c in costs:
         if c.refused is not None:
             lines.append(f"{c.name:<11} {c.family:<16} refused: {c.refused}")

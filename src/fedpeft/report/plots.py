@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 
-def _pyplot():
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,8 +23,12 @@ def plot_curves(records: list[dict[str, Any]], path: Path, baseline: float | Non
     rows = [r for r in records if r.get("test")]
     rounds = [r["round"] for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for key, label, mark in (("accuracy", "accuracy", "o"), ("macro_f1", "macro-F1", "."),
-                             ("rouge_l", "ROUGE-L", "o"), ("exact_match", "exact match", ".")):
+    for key, label, mark in (
+        ("accuracy", "accuracy", "o"),
+        ("macro_f1", "macro-F1", "."),
+        ("rouge_l", "ROUGE-L", "o"),
+        ("exact_match", "exact match", "."),
+    ):
         if all(key in r["test"] for r in rows):
             ax1.plot(rounds, [r["test"][key] for r in rows], marker=mark, label=label)
     if not ax1.lines:  # language modelling: perplexity is the figure
@@ -35,8 +39,12 @@ def plot_curves(records: list[dict[str, Any]], path: Path, baseline: float | Non
     ax1.set_title("central test set")
     ax1.legend(loc="lower right")
     ax1.grid(alpha=0.3)
-    ax2.plot(rounds, [r["test"]["loss"] for r in rows], marker="o", label="test loss (per target token)"
-             if "perplexity" in rows[0]["test"] else "test loss")
+    ax2.plot(
+        rounds,
+        [r["test"]["loss"] for r in rows],
+        marker="o",
+        label="test loss (per target token)" if "perplexity" in rows[0]["test"] else "test loss",
+    )
     train = [(r["round"], r["train_loss"]) for r in records if r.get("train_loss") is not None]
     if train:
         ax2.plot(*zip(*train), marker=".", label="clients' train loss")
@@ -50,9 +58,7 @@ def plot_curves(records: list[dict[str, Any]], path: Path, baseline: float | Non
     return path
 
 
-def plot_partition(
-    histograms: list[list[int]], label_names: list[str], path: Path, max_clients: int = 60
-) -> Path:
+def plot_partition(histograms: list[list[int]], label_names: list[str], path: Path, max_clients: int = 60) -> Path:
     """Stacked bars of each client's label counts (the largest clients when there are many)."""
     plt = _pyplot()
     counts = np.asarray(histograms)
@@ -86,8 +92,15 @@ def plot_confusion(report: dict[str, Any], path: Path) -> Path:
     if len(names) <= 20:
         for i in range(len(names)):
             for j in range(len(names)):
-                ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
-                        color="white" if share[i, j] > 0.5 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{int(cm[i, j])}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if share[i, j] > 0.5 else "black",
+                )
     ax.set_xticks(range(len(names)), names, rotation=90 if len(names) > 6 else 0, fontsize=8)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_xlabel("predicted")

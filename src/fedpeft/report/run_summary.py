@@ -32,16 +32,30 @@ class DataSummary:
     majority_baseline: float | None
 
     @classmethod
-    def of(cls, dataset: str, train: int, test: int, partition: str, sizes: list[int],
-           test_labels: list[int] | np.ndarray | None) -> DataSummary:
+    def of(
+        cls,
+        dataset: str,
+        train: int,
+        test: int,
+        partition: str,
+        sizes: list[int],
+        test_labels: list[int] | np.ndarray | None,
+    ) -> DataSummary:
         """From the client sizes and the test labels (None for language models: no majority class)."""
         s = np.array(sizes)
         majority = None
         if test_labels is not None:
             counts = np.bincount(np.asarray(test_labels))
             majority = float(counts.max() / counts.sum())
-        return cls(dataset, train, test, partition, len(s),
-                   {"min": int(s.min()), "median": float(np.median(s)), "max": int(s.max())}, majority)
+        return cls(
+            dataset,
+            train,
+            test,
+            partition,
+            len(s),
+            {"min": int(s.min()), "median": float(np.median(s)), "max": int(s.max())},
+            majority,
+        )
 
 
 @dataclass(frozen=True)

@@ -61,25 +61,33 @@ def _quality(summary: dict[str, Any]) -> list[str]:
         before = f"{first['perplexity']:.2f} -> " if "perplexity" in first else ""
         answers = ""
         if "rouge_l" in q:
-            answers = (f"; greedy answers to {q.get('answered', 0):.0f} held-out prompts: ROUGE-L "
-                       f"{first.get('rouge_l', float('nan')):.3f} -> {q['rouge_l']:.3f}, exact match "
-                       f"{first.get('exact_match', float('nan')):.3f} -> {q['exact_match']:.3f}")
-        lines.append(f"  Quality: test perplexity {before}{q['perplexity']:.2f} (over {q['tokens']:.0f} target "
-                     f"tokens){answers}.")
+            answers = (
+                f"; greedy answers to {q.get('answered', 0):.0f} held-out prompts: ROUGE-L "
+                f"{first.get('rouge_l', float('nan')):.3f} -> {q['rouge_l']:.3f}, exact match "
+                f"{first.get('exact_match', float('nan')):.3f} -> {q['exact_match']:.3f}"
+            )
+        lines.append(
+            f"  Quality: test perplexity {before}{q['perplexity']:.2f} (over {q['tokens']:.0f} target tokens){answers}."
+        )
     samples = summary.get("samples")
     if samples and samples.get("after"):
         s0, b0 = samples["after"][0], (samples.get("before") or [{}])[0]
-        lines.append(f"  Sample:  {s0['prompt']!r} -> before {b0.get('answer', '')!r}, after {s0['answer']!r} "
-                     f"(reference {s0['reference']!r}; more in summary.json)")
+        lines.append(
+            f"  Sample:  {s0['prompt']!r} -> before {b0.get('answer', '')!r}, after {s0['answer']!r} "
+            f"(reference {s0['reference']!r}; more in summary.json)"
+        )
     classes = summary.get("classes")
     if classes:
         recall = sorted(((r, n) for n, r in classes["recall"].items() if r == r), key=lambda x: x[0])
         shown = recall if len(recall) <= 4 else recall[:3]
         what = "per class" if len(recall) <= 4 else "lowest"
-        lines.append(f"  Recall:  {what} " + ", ".join(f"{n} {r:.2f}" for r, n in shown)
-                     + ("" if len(recall) <= 4 else f"; highest {recall[-1][1]} {recall[-1][0]:.2f}")
-                     + " (confusion matrix in summary.json" + (", confusion.png)" if "confusion.png" in
-                                                               summary.get("outputs", []) else ")"))
+        lines.append(
+            f"  Recall:  {what} "
+            + ", ".join(f"{n} {r:.2f}" for r, n in shown)
+            + ("" if len(recall) <= 4 else f"; highest {recall[-1][1]} {recall[-1][0]:.2f}")
+            + " (confusion matrix in summary.json"
+            + (", confusion.png)" if "confusion.png" in summary.get("outputs", []) else ")")
+        )
     return lines
 
 
@@ -139,8 +147,11 @@ def _privacy(summary: dict[str, Any]) -> list[str]:
         )
     sgd = summary.get("dp_sgd")
     if sgd:
-        noise = (f"noise multiplier {sgd['noise_multiplier']:.3f}" if sgd["target_epsilon"] is None
-                 else f"noise calibrated per client to epsilon <= {sgd['target_epsilon']:g}")
+        noise = (
+            f"noise multiplier {sgd['noise_multiplier']:.3f}"
+            if sgd["target_epsilon"] is None
+            else f"noise calibrated per client to epsilon <= {sgd['target_epsilon']:g}"
+        )
         lines.append(
             f"  Privacy: sample-level DP-SGD in local training, {noise}, per-example clip {sgd['max_grad_norm']:g} "
             f"({sgd['per_example_gradients']}); client epsilon max {sgd['max_client_epsilon']:.2f}, median "

@@ -6,8 +6,9 @@ the client states that round changed. Nothing is pickled. Files are written unde
 renamed, and ``state.json`` (written last) names the round they belong to, so a run killed at any moment
 resumes from its last completed round.
 
-Objects take part by listing their attributes in ``STATE`` (tensors, dicts and lists of tensors, numbers,
-strings); ``state_of`` / ``restore`` flatten and rebuild those.
+Objects take part through ``state_dict()`` / ``load_state_dict()`` (tensors, dicts and lists of tensors,
+numbers, strings); ``flatten`` / ``unflatten`` turn that into JSON plus safetensors and back. A checkpoint of
+another format (an older fedpeft) is refused with the reason.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from fedpeft.client.state_store import ClientStateStore
 from fedpeft.errors import FedPeftError
 
-FORMAT = "fedpeft-checkpoint/1"
+FORMAT = "fedpeft-checkpoint/2"  # 2: objects save state_dict(); strategy wrappers nest the inner state
 
 
 class CheckpointError(FedPeftError):
@@ -61,16 +62,6 @@ def unflatten(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return skeleton
 
 
-def state_of(obj: Any) -> dict[str, Any]:
-    """The attributes an object lists in ``STATE``."""
-    return {name: getattr(obj, name) for name in getattr(obj, "STATE", ())}
-
-
-def restore(obj: Any, state: dict[str, Any]) -> None:
-    for name in getattr(obj, "STATE", ()):
-        setattr(obj, name, state[name])
-
-
 def _atomic(path: Path, write: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
@@ -102,8 +93,10 @@ class Checkpoint:
         self.folder.mkdir(parents=True, exist_ok=True)
         ids = sorted(clients)
         flat = {f"{i}/{k}": v.detach().contiguous() for i, cid in enumerate(ids) for k, v in clients[cid].items()}
-        _atomic(self.folder / f"clients-{round_}.safetensors",
-                lambda p: save_file(flat, str(p), metadata={"clients": json.dumps(ids)}))
+        _atomic(
+            self.folder / f"clients-{round_}.safetensors",
+            lambda p: save_file(flat, str(p), metadata={"clients": json.dumps(ids)}),
+        )
         tensors: dict[str, torch.Tensor] = {}
         skeleton = flatten(state, "s", tensors)
         _atomic(self.folder / "tensors.safetensors", lambda p: save_file(tensors, str(p)))
@@ -113,8 +106,10 @@ class Checkpoint:
     def load(self) -> dict[str, Any]:
         path = self.folder / "state.json"
         if not path.exists():
-            raise CheckpointError(f"{self.folder}: no checkpoint (the run stopped before its first round ended, "
-                                  "or ran with output.checkpoint: false); start it again without --resume")
+            raise CheckpointError(
+                f"{self.folder}: no checkpoint (the run stopped before its first round ended, "
+                "or ran with output.checkpoint: false); start it again without --resume"
+            )
         meta = json.loads(path.read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT:
             raise CheckpointError(f"{path}: not a {FORMAT} checkpoint")

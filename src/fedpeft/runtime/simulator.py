@@ -27,8 +27,17 @@ from fedpeft.runtime.base import RoundOutcome
 from fedpeft.strategy.base import ClientUpdate, Strategy, update_norm
 
 log = logging.getLogger(__name__)
-COST_METRICS = ("samples", "train_seconds", "cpu_seconds", "peak_mb", "flops", "dp_epsilon",
-                "process_start_seconds", "worker_start_seconds", "build_seconds")  # (last 3: Flower nodes' own)
+COST_METRICS = (
+    "samples",
+    "train_seconds",
+    "cpu_seconds",
+    "peak_mb",
+    "flops",
+    "dp_epsilon",
+    "process_start_seconds",
+    "worker_start_seconds",
+    "build_seconds",
+)  # (last 3: Flower nodes' own)
 
 
 class Simulator:
@@ -72,8 +81,10 @@ class Simulator:
         self.secure_fleet: SecureFleet | None = None
         if secure is not None:
             if not isinstance(fleet, SecureFleet):
-                raise ConfigError(f"privacy.secure_aggregation: a {type(fleet).__name__} cannot sum updates securely;"
-                                  " give the simulator a SecureFleet (fedpeft.fleet.InProcessSecAgg around it)")
+                raise ConfigError(
+                    f"privacy.secure_aggregation: a {type(fleet).__name__} cannot sum updates securely;"
+                    " give the simulator a SecureFleet (fedpeft.fleet.InProcessSecAgg around it)"
+                )
             missing = [c for c in self.client_ids if c not in self.num_examples]
             if missing:
                 raise ConfigError(f"secure aggregation weighs clients by their examples: no count for {missing[:3]}")
@@ -130,8 +141,9 @@ class Simulator:
         outcome.simulated_seconds = delivery.round_seconds(used, any(c in outcome.dropped for c in delivery.stragglers))
         return self._aggregate(outcome, updates)
 
-    def _secure_round(self, instructions: list[FitInstruction], outcome: RoundOutcome,
-                      on_client: Callable[[str], None] | None) -> RoundOutcome:
+    def _secure_round(
+        self, instructions: list[FitInstruction], outcome: RoundOutcome, on_client: Callable[[str], None] | None
+    ) -> RoundOutcome:
         """A round the fleet sums under secure aggregation: the server gets the survivors' weighted mean and
         their metrics, never an update. The server half's seconds count as aggregation time."""
         assert self.secure_fleet is not None and self.secure is not None
@@ -139,15 +151,19 @@ class Simulator:
         weights = {c: self.strategy.secure_weight(self.num_examples[c]) for c in cids}
         spec = self.strategy.uplink_spec(cids[0], {}) if cids else {}
         start = time.perf_counter()
-        result = self.secure_fleet.secure_round(instructions, weights, spec, bound=self.secure.bound,
-                                                threshold=self.secure.threshold, on_reply=on_client)
+        result = self.secure_fleet.secure_round(
+            instructions, weights, spec, bound=self.secure.bound, threshold=self.secure.threshold, on_reply=on_client
+        )
         outcome.train_seconds += time.perf_counter() - start - result.server_seconds
         outcome.aggregate_seconds += result.server_seconds
         self._count_secure(cids, result, outcome)
         if result.failure is not None:
             return self._failed(outcome, result.failure)
-        losses = [result.metrics[c]["train_loss"] for c in cids
-                  if c in outcome.accepted and "train_loss" in result.metrics.get(c, {})]
+        losses = [
+            result.metrics[c]["train_loss"]
+            for c in cids
+            if c in outcome.accepted and "train_loss" in result.metrics.get(c, {})
+        ]
         if losses:
             outcome.train_loss = float(np.mean(losses))
         outcome.simulated_seconds = result.simulated_seconds
@@ -156,8 +172,12 @@ class Simulator:
             return self._failed(outcome, f"{len(outcome.accepted)} masked update(s) summed, {needed} needed")
         if len(outcome.accepted) < needed:
             return self._failed(outcome, f"{len(outcome.accepted)} masked update(s) summed, {needed} needed")
-        update = ClientUpdate("secure-aggregate", result.mean, int(sum(weights[c] for c in result.accepted)),
-                              members=tuple(result.accepted))
+        update = ClientUpdate(
+            "secure-aggregate",
+            result.mean,
+            int(sum(weights[c] for c in result.accepted)),
+            members=tuple(result.accepted),
+        )
         start = time.perf_counter()
         self.strategy.aggregate_train(outcome.round, [self.strategy.receive(update)])
         outcome.aggregate_seconds += time.perf_counter() - start
@@ -230,14 +250,21 @@ class Simulator:
         except InvalidUpdate as exc:  # (cannot happen to a reply that passed in its own round)
             log.warning("round %d: rejected late update: %s", round_, exc)
             return None
-        return ClientUpdate(late.reply.client_id, delta, late.reply.num_examples, late.reply.metrics,
-                            staleness=late.staleness, weight_scale=late.weight_scale)
+        return ClientUpdate(
+            late.reply.client_id,
+            delta,
+            late.reply.num_examples,
+            late.reply.metrics,
+            staleness=late.staleness,
+            weight_scale=late.weight_scale,
+        )
 
     def _decode(self, cid: str, reply: FitReply) -> TensorDict:
         """``cid``'s update, checked against the strategy's spec, the byte limit and the norm limit."""
         spec = self.strategy.uplink_spec(cid, reply.metrics)
         delta = self.uplink.decode(reply.payload, spec, max_bytes=self.max_update_bytes, sender=cid)
         if self.max_update_norm is not None and (norm := update_norm(delta)) > self.max_update_norm:
-            raise InvalidUpdate(f"{cid}: update norm {norm:.3g} exceeds robustness.max_update_norm "
-                                f"({self.max_update_norm:g})")
+            raise InvalidUpdate(
+                f"{cid}: update norm {norm:.3g} exceeds robustness.max_update_norm ({self.max_update_norm:g})"
+            )
         return delta

@@ -25,6 +25,20 @@ from fedpeft.strategy.hetlora import HetLora  # noqa: E402
 from fedpeft.strategy.scaffold import Scaffold  # noqa: E402
 
 __all__ = [
-    "STRATEGIES", "ClientUpdate", "FFALora", "FLora", "FedAvg", "FedAvgM", "FedOpt", "FedProx", "FedSALora",
-    "FlexLora", "HetLora", "Scaffold", "Strategy", "StrategySpec", "sample_clients", "weighted_mean",
+    "STRATEGIES",
+    "ClientUpdate",
+    "FFALora",
+    "FLora",
+    "FedAvg",
+    "FedAvgM",
+    "FedOpt",
+    "FedProx",
+    "FedSALora",
+    "FlexLora",
+    "HetLora",
+    "Scaffold",
+    "Strategy",
+    "StrategySpec",
+    "sample_clients",
+    "weighted_mean",
 ]

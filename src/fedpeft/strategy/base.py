@@ -11,8 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Generic, TypeVar
 from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -123,7 +123,10 @@ class Strategy:
         self._past: dict[int, TensorDict] = {}
 
     def initialize(
-        self, state: TensorDict, ranks: Mapping[str, int] | None = None, num_clients: int | None = None,
+        self,
+        state: TensorDict,
+        ranks: Mapping[str, int] | None = None,
+        num_clients: int | None = None,
         keep_past: int = 0,
     ) -> None:
         """Start from ``state`` (the model's trainable tensors); ``ranks`` gives clients their LoRA rank;

@@ -41,8 +41,9 @@ def coordinate_median(updates: Sequence[ClientUpdate], names: Sequence[str] | No
     return {n: _stack(updates, n).quantile(0.5, dim=0) for n in _names(updates, names)}
 
 
-def trimmed_mean(updates: Sequence[ClientUpdate], names: Sequence[str] | None = None,
-                 fraction: float = 0.1) -> TensorDict:
+def trimmed_mean(
+    updates: Sequence[ClientUpdate], names: Sequence[str] | None = None, fraction: float = 0.1
+) -> TensorDict:
     """Per coordinate, the mean after dropping floor(fraction n) values at each end.
 
     Example:
@@ -67,8 +68,9 @@ def krum_scores(updates: Sequence[ClientUpdate], byzantine: int) -> torch.Tensor
     return nearest.sum(1)
 
 
-def multi_krum(updates: Sequence[ClientUpdate], names: Sequence[str] | None = None, byzantine: int = 1,
-               m: int | None = 1) -> TensorDict:
+def multi_krum(
+    updates: Sequence[ClientUpdate], names: Sequence[str] | None = None, byzantine: int = 1, m: int | None = 1
+) -> TensorDict:
     """The plain mean of the ``m`` updates with the lowest Krum scores (None: n - f of them).
 
     Example:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
+import torch  # noqa: F401  (the doctests use it)
 
 from fedpeft.client.app import client_seed
 from fedpeft.client.plugins import ClientPlugin, FitContext
@@ -38,8 +38,9 @@ class Attack(ClientPlugin):
         [-3.0, -3.0]
     """
 
-    def __init__(self, kind: str, attackers: Sequence[str], *, scale: float = 10.0, noise_std: float = 1.0,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, kind: str, attackers: Sequence[str], *, scale: float = 10.0, noise_std: float = 1.0, seed: int = 0
+    ) -> None:
         self.kind, self.attackers = kind, set(attackers)
         self.scale, self.noise_std, self.seed = scale, noise_std, seed
 
@@ -52,6 +53,7 @@ class Attack(ClientPlugin):
             ctx.update = {n: self.scale * t for n, t in ctx.update.items()}
         elif self.kind == "noise":
             base = [*client_seed(self.seed, ctx.round, ctx.client_id), 0xA7]
-            ctx.update = {n: gaussian(t.shape, self.noise_std, [*base, i])
-                          for i, (n, t) in enumerate(sorted(ctx.update.items()))}
+            ctx.update = {
+                n: gaussian(t.shape, self.noise_std, [*base, i]) for i, (n, t) in enumerate(sorted(ctx.update.items()))
+            }
         ctx.metrics["attacker"] = 1.0

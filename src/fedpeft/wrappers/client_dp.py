@@ -55,8 +55,10 @@ class ClipAndNoise(ClientPlugin):
         ctx.update = bound_norm(ctx.update, clip)
         if self.local_noise > 0:
             base = [*client_seed(self.seed, ctx.round, ctx.client_id), 0xD9]
-            ctx.update = {n: t + gaussian(t.shape, self.local_noise * clip, [*base, i])
-                          for i, (n, t) in enumerate(sorted(ctx.update.items()))}
+            ctx.update = {
+                n: t + gaussian(t.shape, self.local_noise * clip, [*base, i])
+                for i, (n, t) in enumerate(sorted(ctx.update.items()))
+            }
 
 
 class ClientLevelDP(StrategyWrapper):

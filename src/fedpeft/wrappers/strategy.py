@@ -19,10 +19,12 @@ from fedpeft.model.state import TensorDict
 from fedpeft.strategy.base import ClientUpdate, Strategy
 
 W = TypeVar("W", bound="StrategyWrapper")
+T = TypeVar("T")
 
 
 class StrategyWrapper(Strategy):
-    """Delegates the whole strategy interface to ``inner``; attributes it does not define are read from it.
+    """Delegates the whole strategy interface to ``inner`` (every method of ``Strategy``, so none runs on the
+    wrapper by accident); other attributes it does not define are read from it.
 
     Example:
         >>> from fedpeft.strategy import FedAvg
@@ -58,8 +60,13 @@ class StrategyWrapper(Strategy):
     def personal_names(self, value: frozenset[str]) -> None:
         self.inner.personal_names = value
 
-    def initialize(self, state: TensorDict, ranks: Mapping[str, int] | None = None,
-                   num_clients: int | None = None, keep_past: int = 0) -> None:
+    def initialize(
+        self,
+        state: TensorDict,
+        ranks: Mapping[str, int] | None = None,
+        num_clients: int | None = None,
+        keep_past: int = 0,
+    ) -> None:
         self.inner.initialize(state, ranks, num_clients, keep_past)
 
     def configure_train(self, round_: int, client_ids: Sequence[str], rng: np.random.Generator) -> list[str]:

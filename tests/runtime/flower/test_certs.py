@@ -27,5 +27,7 @@ def test_each_node_gets_its_own_key_pair_in_openssh_format(tmp_path: Path) -> No
     assert len(set(publics)) == 2 and all(p.startswith(b"ecdsa-sha2-nistp384 ") for p in publics)
     private = serialization.load_ssh_private_key(creds.node_keys[0][0].read_bytes(), None)
     assert isinstance(private, ec.EllipticCurvePrivateKey)
-    assert private.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                             serialization.PublicFormat.OpenSSH) == publics[0].strip()
+    assert (
+        private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        == publics[0].strip()
+    )

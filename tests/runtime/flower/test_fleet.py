@@ -31,7 +31,7 @@ class Grid:
 
     def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> list[Message]:
         out = []
-        for k, msg in enumerate(messages):
+        for msg in messages:
             msg.metadata.__dict__["_message_id"] = f"m{len(self.sent)}"
             self.sent.append(msg)
             reply = self.answer(msg)
@@ -66,6 +66,7 @@ def _holds(pids: dict[int, int], count: int):
     def answer(msg: Message) -> Message:
         info = ConfigRecord({"partition_id": pids[msg.metadata.dst_node_id], "num_partitions": count})
         return Message(RecordDict({"fedpeft": info}), reply_to=msg)
+
     return answer
 
 

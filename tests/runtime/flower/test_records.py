@@ -21,8 +21,12 @@ def test_a_reply_claiming_another_client_or_without_payload_is_refused() -> None
     content = reply_record(FitReply("c1", b"x", 1, {}))
     with pytest.raises(InvalidUpdate, match="does not come from that client"):
         read_reply(content, "c2")
-    bad = RecordDict({"fedpeft": ConfigRecord({"client_id": "c1", "num_examples": 1}),
-                      "payload": ArrayRecord({"payload": Array(np.zeros(3, dtype=np.float32))})})
+    bad = RecordDict(
+        {
+            "fedpeft": ConfigRecord({"client_id": "c1", "num_examples": 1}),
+            "payload": ArrayRecord({"payload": Array(np.zeros(3, dtype=np.float32))}),
+        }
+    )
     with pytest.raises(InvalidUpdate, match="no fedpeft payload"):
         read_reply(bad, "c1")
     with pytest.raises(InvalidUpdate, match="not a fedpeft instruction"):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from fedpeft.config import load_config
 from fedpeft.build import build_setup as build
+from fedpeft.config import load_config
 from fedpeft.pipeline.compression import UpdatePipeline
 from fedpeft.runtime.flower.node import NodePlace
 from fedpeft.runtime.flower.worker import (

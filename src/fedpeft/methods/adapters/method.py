@@ -85,18 +85,31 @@ def apply_adapters(model: nn.Module, cfg: AdapterMethod, task: str) -> nn.Module
     for name in adapter_targets(model, cfg, task):
         module = model.get_submodule(name)
         width, channels_first = output_width(module)
-        module.add_module(CHILD, Bottleneck(width, max(1, width // cfg.reduction_factor), cfg.activation,
-                                            channels_first))
+        module.add_module(
+            CHILD, Bottleneck(width, max(1, width // cfg.reduction_factor), cfg.activation, channels_first)
+        )
         module.register_forward_hook(_after_adapter)
         added |= {f"{name}.{CHILD}.{n}" for n, _ in getattr(module, CHILD).named_parameters()}
     return select(model, added)
 
 
-HOULSBY = register(MethodSpec(
-    "houlsby", "additive", apply_adapters, save_trainable, load_own,
-    summary="Bottleneck adapters after the attention output and the feed-forward output of every block",
-))
-PFEIFFER = register(MethodSpec(
-    "pfeiffer", "additive", apply_adapters, save_trainable, load_own,
-    summary="Bottleneck adapters after the feed-forward output of every block only",
-))
+HOULSBY = register(
+    MethodSpec(
+        "houlsby",
+        "additive",
+        apply_adapters,
+        save_trainable,
+        load_own,
+        summary="Bottleneck adapters after the attention output and the feed-forward output of every block",
+    )
+)
+PFEIFFER = register(
+    MethodSpec(
+        "pfeiffer",
+        "additive",
+        apply_adapters,
+        save_trainable,
+        load_own,
+        summary="Bottleneck adapters after the feed-forward output of every block only",
+    )
+)

@@ -13,5 +13,7 @@ def no_base_parameters(model: nn.Module, cfg: HeadMethod) -> set[str]:
 
 
 HEAD = selective_method(
-    "head", no_base_parameters, "it has no new task head (a causal LM's output layer is its tied input embedding)",
+    "head",
+    no_base_parameters,
+    "it has no new task head (a causal LM's output layer is its tied input embedding)",
 )

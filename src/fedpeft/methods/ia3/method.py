@@ -16,7 +16,8 @@ def apply_ia3(model: nn.Module, cfg: IA3Method, task: str) -> nn.Module:
     if feedforward is None and targets is not cfg.target_modules:
         feedforward = []  # a CNN's 1x1 convs: scale their outputs
     peft_cfg = IA3Config(
-        target_modules=targets, feedforward_modules=feedforward,
+        target_modules=targets,
+        feedforward_modules=feedforward,
         task_type=PEFT_TASKS[task],
     )
     return wrap(model, peft_cfg, "IA3")

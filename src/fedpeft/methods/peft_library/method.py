@@ -47,5 +47,13 @@ def apply_library(model: nn.Module, cfg: PeftLibraryMethod, task: str) -> nn.Mod
 
 
 for _name, (_type, _family) in LIBRARY.items():
-    register(MethodSpec(_name, _family, apply_library, save_peft, load_peft,
-                        summary=f"{_type.value} through the peft library (options: peft.options)"))
+    register(
+        MethodSpec(
+            _name,
+            _family,
+            apply_library,
+            save_peft,
+            load_peft,
+            summary=f"{_type.value} through the peft library (options: peft.options)",
+        )
+    )

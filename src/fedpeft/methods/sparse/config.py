@@ -20,9 +20,7 @@ class SparseMethod(MethodConfig):
     selection: Literal["magnitude", "random", "fisher"] = Field(
         "magnitude", description="largest |w|, uniformly at random, or largest diagonal Fisher information"
     )
-    fisher_examples: int = Field(
-        32, ge=1, description="fisher: examples per client whose squared gradients are summed"
-    )
+    fisher_examples: int = Field(32, ge=1, description="fisher: examples per client whose squared gradients are summed")
     fisher_clients: int | None = Field(
         10, ge=1, description="fisher: how many clients (a seeded sample) score the weights; None: all"
     )

@@ -13,6 +13,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -91,7 +92,9 @@ def static_masks(model: nn.Module, cfg: SparseMethod) -> dict[str, torch.Tensor]
     return masks
 
 
-def client_fisher_top(model: nn.Module, cfg: SparseMethod, batches: Batches) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def client_fisher_top(
+    model: nn.Module, cfg: SparseMethod, batches: Batches
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """On one client: squared-gradient sums over its batches; returns its top (index, score) per tensor."""
     weights = candidates(model, cfg.include_embeddings)
     fisher = {n: torch.zeros_like(w) for n, w in weights.items()}
@@ -115,7 +118,9 @@ def client_fisher_top(model: nn.Module, cfg: SparseMethod, batches: Batches) -> 
     return out
 
 
-def fisher_masks(model: nn.Module, cfg: SparseMethod, clients: Iterable[Batches]) -> tuple[dict[str, torch.Tensor], dict]:
+def fisher_masks(
+    model: nn.Module, cfg: SparseMethod, clients: Iterable[Batches]
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Agree a Fisher mask: sum the clients' sparse top scores, keep the top entries per tensor."""
     weights = candidates(model, cfg.include_embeddings)
     total = {n: torch.zeros(w.numel()) for n, w in weights.items()}
@@ -147,7 +152,9 @@ def apply_sparse(model: nn.Module, cfg: SparseMethod, task: str) -> nn.Module:
     return apply_masks(model, static_masks(model, cfg))
 
 
-def calibrate_sparse(model: nn.Module, cfg: SparseMethod, task: str, clients: Iterable[Batches]) -> tuple[nn.Module, dict]:
+def calibrate_sparse(
+    model: nn.Module, cfg: SparseMethod, task: str, clients: Iterable[Batches]
+) -> tuple[nn.Module, dict[str, Any]]:
     """Apply with a mask agreed from the clients' data (Fisher), or the static mask otherwise."""
     if cfg.selection != "fisher":
         return apply_sparse(model, cfg, task), {}
@@ -158,7 +165,8 @@ def calibrate_sparse(model: nn.Module, cfg: SparseMethod, task: str, clients: It
 def mask_of(model: nn.Module) -> dict[str, torch.Tensor]:
     return {
         f"{n}.weight": m.parametrizations.weight[0].index
-        for n, m in model.named_modules() if parametrize.is_parametrized(m, "weight")
+        for n, m in model.named_modules()
+        if parametrize.is_parametrized(m, "weight")
     }
 
 
@@ -172,5 +180,4 @@ def load_sparse(base: nn.Module, folder: Path) -> nn.Module:
     return copy_into(apply_masks(base, load_file(str(folder / MASK))), tensors, folder)
 
 
-SPARSE = register(MethodSpec("sparse", "selective", apply_sparse, save_sparse, load_sparse,
-                                calibrate=calibrate_sparse))
+SPARSE = register(MethodSpec("sparse", "selective", apply_sparse, save_sparse, load_sparse, calibrate=calibrate_sparse))

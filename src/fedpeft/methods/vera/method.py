@@ -16,7 +16,10 @@ def apply_vera(model: nn.Module, cfg: VeraMethod, task: str) -> nn.Module:
     if task == "image_classification":
         raise ModelError("VeRA (peft) adapts linear layers only, and a CNN's layers are convolutions; pick lora")
     peft_cfg = VeraConfig(
-        r=cfg.r, target_modules=cfg.target_modules, vera_dropout=cfg.dropout, d_initial=cfg.d_initial,
+        r=cfg.r,
+        target_modules=cfg.target_modules,
+        vera_dropout=cfg.dropout,
+        d_initial=cfg.d_initial,
         task_type=PEFT_TASKS[task],
     )
     return wrap(model, peft_cfg, "VeRA")

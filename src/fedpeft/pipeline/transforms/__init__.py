@@ -34,5 +34,13 @@ def build_transform(cfg: TransformConfig) -> Transform:
 
 
 __all__ = [
-    "TRANSFORMS", "EncodeContext", "PerTensor", "Shape", "Spec", "Transform", "build_transform", "index_spec", "kept",
+    "TRANSFORMS",
+    "EncodeContext",
+    "PerTensor",
+    "Shape",
+    "Spec",
+    "Transform",
+    "build_transform",
+    "index_spec",
+    "kept",
 ]

@@ -67,8 +67,12 @@ class LoraRank(Transform):
         spec = {n: (tuple(t.shape), t.dtype) for n, t in parts.items()}
         out = dict(parts)
         for b, a, k in self._cut(spec):
-            strength = component_change(parts[b], None if a is None else parts[a],
-                                        ctx.reference.get(b), None if a is None else ctx.reference.get(a))
+            strength = component_change(
+                parts[b],
+                None if a is None else parts[a],
+                ctx.reference.get(b),
+                None if a is None else ctx.reference.get(a),
+            )
             idx = strength.topk(k).indices.sort().values
             out[f"{b}#r"], out[f"{b}#k"] = out.pop(b)[:, idx].contiguous(), idx.to(torch.int16)
             if a is not None:
@@ -105,6 +109,9 @@ def component_change(
     da = da.double().reshape(rank, -1)
     a0 = torch.zeros_like(da) if a0 is None else a0.double().reshape(rank, -1)
     b1, a1 = b0 + db, a0 + da
-    sq = (b1 * b1).sum(1) * (a1 * a1).sum(1) + (b0 * b0).sum(1) * (a0 * a0).sum(1) \
+    sq = (
+        (b1 * b1).sum(1) * (a1 * a1).sum(1)
+        + (b0 * b0).sum(1) * (a0 * a0).sum(1)
         - 2 * (b1 * b0).sum(1) * (a1 * a0).sum(1)
+    )
     return sq.clamp(min=0).sqrt()

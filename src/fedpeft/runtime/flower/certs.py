@@ -47,11 +47,17 @@ def make_credentials(folder: Path, nodes: int, hosts: list[str] | None = None, d
     now = datetime.datetime.now(datetime.timezone.utc)
     valid = now + datetime.timedelta(days=days)
     ca_key = ec.generate_private_key(ec.SECP384R1())
-    ca = (x509.CertificateBuilder().subject_name(_name("fedpeft CA")).issuer_name(_name("fedpeft CA"))
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now).not_valid_after(valid)
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA384()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(_name("fedpeft CA"))
+        .issuer_name(_name("fedpeft CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(valid)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA384())
+    )
     names: list[x509.GeneralName] = []
     for h in hosts:
         try:
@@ -59,12 +65,18 @@ def make_credentials(folder: Path, nodes: int, hosts: list[str] | None = None, d
         except ValueError:
             names.append(x509.DNSName(h))
     key = ec.generate_private_key(ec.SECP384R1())
-    cert = (x509.CertificateBuilder().subject_name(_name(hosts[0])).issuer_name(ca.subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now).not_valid_after(valid)
-            .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .sign(ca_key, hashes.SHA384()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(hosts[0]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now)
+        .not_valid_after(valid)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA384())
+    )
     creds = Credentials(folder / "ca.crt", folder / "server.pem", folder / "server.key", [])
     creds.ca_cert.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     creds.server_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
@@ -73,7 +85,8 @@ def make_credentials(folder: Path, nodes: int, hosts: list[str] | None = None, d
         node = ec.generate_private_key(ec.SECP384R1())
         private, public = folder / f"node-{i}.key", folder / f"node-{i}.pub"
         _write_key(node, private, serialization.PrivateFormat.OpenSSH)
-        public.write_bytes(node.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                                          serialization.PublicFormat.OpenSSH) + b"\n")
+        public.write_bytes(
+            node.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH) + b"\n"
+        )
         creds.node_keys.append((private, public))
     return creds

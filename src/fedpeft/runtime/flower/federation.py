@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Any, Literal
 
 import psutil
 
@@ -81,8 +81,14 @@ class LocalFederation:
         ('finished:completed', PosixPath('runs/quickstart'))
     """
 
-    def __init__(self, folder: Path, nodes: int = 2, secure: bool = True, start_timeout: float = 60.0,
-                 engine: Literal["deployment", "simulation"] = "deployment") -> None:
+    def __init__(
+        self,
+        folder: Path,
+        nodes: int = 2,
+        secure: bool = True,
+        start_timeout: float = 60.0,
+        engine: Literal["deployment", "simulation"] = "deployment",
+    ) -> None:
         self.folder = folder.resolve()
         self.nodes = nodes
         self.engine = engine
@@ -106,43 +112,63 @@ class LocalFederation:
 
     def _spawn(self, name: str, cmd: list[str]) -> None:
         with open(self.folder / f"{name}.log", "wb") as log:  # (the child keeps its own copy of the file)
-            self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                               start_new_session=True, cwd=self.folder))
+            self.procs.append(
+                subprocess.Popen(
+                    cmd, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True, cwd=self.folder
+                )
+            )
 
     def _flwr(self, *args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["flwr", *args], env=self.env, capture_output=True, text=True, timeout=timeout,
-                              cwd=self.folder)
+        return subprocess.run(
+            ["flwr", *args], env=self.env, capture_output=True, text=True, timeout=timeout, cwd=self.folder
+        )
 
     def start(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / "flwr-home").mkdir(exist_ok=True)
         self.port = free_port()
         if self.engine == "simulation":  # flwr run starts a local SuperLink with Ray behind it, on our ports
-            self.env.update(FLWR_LOCAL_SUPERLINK_HTTP_API_PORT=str(self.port),
-                            FLWR_LOCAL_CONTROL_API_PORT=str(free_port()))
+            self.env.update(
+                FLWR_LOCAL_SUPERLINK_HTTP_API_PORT=str(self.port), FLWR_LOCAL_CONTROL_API_PORT=str(free_port())
+            )
             (self.folder / "flwr-home" / "config.toml").write_text(
                 f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\naddress = ":local:"\n\n'
                 f"[superlink.{CONNECTION}.options]\nnum-supernodes = {self.nodes}\n\n"
-                f"[superlink.{CONNECTION}.options.backend.client-resources]\nnum-cpus = 1\n")
+                f"[superlink.{CONNECTION}.options.backend.client-resources]\nnum-cpus = 1\n"
+            )
             return
         link = ["flower-superlink", "--port", str(self.port), "--disable-runtime-dependency-installation"]
         connection = f'address = "127.0.0.1:{self.port}"\n'
         if self.secure:
             self.creds = creds = make_credentials(self.folder / "certs", self.nodes)
-            link += ["--ssl-ca-certfile", str(creds.ca_cert), "--ssl-certfile", str(creds.server_cert),
-                     "--ssl-keyfile", str(creds.server_key), "--enable-supernode-auth"]
+            link += [
+                "--ssl-ca-certfile",
+                str(creds.ca_cert),
+                "--ssl-certfile",
+                str(creds.server_cert),
+                "--ssl-keyfile",
+                str(creds.server_key),
+                "--enable-supernode-auth",
+            ]
             connection += f'root-certificates = "{creds.ca_cert}"\n'
         else:
             link.append("--insecure")
             connection += "insecure = true\n"
         (self.folder / "flwr-home" / "config.toml").write_text(
-            f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n{connection}')
+            f'[superlink]\ndefault = "{CONNECTION}"\n\n[superlink.{CONNECTION}]\n{connection}'
+        )
         self._spawn("superlink", link)
         self._wait_healthy()
         for i in range(self.nodes):
-            node = ["flower-supernode", "--superlink", f"127.0.0.1:{self.port}", "--port", str(free_port()),
-                    "--node-config", f"partition-id={i} num-partitions={self.nodes} "
-                                     f"state-dir='{self.folder / 'node-state'}'"]
+            node = [
+                "flower-supernode",
+                "--superlink",
+                f"127.0.0.1:{self.port}",
+                "--port",
+                str(free_port()),
+                "--node-config",
+                f"partition-id={i} num-partitions={self.nodes} state-dir='{self.folder / 'node-state'}'",
+            ]
             if self.creds is not None:
                 private, public = self.creds.node_keys[i]
                 done = self._flwr("supernode", "register", str(public), CONNECTION)
@@ -169,21 +195,37 @@ class LocalFederation:
         log = (self.folder / "superlink.log").read_text(errors="replace")[-2000:]
         raise FlowerRunFailed(f"the SuperLink did not come up on 127.0.0.1:{self.port}; its log ends:\n{log}")
 
-    def run(self, config: Path, overrides: Sequence[str] = (), timeout: float = 3600.0, echo: bool = False,
-            run_config: Mapping[str, str | int | float] | None = None) -> FlowerRun:
+    def run(
+        self,
+        config: Path,
+        overrides: Sequence[str] = (),
+        timeout: float = 3600.0,
+        echo: bool = False,
+        run_config: Mapping[str, str | int | float] | None = None,
+    ) -> FlowerRun:
         """``flwr run`` fedpeft's app with this fedpeft config; wait for it; read its status from Flower.
         ``run_config`` sets more of the app's run config (e.g. {"round-timeout": 60})."""
         app = self.folder / "app"
         shutil.rmtree(app, ignore_errors=True)
         shutil.copytree(APP, app)
-        pairs = {"config": str(Path(config).resolve()), "overrides": shlex.join(overrides), "nodes": self.nodes,
-                 **(run_config or {})}
+        pairs = {
+            "config": str(Path(config).resolve()),
+            "overrides": shlex.join(overrides),
+            "nodes": self.nodes,
+            **(run_config or {}),
+        }
         if any('"' in str(v) for v in pairs.values()):  # Flower's --run-config parser cannot escape them
             raise FlowerRunFailed(f"a Flower run config value cannot hold a double quote: {pairs}; use single quotes")
         run_config_text = " ".join(f"{k}={json.dumps(v)}" for k, v in pairs.items())  # TOML values
-        proc = subprocess.Popen(["flwr", "run", str(app), CONNECTION, "--stream", "--run-config", run_config_text],
-                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                cwd=self.folder, start_new_session=True)
+        proc = subprocess.Popen(
+            ["flwr", "run", str(app), CONNECTION, "--stream", "--run-config", run_config_text],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=self.folder,
+            start_new_session=True,
+        )
         lines: list[str] = []
 
         def read() -> None:  # (in a thread, so a run that goes silent still meets the timeout)
@@ -243,7 +285,7 @@ class LocalFederation:
         return found
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen[Any]) -> None:
     """SIGTERM the process's whole group (Flower's children with it); SIGKILL what is left after 10 s."""
     if proc.poll() is not None:
         return

@@ -12,7 +12,6 @@ from collections.abc import Mapping, Sequence, Set
 from typing import Any
 
 import torch
-
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid
 
@@ -33,9 +32,11 @@ def wait_for_nodes(grid: Grid, expected: int, timeout: float) -> list[int]:
         if len(nodes) >= expected:
             return nodes
         if time.monotonic() > deadline:
-            raise ConfigError(f"only {len(nodes)} of {expected} SuperNodes connected within {timeout:g} s: start "
-                              "them (flower-supernode ... --node-config 'partition-id=I num-partitions=N'), or lower "
-                              "the run config's 'nodes'")
+            raise ConfigError(
+                f"only {len(nodes)} of {expected} SuperNodes connected within {timeout:g} s: start "
+                "them (flower-supernode ... --node-config 'partition-id=I num-partitions=N'), or lower "
+                "the run config's 'nodes'"
+            )
         time.sleep(0.5)
 
 
@@ -47,18 +48,23 @@ def partitions_of(grid: Grid, nodes: Sequence[int], timeout: float) -> dict[int,
     counts = set()
     for reply in grid.send_and_receive(asks, timeout=timeout):
         if reply.has_error():
-            raise ConfigError(f"SuperNode {reply.metadata.src_node_id} could not say which partition it holds: "
-                              f"{reply.error.reason}")
+            raise ConfigError(
+                f"SuperNode {reply.metadata.src_node_id} could not say which partition it holds: {reply.error.reason}"
+            )
         info = reply.content.config_records["fedpeft"]
         pid, count = integer(info, "partition_id"), integer(info, "num_partitions")
         if pid in held:
-            raise ConfigError(f"SuperNodes {held[pid]} and {reply.metadata.src_node_id} both hold partition-id={pid}:"
-                              " give each node its own --node-config 'partition-id=I'")
+            raise ConfigError(
+                f"SuperNodes {held[pid]} and {reply.metadata.src_node_id} both hold partition-id={pid}:"
+                " give each node its own --node-config 'partition-id=I'"
+            )
         held[pid] = reply.metadata.src_node_id
         counts.add(count)
     if counts != {len(nodes)} or sorted(held) != list(range(len(nodes))):
-        raise ConfigError(f"{len(nodes)} SuperNodes hold partitions {sorted(held)} of num-partitions {sorted(counts)}: "
-                          f"each must hold one of partition-id=0..{len(nodes) - 1} with num-partitions={len(nodes)}")
+        raise ConfigError(
+            f"{len(nodes)} SuperNodes hold partitions {sorted(held)} of num-partitions {sorted(counts)}: "
+            f"each must hold one of partition-id=0..{len(nodes) - 1} with num-partitions={len(nodes)}"
+        )
     return held
 
 
@@ -74,8 +80,14 @@ class FlowerFleet:
 
     protocol = "flower secagg+"
 
-    def __init__(self, grid: Grid, node_of: dict[str, int], config_json: str, timeout: float = 600.0,
-                 context: Context | None = None) -> None:
+    def __init__(
+        self,
+        grid: Grid,
+        node_of: dict[str, int],
+        config_json: str,
+        timeout: float = 600.0,
+        context: Context | None = None,
+    ) -> None:
         self.grid = grid
         self.context = context  # the ServerApp's, for Flower's SecAgg+ workflow
         self.node_of = node_of
@@ -83,8 +95,16 @@ class FlowerFleet:
         self.timeout = timeout
 
     @classmethod
-    def connect(cls, grid: Grid, client_ids: Sequence[str], config_json: str, nodes: int, timeout: float,
-                connect_timeout: float = 120.0, context: Context | None = None) -> FlowerFleet:
+    def connect(
+        cls,
+        grid: Grid,
+        client_ids: Sequence[str],
+        config_json: str,
+        nodes: int,
+        timeout: float,
+        connect_timeout: float = 120.0,
+        context: Context | None = None,
+    ) -> FlowerFleet:
         held = partitions_of(grid, wait_for_nodes(grid, nodes, connect_timeout), connect_timeout)
         node_of = {cid: held[k % len(held)] for k, cid in enumerate(client_ids)}
         log.info("%d clients on %d SuperNodes", len(client_ids), len(held))
@@ -99,28 +119,52 @@ class FlowerFleet:
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         return None
 
-    def secure_round(self, instructions: Sequence[FitInstruction], weights: Mapping[str, float],
-                     spec: Mapping[str, tuple[tuple[int, ...], torch.dtype]], *, bound: float, threshold: float,
-                     on_reply: OnReply = None) -> SecureResult:
+    def secure_round(
+        self,
+        instructions: Sequence[FitInstruction],
+        weights: Mapping[str, float],
+        spec: Mapping[str, tuple[tuple[int, ...], torch.dtype]],
+        *,
+        bound: float,
+        threshold: float,
+        on_reply: OnReply = None,
+    ) -> SecureResult:
         """The round through Flower's SecAgg+ (``fedpeft.runtime.flower.secure``): each survivor sent one
         64-bit masked word per coordinate; every other client counts as dropped."""
         if self.context is None:
             raise ConfigError("Flower's SecAgg+ needs the ServerApp's context: FlowerFleet.connect(..., context=)")
         if not instructions:
             return SecureResult(None, [])
-        result = secure_round(self.grid, self.context, self.node_of, instructions, weights, spec, self.config_json,
-                              bound=bound, threshold=threshold, timeout=self.timeout)
+        result = secure_round(
+            self.grid,
+            self.context,
+            self.node_of,
+            instructions,
+            weights,
+            spec,
+            self.config_json,
+            bound=bound,
+            threshold=threshold,
+            timeout=self.timeout,
+        )
         words = sum(math.prod(shape) for shape, _ in spec.values())
         result.bytes_up = {cid: 8 * words for cid in result.metrics}
-        result.dropped = {i.client_id: "no masked update reached the SecAgg+ sum (dropped out or too late)"
-                          for i in instructions if i.client_id not in result.accepted}
+        result.dropped = {
+            i.client_id: "no masked update reached the SecAgg+ sum (dropped out or too late)"
+            for i in instructions
+            if i.client_id not in result.accepted
+        }
         return result
 
     def fit(self, round_: int, instructions: Sequence[FitInstruction], on_reply: OnReply = None) -> Delivery:
         sent = {}
         for ins in instructions:
-            msg = Message(instruction_record(ins, self.config_json), dst_node_id=self.node_of[ins.client_id],
-                          message_type=TRAIN, group_id=str(ins.round))
+            msg = Message(
+                instruction_record(ins, self.config_json),
+                dst_node_id=self.node_of[ins.client_id],
+                message_type=TRAIN,
+                group_id=str(ins.round),
+            )
             sent[ins.client_id] = msg
         replies = list(self.grid.send_and_receive(list(sent.values()), timeout=self.timeout))
         ids = {m.metadata.message_id: cid for cid, m in sent.items()}  # (set when the grid pushed them)

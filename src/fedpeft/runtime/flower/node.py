@@ -38,8 +38,10 @@ class NodePlace:
         try:
             pid, count = int(node_config["partition-id"]), int(node_config["num-partitions"])
         except KeyError as exc:
-            raise ConfigError(f"this SuperNode has no {exc} in its node config: start it with "
-                              "--node-config 'partition-id=I num-partitions=N'") from None
+            raise ConfigError(
+                f"this SuperNode has no {exc} in its node config: start it with "
+                "--node-config 'partition-id=I num-partitions=N'"
+            ) from None
         root = Path(str(node_config.get("state-dir", DEFAULT_STATE))).expanduser()
         worker = str(node_config.get("worker", "true")).lower() not in ("false", "0", "no")
         return cls(pid, count, run_id, root / f"run-{run_id}" / f"partition-{pid}", worker)
@@ -68,5 +70,5 @@ def build_client(cfg: Any, place: NodePlace) -> FederatedClient:
     profiles = assign_profiles(ids, cfg.resources, cfg.seed)
     ranks = {c: p.rank for c, p in profiles.items() if p.rank is not None}
     strategy = build_strategy(cfg, setup.model, setup.trainable.snapshot(), len(ids), ranks)  # its client half
-    mine = ids[place.partition_id::place.num_partitions]
+    mine = ids[place.partition_id :: place.num_partitions]
     return build_client(cfg, setup, strategy, place.state_dir / "client_state", mine, reopen=True)

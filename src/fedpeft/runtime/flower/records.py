@@ -39,8 +39,14 @@ def _payload(content: RecordDict, sender: str) -> bytes:
 
 def instruction_record(ins: FitInstruction, config_json: str) -> RecordDict:
     """A round's instruction for one client, with the run's fedpeft config (the node builds from it)."""
-    meta = ConfigRecord({"round": ins.round, "client_id": ins.client_id, "config": json.dumps(ins.config),
-                         "fedpeft_config": config_json})
+    meta = ConfigRecord(
+        {
+            "round": ins.round,
+            "client_id": ins.client_id,
+            "config": json.dumps(ins.config),
+            "fedpeft_config": config_json,
+        }
+    )
     return RecordDict({"fedpeft": meta, "payload": _bytes(ins.payload)})
 
 
@@ -63,8 +69,14 @@ def read_reply(content: RecordDict, expected_client: str) -> FitReply:
     """A client's reply; one that claims another client's id, or carries no payload, is refused."""
     meta = content.config_records.get("fedpeft")
     if meta is None or meta.get("client_id") != expected_client:
-        raise InvalidUpdate(f"{expected_client}: the reply does not come from that client "
-                            f"(client_id {None if meta is None else meta.get('client_id')!r})")
+        raise InvalidUpdate(
+            f"{expected_client}: the reply does not come from that client "
+            f"(client_id {None if meta is None else meta.get('client_id')!r})"
+        )
     metrics = content.metric_records.get("metrics") or MetricRecord({})
-    return FitReply(expected_client, _payload(content, expected_client), integer(meta, "num_examples"),
-                    {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))})
+    return FitReply(
+        expected_client,
+        _payload(content, expected_client),
+        integer(meta, "num_examples"),
+        {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+    )

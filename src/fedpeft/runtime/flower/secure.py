@@ -38,24 +38,26 @@ class _OneRound(Strategy):
 
     def __init__(self, grid: Grid, fitins: Mapping[int, FitIns]) -> None:
         self.proxies: list[tuple[ClientProxy, FitIns]] = [
-            (GridClientProxy(nid, grid, grid.run.run_id), ins) for nid, ins in fitins.items()]
+            (GridClientProxy(nid, grid, grid.run.run_id), ins) for nid, ins in fitins.items()
+        ]
         self.results: list[tuple[ClientProxy, FitRes]] = []
 
-    def configure_fit(self, server_round: int, parameters: Parameters, client_manager: ClientManager
-                      ) -> list[tuple[ClientProxy, FitIns]]:
+    def configure_fit(
+        self, server_round: int, parameters: Parameters, client_manager: ClientManager
+    ) -> list[tuple[ClientProxy, FitIns]]:
         return self.proxies
 
-    def aggregate_fit(self, server_round: int, results: Any, failures: Any) -> tuple[Parameters | None, dict]:
+    def aggregate_fit(self, server_round: int, results: Any, failures: Any) -> tuple[Parameters | None, dict[str, Any]]:
         self.results = list(results)
         return (self.results[0][1].parameters if self.results else None), {}
 
     def initialize_parameters(self, client_manager: ClientManager) -> None:
         return None
 
-    def configure_evaluate(self, server_round: int, parameters: Parameters, client_manager: ClientManager) -> list:
+    def configure_evaluate(self, server_round: int, parameters: Parameters, client_manager: ClientManager) -> list[Any]:
         return []
 
-    def aggregate_evaluate(self, server_round: int, results: Any, failures: Any) -> tuple[None, dict]:
+    def aggregate_evaluate(self, server_round: int, results: Any, failures: Any) -> tuple[None, dict[str, Any]]:
         return None, {}
 
     def evaluate(self, server_round: int, parameters: Parameters) -> None:
@@ -63,32 +65,62 @@ class _OneRound(Strategy):
 
 
 def secure_round(
-    grid: Grid, context: Context, node_of: Mapping[str, int], instructions: Sequence[FitInstruction],
-    weights: Mapping[str, float], spec: Mapping[str, tuple[tuple[int, ...], torch.dtype]], config_json: str,
-    *, bound: float, threshold: float, timeout: float,
+    grid: Grid,
+    context: Context,
+    node_of: Mapping[str, int],
+    instructions: Sequence[FitInstruction],
+    weights: Mapping[str, float],
+    spec: Mapping[str, tuple[tuple[int, ...], torch.dtype]],
+    config_json: str,
+    *,
+    bound: float,
+    threshold: float,
+    timeout: float,
 ) -> SecureResult:
     """One round through Flower's SecAgg+: send, mask, sum, unmask; the survivors' weighted mean."""
     nodes = [node_of[i.client_id] for i in instructions]
     if len(set(nodes)) < len(nodes):
-        raise ConfigError("secure aggregation on Flower masks one update per SuperNode, but this round sampled "
-                          "several clients on one node: set partition.num_clients to the number of SuperNodes")
-    fitins = {node_of[i.client_id]: FitIns(ndarrays_to_parameters([np.frombuffer(i.payload, dtype=np.uint8)]), {
-        "round": i.round, "client_id": i.client_id, "config": json.dumps(i.config), "fedpeft_config": config_json,
-        "weight": int(weights[i.client_id])}) for i in instructions}
+        raise ConfigError(
+            "secure aggregation on Flower masks one update per SuperNode, but this round sampled "
+            "several clients on one node: set partition.num_clients to the number of SuperNodes"
+        )
+    fitins = {
+        node_of[i.client_id]: FitIns(
+            ndarrays_to_parameters([np.frombuffer(i.payload, dtype=np.uint8)]),
+            {
+                "round": i.round,
+                "client_id": i.client_id,
+                "config": json.dumps(i.config),
+                "fedpeft_config": config_json,
+                "weight": int(weights[i.client_id]),
+            },
+        )
+        for i in instructions
+    }
     shim = _OneRound(grid, fitins)
     legacy = LegacyContext(context, config=ServerConfig(num_rounds=1), strategy=shim)
     legacy.state.config_records[MAIN_CONFIGS_RECORD] = ConfigRecord({Key.CURRENT_ROUND: instructions[0].round})
     legacy.state.array_records[MAIN_PARAMS_RECORD] = ArrayRecord()
-    workflow = SecAggPlusWorkflow(num_shares=1.0, reconstruction_threshold=threshold, clipping_range=bound,
-                                  max_weight=max(weights.values()), timeout=timeout)
+    workflow = SecAggPlusWorkflow(
+        num_shares=1.0,
+        reconstruction_threshold=threshold,
+        clipping_range=bound,
+        max_weight=max(weights.values()),
+        timeout=timeout,
+    )
     workflow(grid, legacy)
     client_of = {node_of[i.client_id]: i.client_id for i in instructions}  # (this round's client on each node)
     accepted = [client_of[p.node_id] for p, _ in shim.results if p.node_id in client_of]
-    metrics = {client_of[p.node_id]: {k: float(v) for k, v in r.metrics.items() if isinstance(v, (int, float))}
-               for p, r in shim.results if p.node_id in client_of}
+    metrics = {
+        client_of[p.node_id]: {k: float(v) for k, v in r.metrics.items() if isinstance(v, (int, float))}
+        for p, r in shim.results
+        if p.node_id in client_of
+    }
     if not shim.results:
         return SecureResult(None, accepted, metrics)
     arrays = parameters_to_ndarrays(shim.results[0][1].parameters)
-    mean = {name: torch.from_numpy(np.asarray(a, dtype=np.float64).reshape(shape)).to(dtype)
-            for (name, (shape, dtype)), a in zip(sorted(spec.items()), arrays)}
+    mean = {
+        name: torch.from_numpy(np.asarray(a, dtype=np.float64).reshape(shape)).to(dtype)
+        for (name, (shape, dtype)), a in zip(sorted(spec.items()), arrays)
+    }
     return SecureResult(mean, accepted, metrics)

@@ -4,7 +4,8 @@ Flower's deployment engine starts a fresh ClientApp process for every message; i
 model code and rebuilding the client would cost every round seconds before any training. The ClientApp
 instead hands each training request to this worker over a Unix socket (owner-only permissions, in a folder
 only the node's user can enter) and waits for the answer. Requests and answers are a JSON header plus raw
-payload bytes; nothing is pickled. The first request starts the worker; it exits after ``idle`` seconds without requests. A crashed
+payload bytes; nothing is pickled. The first request starts the worker; it exits after ``idle`` seconds
+without requests. A crashed
 worker is started again by the next request (the clients' state is on disk).
 
 Example:
@@ -85,12 +86,18 @@ def fit_request(header: dict[str, Any], payload: bytes) -> tuple[dict[str, Any],
 
 
 def place_header(place: NodePlace) -> dict[str, Any]:
-    return {"partition_id": place.partition_id, "num_partitions": place.num_partitions, "run_id": place.run_id,
-            "state_dir": str(place.state_dir), "use_worker": place.use_worker}
+    return {
+        "partition_id": place.partition_id,
+        "num_partitions": place.num_partitions,
+        "run_id": place.run_id,
+        "state_dir": str(place.state_dir),
+        "use_worker": place.use_worker,
+    }
 
 
-def ask_worker(place: NodePlace, header: dict[str, Any], payload: bytes, start_timeout: float = 300.0
-               ) -> tuple[dict[str, Any], bytes]:
+def ask_worker(
+    place: NodePlace, header: dict[str, Any], payload: bytes, start_timeout: float = 300.0
+) -> tuple[dict[str, Any], bytes]:
     """Send a request to this node's worker (starting it if none answers); its answer. The header gets
     ``worker_start_seconds``: what starting the worker cost this request (0 when it was up)."""
     path = socket_path(place)
@@ -152,8 +159,12 @@ def _start(place: NodePlace, path: Path, timeout: float) -> socket.socket:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
         with open(log, "ab") as out:
-            proc = subprocess.Popen([sys.executable, "-m", "fedpeft.runtime.flower.worker", str(path)],
-                                    stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "fedpeft.runtime.flower.worker", str(path)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             sock = _connect(path)

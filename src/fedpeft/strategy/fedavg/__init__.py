@@ -3,4 +3,4 @@
 from fedpeft.strategy.fedavg.config import FedAvgStrategy
 from fedpeft.strategy.fedavg.server import FedAvg
 
-__all__ = ['FedAvg', 'FedAvgStrategy']
+__all__ = ["FedAvg", "FedAvgStrategy"]

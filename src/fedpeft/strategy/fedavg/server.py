@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from fedpeft.model.state import TensorDict
-from fedpeft.strategy.fedavg.config import FedAvgStrategy
 from fedpeft.strategy.base import STRATEGIES, ClientUpdate, Strategy, StrategySpec, step, weighted_mean
+from fedpeft.strategy.fedavg.config import FedAvgStrategy
 
 
 class FedAvg(Strategy):

@@ -3,4 +3,4 @@
 from fedpeft.strategy.fedavgm.config import FedAvgMStrategy
 from fedpeft.strategy.fedavgm.server import FedAvgM
 
-__all__ = ['FedAvgM', 'FedAvgMStrategy']
+__all__ = ["FedAvgM", "FedAvgMStrategy"]

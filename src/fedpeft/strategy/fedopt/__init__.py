@@ -3,4 +3,4 @@
 from fedpeft.strategy.fedopt.config import FedOptStrategy
 from fedpeft.strategy.fedopt.server import FedOpt
 
-__all__ = ['FedOpt', 'FedOptStrategy']
+__all__ = ["FedOpt", "FedOptStrategy"]

@@ -28,8 +28,13 @@ class FedOpt(FedAvg):
     STATE = (*FedAvg.STATE, "m", "v")
 
     def __init__(
-        self, per_round: int, rule: Literal["adam", "yogi", "adagrad"], server_lr: float = 0.01,
-        beta1: float = 0.9, beta2: float = 0.99, tau: float = 1e-3,
+        self,
+        per_round: int,
+        rule: Literal["adam", "yogi", "adagrad"],
+        server_lr: float = 0.01,
+        beta1: float = 0.9,
+        beta2: float = 0.99,
+        tau: float = 1e-3,
     ) -> None:
         super().__init__(per_round, server_lr)
         self.rule, self.beta1, self.beta2, self.tau = rule, beta1, beta2, tau

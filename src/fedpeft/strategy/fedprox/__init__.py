@@ -4,4 +4,4 @@ from fedpeft.strategy.fedprox.client import ProximalTerm
 from fedpeft.strategy.fedprox.config import FedProxStrategy
 from fedpeft.strategy.fedprox.server import FedProx
 
-__all__ = ['FedProx', 'FedProxStrategy', 'ProximalTerm']
+__all__ = ["FedProx", "FedProxStrategy", "ProximalTerm"]

@@ -4,4 +4,4 @@ from fedpeft.strategy.fedsa_lora.client import PersonalTensors
 from fedpeft.strategy.fedsa_lora.config import FedSALoraStrategy
 from fedpeft.strategy.fedsa_lora.server import FedSALora
 
-__all__ = ['FedSALora', 'FedSALoraStrategy', 'PersonalTensors']
+__all__ = ["FedSALora", "FedSALoraStrategy", "PersonalTensors"]

@@ -27,8 +27,13 @@ class FedSALora(FedAvg):
         ['m.lora_A.default.weight']
     """
 
-    def initialize(self, state: TensorDict, ranks: Mapping[str, int] | None = None,
-                   num_clients: int | None = None, keep_past: int = 0) -> None:
+    def initialize(
+        self,
+        state: TensorDict,
+        ranks: Mapping[str, int] | None = None,
+        num_clients: int | None = None,
+        keep_past: int = 0,
+    ) -> None:
         super().initialize(state, ranks, num_clients, keep_past)
         self.personal_names = frozenset(p.b for p in self.pairs)
 

@@ -3,4 +3,4 @@
 from fedpeft.strategy.ffa_lora.config import FFALoraStrategy
 from fedpeft.strategy.ffa_lora.server import FFALora, freeze_lora_a
 
-__all__ = ['FFALora', 'FFALoraStrategy', 'freeze_lora_a']
+__all__ = ["FFALora", "FFALoraStrategy", "freeze_lora_a"]

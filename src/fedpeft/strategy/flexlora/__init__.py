@@ -3,4 +3,4 @@
 from fedpeft.strategy.flexlora.config import FlexLoraStrategy
 from fedpeft.strategy.flexlora.server import FlexLora
 
-__all__ = ['FlexLora', 'FlexLoraStrategy']
+__all__ = ["FlexLora", "FlexLoraStrategy"]

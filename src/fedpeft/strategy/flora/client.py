@@ -60,7 +60,7 @@ class MergeReceived(ClientPlugin):
             if m:
                 stacks.setdefault(int(m[1]), {})[m[2]] = tensor
             else:
-                weights[key[len(WEIGHTS):]] = tensor
+                weights[key[len(WEIGHTS) :]] = tensor
         if weights and version > current:
             for p in self.pairs:
                 _layer(self.model, p.module).get_base_layer().weight.copy_(weights[p.module])

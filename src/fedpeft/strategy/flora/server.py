@@ -66,7 +66,9 @@ class FLora(FedAvg):
         since = self.synced.get(client_id, 0)
         extra = {f"{STACK}{v + 1}/{n}": t for v in range(since, self.version) for n, t in self.history[v].items()}
         if self.model is not None and nbytes(extra) > self._merged_bytes():
-            extra = {WEIGHTS + p.module: _layer(self.model, p.module).get_base_layer().weight.detach() for p in self.pairs}
+            extra = {
+                WEIGHTS + p.module: _layer(self.model, p.module).get_base_layer().weight.detach() for p in self.pairs
+            }
         self.synced[client_id] = self.version
         config["flora_version"] = self.version
         return {**tensors, **extra}, config
@@ -106,8 +108,10 @@ class FLora(FedAvg):
     def export(self, folder: Path) -> list[str]:
         """The merged base weights of the adapted layers (the adapter itself is back at its init)."""
         assert self.model is not None
-        save_file({p.module: _layer(self.model, p.module).get_base_layer().weight.detach().contiguous() for p in self.pairs},
-                  str(folder / MERGED_FILE))
+        save_file(
+            {p.module: _layer(self.model, p.module).get_base_layer().weight.detach().contiguous() for p in self.pairs},
+            str(folder / MERGED_FILE),
+        )
         return [MERGED_FILE]
 
 

@@ -4,4 +4,4 @@ from fedpeft.strategy.hetlora.client import RankSelfPruning
 from fedpeft.strategy.hetlora.config import HetLoraStrategy
 from fedpeft.strategy.hetlora.server import HetLora
 
-__all__ = ['HetLora', 'HetLoraStrategy', 'RankSelfPruning']
+__all__ = ["HetLora", "HetLoraStrategy", "RankSelfPruning"]

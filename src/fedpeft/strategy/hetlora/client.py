@@ -53,7 +53,10 @@ class RankSelfPruning(ClientPlugin):
     def finish(self, ctx: FitContext) -> None:
         assert ctx.rank is not None
         lo, hi = self._keep(ctx.rank), ctx.rank
-        tail = sum(float(ctx.params[p.a][lo:hi].detach().norm() * ctx.params[p.b][:, lo:hi].detach().norm()) for p in self.pairs)
+        tail = sum(
+            float(ctx.params[p.a][lo:hi].detach().norm() * ctx.params[p.b][:, lo:hi].detach().norm())
+            for p in self.pairs
+        )
         before = ctx.personal.get(self.KEY_NORM)
         rank = ctx.rank
         if lo < hi and before is not None and tail < float(before):

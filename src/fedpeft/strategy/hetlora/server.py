@@ -30,8 +30,15 @@ class HetLora(FedAvg):
 
     STATE = (*FedAvg.STATE, "pruned")
 
-    def __init__(self, per_round: int, server_lr: float = 1.0, self_prune: bool = False, gamma: float = 0.9,
-                 lam: float = 1e-3, min_rank: int = 1) -> None:
+    def __init__(
+        self,
+        per_round: int,
+        server_lr: float = 1.0,
+        self_prune: bool = False,
+        gamma: float = 0.9,
+        lam: float = 1e-3,
+        min_rank: int = 1,
+    ) -> None:
         super().__init__(per_round, server_lr)
         self.self_prune, self.gamma, self.lam, self.min_rank = self_prune, gamma, lam, min_rank
         self.pruned: dict[str, int] = {}
@@ -59,7 +66,9 @@ class HetLora(FedAvg):
             w = w / w.sum() if float(w.sum()) > 0 else torch.full_like(w, 1.0 / len(w))
             for name, parts in ((p.a, a_i), (p.b, b_i)):
                 target = sum(wi * t for wi, t in zip(w.tolist(), parts))
-                new[name] = (state[name].float() + self.server_lr * (target - state[name].float())).to(state[name].dtype)
+                new[name] = (state[name].float() + self.server_lr * (target - state[name].float())).to(
+                    state[name].dtype
+                )
         return new
 
     def client_plugins(self) -> list[ClientPlugin]:

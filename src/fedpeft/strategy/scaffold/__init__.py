@@ -2,6 +2,6 @@
 
 from fedpeft.strategy.scaffold.client import ControlVariates
 from fedpeft.strategy.scaffold.config import ScaffoldStrategy
-from fedpeft.strategy.scaffold.server import C, DC, Scaffold
+from fedpeft.strategy.scaffold.server import DC, C, Scaffold
 
-__all__ = ['C', 'ControlVariates', 'DC', 'Scaffold', 'ScaffoldStrategy']
+__all__ = ["C", "ControlVariates", "DC", "Scaffold", "ScaffoldStrategy"]

@@ -23,7 +23,9 @@ class ControlVariates(ClientPlugin):
     PREFIX_C, PREFIX_DC, PREFIX_MINE = "scaffold.c/", "scaffold.dc/", "scaffold.ci/"
 
     def receive(self, ctx: FitContext) -> None:
-        self.c = {k[len(self.PREFIX_C):]: ctx.received.pop(k) for k in list(ctx.received) if k.startswith(self.PREFIX_C)}
+        self.c = {
+            k[len(self.PREFIX_C) :]: ctx.received.pop(k) for k in list(ctx.received) if k.startswith(self.PREFIX_C)
+        }
         self.ci = {n: ctx.personal.get(self.PREFIX_MINE + n, torch.zeros_like(c)) for n, c in self.c.items()}
         self.correction = {n: (self.c[n] - self.ci[n]) for n in self.c}
         self.grad_sum = {n: torch.zeros_like(c) for n, c in self.c.items()}

@@ -27,18 +27,26 @@ class Scaffold(FedAvg):
 
     Example:
         >>> s = Scaffold(per_round=2); s.initialize({"w": torch.zeros(1)}, num_clients=4)
-        >>> ups = [ClientUpdate(k, {"w": torch.ones(1), "scaffold.dc/w": torch.tensor([d])}, 1) for k, d in [("a", 2.0), ("b", 4.0)]]
+        >>> dc = {"a": 2.0, "b": 4.0}
+        >>> ups = [ClientUpdate(k, {"w": torch.ones(1), "scaffold.dc/w": torch.tensor([d])}, 1) for k, d in dc.items()]
         >>> s.aggregate_train(1, ups); s.control["w"].tolist()  # (2 / 4) * mean(2, 4)
         [1.5]
     """
 
     STATE = (*FedAvg.STATE, "control")
 
-    def initialize(self, state: TensorDict, ranks: Mapping[str, int] | None = None,
-                   num_clients: int | None = None, keep_past: int = 0) -> None:
+    def initialize(
+        self,
+        state: TensorDict,
+        ranks: Mapping[str, int] | None = None,
+        num_clients: int | None = None,
+        keep_past: int = 0,
+    ) -> None:
         if ranks:
-            raise ValueError("SCAFFOLD's control variates are not defined for clients of mixed LoRA ranks; "
-                             "drop resources.rank_tiers or pick a LoRA-aware strategy")
+            raise ValueError(
+                "SCAFFOLD's control variates are not defined for clients of mixed LoRA ranks; "
+                "drop resources.rank_tiers or pick a LoRA-aware strategy"
+            )
         super().initialize(state, ranks, num_clients, keep_past)
         self.control = {n: torch.zeros_like(t, dtype=torch.float32) for n, t in self.global_state.items()}
 
