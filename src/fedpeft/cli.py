@@ -61,6 +61,13 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     return _method_costs(args)
 
 
+NOTES = (  # capability flags worth a word in `fedpeft strategies`
+    ("single_updates", "needs single updates"),
+    ("extra_state", "sends strategy state"),
+    ("client_half", "client half"),
+)
+
+
 def _cmd_strategies(args: argparse.Namespace) -> int:
     from fedpeft.report.method_costs import first_sentence
     from fedpeft.strategy import STRATEGIES
@@ -70,7 +77,10 @@ def _cmd_strategies(args: argparse.Namespace) -> int:
         spec = STRATEGIES.get(name)
         kind = "LoRA-aware" if spec.config.lora_only else "general"
         ranks = "mixed ranks" if spec.config.mixed_ranks else "one rank"
-        print(f"  {name:<11} {kind:<11} {ranks:<12} {first_sentence(spec.config.__doc__)}")
+        flags = spec.config.flags()
+        notes = [words for flag, words in NOTES if flags[flag]]
+        extra = f" [{'; '.join(notes)}]" if notes else ""
+        print(f"  {name:<11} {kind:<11} {ranks:<12} {first_sentence(spec.config.__doc__)}{extra}")
     print("mixed LoRA ranks: resources.rank_tiers={4: 0.3, 8: 0.5, 16: 0.2} with peft.r: 16")
     return 0
 

@@ -8,7 +8,7 @@ runtime (the simulator, Flower's apps and node worker) build through these and n
 
 from fedpeft.build.client import build_client, client_mods
 from fedpeft.build.fleet import build_fleet, secure_settings
-from fedpeft.build.server import build_strategy
+from fedpeft.build.server import build_server, build_strategy
 from fedpeft.build.workload import KINDS, Inputs, Setup, build_setup, configure_torch, model_inputs
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "Setup",
     "build_client",
     "build_fleet",
+    "build_server",
     "build_setup",
     "build_strategy",
     "client_mods",

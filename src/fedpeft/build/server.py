@@ -11,8 +11,10 @@ from collections.abc import Mapping
 
 from torch import nn
 
+from fedpeft.build.workload import Setup
 from fedpeft.config.schema import RunConfig
 from fedpeft.errors import ConfigError
+from fedpeft.fleet.profiles import ClientProfile, assign_profiles
 from fedpeft.model.state import TensorDict
 from fedpeft.privacy.accounting import calibrate
 from fedpeft.strategy import STRATEGIES, Strategy
@@ -52,6 +54,18 @@ def build_strategy(
     if cfg.privacy.client_dp != "off":
         strategy = client_dp(cfg, strategy, num_clients)
     return strategy
+
+
+def build_server(setup: Setup) -> tuple[Strategy, dict[str, ClientProfile]]:
+    """The clients' resources (drawn once, seeded) and the strategy built for them (their LoRA ranks).
+
+    Example:
+        >>> strategy, profiles = build_server(build_setup(cfg))  # doctest: +SKIP
+    """
+    cfg, ids = setup.cfg, list(setup.client_data)
+    profiles = assign_profiles(ids, cfg.resources, cfg.seed)
+    ranks = {c: p.rank for c, p in profiles.items() if p.rank is not None}
+    return build_strategy(cfg, setup.model, setup.trainable.snapshot(), len(ids), ranks), profiles
 
 
 def client_dp(cfg: RunConfig, strategy: Strategy, num_clients: int) -> ClientLevelDP:

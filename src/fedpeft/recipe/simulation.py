@@ -6,10 +6,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fedpeft.build import build_client, build_fleet, build_strategy, secure_settings
+from fedpeft.build import build_client, build_fleet, build_server, secure_settings
 from fedpeft.build.workload import Setup
 from fedpeft.client import FederatedClient
-from fedpeft.fleet import ClientProfile, Fleet, InProcessSecAgg, assign_profiles
+from fedpeft.fleet import ClientProfile, Fleet, InProcessSecAgg
 from fedpeft.fleet.secure_round import SecureAggregation
 from fedpeft.model.state import TensorDict
 from fedpeft.runtime import RoundOutcome, Simulator
@@ -64,9 +64,7 @@ def make_simulator(setup: Setup, state_dir: Path, fleet: FleetFactory | None = N
     simulated participation and fedpeft's own secure aggregation."""
     cfg = setup.cfg
     ids = list(setup.client_data)
-    profiles = assign_profiles(ids, cfg.resources, cfg.seed)
-    ranks = {c: p.rank for c, p in profiles.items() if p.rank is not None}
-    strategy = build_strategy(cfg, setup.model, setup.trainable.snapshot(), len(ids), ranks)
+    strategy, profiles = build_server(setup)
     client = build_client(cfg, setup, strategy, state_dir)
     engine = Simulator(
         strategy,

@@ -238,18 +238,13 @@ class StrategySpec(Generic[C]):
 
     Example:
         >>> from fedpeft.strategy import STRATEGIES
-        >>> STRATEGIES.get("ffa_lora").prepare_model.__name__, STRATEGIES.get("scaffold").flags["mixed_ranks"]
+        >>> STRATEGIES.get("ffa_lora").prepare_model.__name__, STRATEGIES.get("scaffold").config.mixed_ranks
         ('freeze_lora_a', False)
     """
 
     build: Callable[[C, int, nn.Module], Strategy]
     config: type[C]
     prepare_model: Callable[[nn.Module], None] | None = None
-
-    @property
-    def flags(self) -> dict[str, bool]:
-        """The capability flags of the strategy (``StrategySection``): mixed ranks, secure aggregation, ..."""
-        return self.config.flags()
 
 
 STRATEGIES: Registry[StrategySpec[Any]] = Registry("strategy")

@@ -112,8 +112,7 @@ def combined(updates: Sequence[ClientUpdate], delta: TensorDict, name: str) -> C
     """One update standing for the round's ``updates`` (their aggregate ``delta``), weight 1, listing every
     client it combines, so a strategy that counts clients (SCAFFOLD's |S| / N) still can."""
     members = tuple(c for u in updates for c in (u.members or (u.client_id,)))
-    metrics = {"combined": float(len(members))}
-    return ClientUpdate(name, delta, 1, metrics, members=members)
+    return ClientUpdate(name, delta, 1, members=members)
 
 
 def find_layer(strategy: Strategy, kind: type[W]) -> W | None:

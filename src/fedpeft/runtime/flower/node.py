@@ -62,13 +62,9 @@ def node_client(config_json: str, place: NodePlace) -> FederatedClient:
 
 def build_client(cfg: Any, place: NodePlace) -> FederatedClient:
     """fedpeft's client, configured exactly as in the simulator, holding only this partition's clients."""
-    from fedpeft.build import build_client, build_setup, build_strategy
-    from fedpeft.fleet import assign_profiles
+    from fedpeft import build
 
-    setup = build_setup(cfg)
-    ids = list(setup.client_data)
-    profiles = assign_profiles(ids, cfg.resources, cfg.seed)
-    ranks = {c: p.rank for c, p in profiles.items() if p.rank is not None}
-    strategy = build_strategy(cfg, setup.model, setup.trainable.snapshot(), len(ids), ranks)  # its client half
-    mine = ids[place.partition_id :: place.num_partitions]
-    return build_client(cfg, setup, strategy, place.state_dir / "client_state", mine, reopen=True)
+    setup = build.build_setup(cfg)
+    strategy, _profiles = build.build_server(setup)  # for its client half, as on the server
+    mine = list(setup.client_data)[place.partition_id :: place.num_partitions]
+    return build.build_client(cfg, setup, strategy, place.state_dir / "client_state", mine, reopen=True)
