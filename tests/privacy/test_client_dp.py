@@ -14,15 +14,15 @@ import fedpeft
 from fedpeft.client.plugins import FitContext
 from fedpeft.config import load_config
 from fedpeft.errors import ConfigError
-from fedpeft.strategy import FedAvg
+from fedpeft.strategy import STRATEGIES, FedAvg
 from fedpeft.strategy.base import ClientUpdate, update_norm
 from fedpeft.wrappers.client_dp import BELOW_KEY, CLIP_KEY, ClientLevelDP, ClipAndNoise
 
 
-def dp_strategy(**kwargs) -> tuple[FedAvg, ClientLevelDP]:  # type: ignore[no-untyped-def]
-    s = FedAvg(per_round=4)
+def dp_strategy(per_round: int = 4, **kwargs) -> tuple[FedAvg, ClientLevelDP]:  # type: ignore[no-untyped-def]
+    s = FedAvg(per_round=per_round)
     s.initialize({"w": torch.zeros(1000)})
-    args = {"clip": 1.0, "noise_multiplier": 0.0, "mode": "central", "sample_rate": 0.1, "delta": 1e-5, **kwargs}
+    args = {"clip": 1.0, "noise_multiplier": 0.0, "mode": "central", "num_clients": 40, "delta": 1e-5, **kwargs}
     return s, ClientLevelDP(s, **args)
 
 
@@ -49,10 +49,12 @@ def test_central_noise_has_std_z_clip_over_m() -> None:
     assert abs(float(noise.mean())) < 0.01
 
 
-def test_the_mean_ignores_example_counts() -> None:
-    _, dp = dp_strategy()
+def test_the_mean_ignores_example_counts_and_divides_by_the_expected_count() -> None:
+    _, dp = dp_strategy()  # 4 expected a round (Poisson): the actual count would reveal who joined
     ups = [ClientUpdate("a", {"w": torch.full((1000,), 0.01)}, 1), ClientUpdate("b", {"w": torch.zeros(1000)}, 10**6)]
-    assert torch.allclose(dp.mean(ups)["w"], torch.full((1000,), 0.005))
+    assert torch.allclose(dp.mean(ups)["w"], torch.full((1000,), 0.01 / 4))
+    _, local = dp_strategy(mode="local")  # local noise: the server's mean is post-processing, over who arrived
+    assert torch.allclose(local.mean(ups)["w"], torch.full((1000,), 0.005))
 
 
 def test_local_noise_is_added_by_the_client() -> None:
@@ -75,8 +77,13 @@ def test_adaptive_clipping_moves_the_clip_towards_the_quantile() -> None:
 
 
 def test_adaptive_clipping_spends_part_of_the_budget_on_the_count() -> None:
-    _, dp = dp_strategy(adaptive=True, noise_multiplier=1.0)
+    _, dp = dp_strategy(per_round=20, adaptive=True, noise_multiplier=1.0)
     assert dp.update_noise(100) == pytest.approx((1.0 - (2 * 5.0) ** -2) ** -0.5)
+
+
+def test_adaptive_clipping_that_would_leave_no_budget_for_the_updates_is_refused() -> None:
+    with pytest.raises(ConfigError, match="raise clients.per_round above 10"):
+        dp_strategy(per_round=4, adaptive=True, noise_multiplier=1.0)  # count noise std 0.2: 2 * 0.2 < z
 
 
 def test_epsilon_equals_opacus_for_the_same_rate_noise_and_rounds(tiny_config: dict) -> None:
@@ -108,8 +115,8 @@ def test_local_dp_composes_with_compression(tiny_config: dict) -> None:
     )
     assert summary["ledger"]["rejected_updates"] == 0 and math.isfinite(summary["privacy"]["epsilon"])
     one = RDPAccountant()
-    for _ in range(2):  # local noise, no amplification: at most one release per round per client
-        one.step(noise_multiplier=0.5, sample_rate=1.0)
+    for _ in range(2):  # local noise, no amplification, replace-one (sensitivity 2C): at most one release a round
+        one.step(noise_multiplier=0.5 / 2, sample_rate=1.0)
     assert summary["privacy"]["epsilon"] <= one.get_epsilon(summary["privacy"]["delta"]) + 1e-9
 
 
@@ -131,22 +138,25 @@ def test_inconsistent_privacy_settings_are_refused(overrides: list[str], fragmen
 
 
 @pytest.mark.parametrize("mode", ["central", "local"])
-@pytest.mark.parametrize("name", ["fedavg", "fedprox", "fedavgm", "fedadam", "scaffold", "ffa_lora", "fedsa_lora"])
+@pytest.mark.parametrize("name", STRATEGIES.names())
 def test_no_released_tensor_escapes_the_noise(name: str, mode: str) -> None:
-    """Every tensor a client releases (model deltas and strategy state such as SCAFFOLD's control-variate
-    changes) is clipped as one vector and noised: centrally by the wrapper, locally by the client mod."""
+    """For every registered strategy: every tensor a client releases (model deltas and strategy state such as
+    SCAFFOLD's control-variate changes) is clipped as one vector and noised, centrally by the wrapper, locally
+    by the client mod; or the combination is refused with the reason."""
     from fedpeft.build.server import build_strategy
 
-    cfg = load_config(
-        {},
-        [
-            f"strategy.name={name}",
-            f"privacy.client_dp={mode}",
-            "privacy.noise_multiplier=1.0",
-            "privacy.clip=0.5",
-            "clients.per_round=4",
-        ],
-    )
+    overrides = [
+        f"strategy.name={name}",
+        f"privacy.client_dp={mode}",
+        "privacy.noise_multiplier=1.0",
+        "privacy.clip=0.5",
+        "clients.per_round=4",
+    ]
+    if STRATEGIES.get(name).config.single_updates:  # it must see single updates: no noised mean can stand in
+        with pytest.raises(ConfigError, match="its own way"):
+            load_config({}, overrides)
+        return
+    cfg = load_config({}, overrides)
     state = {"m.lora_A.default.weight": torch.zeros(4, 16), "m.lora_B.default.weight": torch.zeros(16, 4)}
     dp = build_strategy(cfg, torch.nn.Linear(1, 1), state, num_clients=8)
     assert isinstance(dp, ClientLevelDP)
@@ -186,3 +196,85 @@ def test_scaffold_control_variates_carry_the_accounted_noise() -> None:
     assert float(control.std()) == pytest.approx(0.5 * 2.0 * 1.0 / 4, rel=0.1)
     assert float(dp.global_state["w"].std()) == pytest.approx(2.0 * 1.0 / 4, rel=0.1)
     assert dp.epsilon > 0 and math.isfinite(dp.epsilon)
+
+
+def test_central_dp_samples_clients_by_poisson_at_the_accounted_rate() -> None:
+    import numpy as np
+
+    _, dp = dp_strategy()  # q = 4 / 40
+    rng = np.random.default_rng(0)
+    ids = [f"c{i}" for i in range(40)]
+    sizes = [len(dp.configure_train(r, ids, rng)) for r in range(2000)]
+    assert np.mean(sizes) == pytest.approx(4.0, rel=0.05)  # q N on average ...
+    assert np.var(sizes) == pytest.approx(40 * 0.1 * 0.9, rel=0.15)  # ... with the binomial's variance
+    assert min(sizes) == 0 and dp.ledger.sampling == "poisson" and dp.sample_rate == 0.1
+    _, fixed = dp_strategy(sampling="fixed")
+    assert {len(fixed.configure_train(r, ids, rng)) for r in range(50)} == {4}
+
+
+def test_a_round_no_client_joined_is_still_released_and_accounted() -> None:
+    s, dp = dp_strategy(noise_multiplier=1.0)
+    assert dp.releases_every_round
+    dp.aggregate_train(1, [])  # noise only: skipping it would tell whether anyone joined
+    assert float(s.global_state["w"].std()) == pytest.approx(1.0 / 4, rel=0.1)
+    assert dp.accounting == [(1.0, 0.1, 1)] and dp.epsilon > 0
+
+
+def test_an_empty_poisson_round_does_not_fail_the_run(tiny_config: dict) -> None:
+    import json
+    from pathlib import Path
+
+    summary = fedpeft.run(
+        tiny_config,
+        ["privacy.client_dp=central", "privacy.noise_multiplier=1.0", "clients.per_round=1", "rounds=6"],
+        progress=False,
+    )
+    rows = [json.loads(line) for line in (Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()]
+    sizes = [r["sampled"] for r in rows if "sampled" in r]
+    assert len(sizes) == 6 and len(set(sizes)) > 1 and 0 in sizes  # Poisson: the cohort's size varies, even to 0
+    assert all(r["status"] == "ok" for r in rows if "status" in r)  # an empty round is released (noise only)
+    assert summary["privacy"]["epsilon"] > 0
+    assert len(summary["privacy"]["sampling"]) and summary["privacy"]["adjacency"] == "add/remove one client"
+
+
+def test_the_summary_states_sampling_adjacency_and_accountant(tiny_config: dict) -> None:
+    summary = fedpeft.run(
+        tiny_config,
+        ["privacy.client_dp=central", "privacy.noise_multiplier=1.0", "privacy.sampling=fixed"],
+        progress=False,
+    )
+    p = summary["privacy"]
+    assert p["adjacency"] == "replace one client" and "without replacement" in p["sampling"]
+    assert "dp-accounting" in p["accountant"] and p["delta"] < 1 / 6
+    text = fedpeft.report.summary_text(summary)
+    assert "replace one client adjacency" in text and "without replacement" in text
+
+
+def test_default_delta_is_below_one_over_the_clients_and_a_larger_one_is_refused(tiny_config: dict) -> None:
+    from fedpeft.build.server import default_delta
+
+    assert all(default_delta(n) < 1 / n for n in (2, 4, 20, 423, 10**6))
+    with pytest.raises(ConfigError, match="at least 1/6"):
+        fedpeft.run(
+            tiny_config,
+            ["privacy.client_dp=central", "privacy.noise_multiplier=1", "privacy.delta=0.2"],
+            progress=False,
+        )
+    with pytest.raises(ConfigError, match="privacy.dp_sgd.delta"):
+        fedpeft.run(
+            tiny_config,
+            ["privacy.dp_sgd.enabled=true", "privacy.dp_sgd.noise_multiplier=1", "privacy.dp_sgd.delta=0.5"],
+            progress=False,
+        )
+
+
+def test_stale_stragglers_are_refused_under_client_dp() -> None:
+    with pytest.raises(ConfigError, match="stragglers: drop"):
+        load_config(
+            {},
+            [
+                "privacy.client_dp=central",
+                "privacy.noise_multiplier=1",
+                "participation.stragglers=stale",
+            ],
+        )

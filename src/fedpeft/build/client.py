@@ -100,6 +100,11 @@ def dp_sgd(setup: Setup) -> SampleLevelDP | None:
     data = max(setup.client_data.values(), key=len)
     if len(data) < 2:
         raise ConfigError("privacy.dp_sgd: every client holds a single example; DP-SGD needs local batches")
+    if d.delta >= 1 / len(data):
+        raise ConfigError(
+            f"privacy.dp_sgd.delta={d.delta:g} is at least 1/{len(data)} (one over the largest client's examples): "
+            f"such a delta allows releasing one example outright; use at most {min(1e-5, len(data) ** -1.1):.1e}"
+        )
     dp.prepare(setup.model, setup.trainable.params, data.batch(np.arange(min(4, len(data)))))
     log.info("DP-SGD per-example gradients: %s", dp.path)
     return dp

@@ -68,22 +68,40 @@ def build_server(setup: Setup) -> tuple[Strategy, dict[str, ClientProfile]]:
     return build_strategy(cfg, setup.model, setup.trainable.snapshot(), len(ids), ranks), profiles
 
 
+def default_delta(num_clients: int) -> float:
+    """min(1e-5, N^-1.1): below 1/N (a delta of 1/N or more allows releasing one client's data outright).
+
+    Example:
+        >>> default_delta(4), f"{default_delta(100_000):.1e}"
+        (1e-05, '3.2e-06')
+    """
+    return min(1e-5, num_clients**-1.1)
+
+
 def client_dp(cfg: RunConfig, strategy: Strategy, num_clients: int) -> ClientLevelDP:
     """DP-FedAvg around ``strategy``, with the noise calibrated to a target epsilon if asked."""
     p = cfg.privacy
+    delta = p.delta if p.delta is not None else default_delta(num_clients)
+    if delta >= 1 / num_clients:
+        raise ConfigError(
+            f"privacy.delta={delta:g} is at least 1/{num_clients} (one over the number of clients): such a "
+            f"delta allows releasing one client's data outright; use at most {default_delta(num_clients):.1e} "
+            "or leave privacy.delta unset"
+        )
     rate = min(cfg.clients.per_round, num_clients) / num_clients
-    delta = p.delta or 1 / num_clients**1.1
+    sampling = p.sampling if p.client_dp == "central" else "none"
     z = p.noise_multiplier
     if z is None:
         assert p.target_epsilon is not None
-        z = calibrate(p.target_epsilon, delta, rate if p.client_dp == "central" else 1.0, cfg.rounds)
+        z = calibrate(p.target_epsilon, delta, rate, cfg.rounds, sampling, num_clients)
     return ClientLevelDP(
         strategy,
         clip=p.clip,
         noise_multiplier=z,
         mode=p.client_dp,
-        sample_rate=rate,
+        num_clients=num_clients,
         delta=delta,
+        sampling=p.sampling,
         adaptive=p.adaptive_clip,
         target_quantile=p.target_quantile,
         clip_lr=p.clip_lr,

@@ -78,6 +78,11 @@ def _privacy(cfg: RunConfig) -> None:
             f"privacy.client_dp: strategy.name={cfg.strategy.name} combines LoRA factors its own way; "
             f"use {_either(strategies_where('single_updates', False))}"
         )
+    if p.client_dp != "off" and cfg.participation.stragglers == "stale":
+        raise ValueError(
+            "privacy.client_dp: a late update would count in a later round than the one its client was sampled "
+            "for, which the accountant does not cover: use participation.stragglers: drop"
+        )
     if p.dp_sgd.enabled and cfg.peft.method == "sparse":
         raise ValueError(
             "privacy.dp_sgd: peft.method=sparse picks its mask from clients' raw gradients, outside "

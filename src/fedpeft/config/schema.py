@@ -242,7 +242,15 @@ class PrivacyConfig(Section):
     target_epsilon: float | None = Field(
         None, gt=0.0, description="calibrate the noise so that epsilon after all rounds is at most this"
     )
-    delta: float | None = Field(None, gt=0.0, lt=1.0, description="default 1 / num_clients^1.1")
+    delta: float | None = Field(
+        None, gt=0.0, lt=1.0, description="default min(1e-5, 1 / num_clients^1.1); must be below 1 / num_clients"
+    )
+    sampling: Literal["poisson", "fixed"] = Field(
+        "poisson",
+        description="client sampling under central DP: poisson (each client joins a round with probability "
+        "per_round / num_clients; add/remove-one adjacency) or fixed (exactly per_round without replacement; "
+        "replace-one adjacency, which costs more epsilon)",
+    )
     adaptive_clip: bool = Field(False, description="move the clip norm to a quantile of update norms (central)")
     target_quantile: float = Field(0.5, gt=0.0, lt=1.0)
     clip_lr: float = Field(0.2, gt=0.0, description="adaptive clipping's geometric step")

@@ -10,7 +10,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from fedpeft.errors import InvalidUpdate
+from fedpeft.errors import InvalidUpdate, reading
 from fedpeft.model.state import TensorDict
 
 Spec = dict[str, tuple[tuple[int, ...], torch.dtype]]
@@ -27,7 +27,8 @@ def encode(tensors: TensorDict, metadata: dict[str, str] | None = None) -> bytes
 
 
 def decode(payload: bytes, spec: Spec | None, *, max_bytes: int | None = None, sender: str = "client") -> TensorDict:
-    """Parse and validate a payload; raise InvalidUpdate naming the sender and the problem.
+    """Parse and validate a payload; raise InvalidUpdate naming the sender and the problem (for anything that
+    goes wrong inside: this is a boundary).
 
     ``spec`` gives the expected names, shapes and dtypes; ``None`` checks only the format and finiteness.
 
@@ -36,6 +37,11 @@ def decode(payload: bytes, spec: Spec | None, *, max_bytes: int | None = None, s
         >>> decode(encode({"w": torch.ones(2)}), spec)["w"].tolist()
         [1.0, 1.0]
     """
+    with reading(sender):
+        return _decode(payload, spec, max_bytes, sender)
+
+
+def _decode(payload: bytes, spec: Spec | None, max_bytes: int | None, sender: str) -> TensorDict:
     if not isinstance(payload, (bytes, bytearray)):
         raise InvalidUpdate(f"{sender}: payload is {type(payload).__name__}, expected bytes")
     if max_bytes is not None and len(payload) > max_bytes:

@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from fedpeft.errors import InvalidUpdate
+from fedpeft.errors import InvalidUpdate, reading
 from fedpeft.model.state import TensorDict
 from fedpeft.pipeline import codec
 from fedpeft.pipeline.transforms import EncodeContext, Spec, Transform, build_transform
@@ -118,7 +118,12 @@ class UpdatePipeline:
     def decode(
         self, payload: bytes, spec: Spec | None, *, max_bytes: int | None = None, sender: str = "client"
     ) -> TensorDict:
-        """The tensors of ``payload``, which must match ``spec`` (or, if None, the layout in its header)."""
+        """The tensors of ``payload``, which must match ``spec`` (or, if None, the layout in its header). A
+        boundary: anything that goes wrong inside raises ``InvalidUpdate`` naming ``sender``."""
+        with reading(sender):
+            return self._decode(payload, spec, max_bytes, sender)
+
+    def _decode(self, payload: bytes, spec: Spec | None, max_bytes: int | None, sender: str) -> TensorDict:
         if not self.transforms:
             return codec.decode(payload, spec, max_bytes=max_bytes, sender=sender)
         if isinstance(payload, (bytes, bytearray)) and max_bytes is not None and len(payload) > max_bytes:

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fedpeft.privacy.accounting import calibrate
+from fedpeft.privacy.accounting import calibrate, rdp_epsilon
 
 if TYPE_CHECKING:  # (Opacus is imported where it is used: it takes seconds, paid by every Flower ClientApp)
     from opacus import GradSampleModule
@@ -56,16 +56,9 @@ def poisson_batches(n: int, batch_size: int, steps: int, rng: np.random.Generato
 
 
 def epsilon_of(history: torch.Tensor, delta: float) -> float:
-    """Epsilon at ``delta`` of a client's DP-SGD history: rows of (noise multiplier, sample rate, steps)."""
-    if history.numel() == 0:
-        return 0.0
-    from opacus.accountants import RDPAccountant
-
-    accountant = RDPAccountant()
-    accountant.history = [(float(z), float(q), int(s)) for z, q, s in history.tolist()]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return float(accountant.get_epsilon(delta))
+    """Epsilon at ``delta`` of a client's DP-SGD history: rows of (noise multiplier, sample rate, steps), each
+    a Poisson-subsampled Gaussian release under add/remove-one-example adjacency (Opacus RDP)."""
+    return rdp_epsilon(history.tolist(), delta)
 
 
 @lru_cache(maxsize=4096)

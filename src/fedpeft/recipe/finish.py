@@ -133,7 +133,16 @@ def _privacy(sim: Simulation) -> PrivacySummary | None:
     dp = find_layer(sim.strategy, ClientLevelDP)
     if dp is None:
         return None
-    return PrivacySummary(dp.mode, dp.noise_multiplier, dp.clip, dp.epsilon, dp.ledger.delta)
+    return PrivacySummary(
+        dp.mode,
+        dp.noise_multiplier,
+        dp.clip,
+        dp.epsilon,
+        dp.ledger.delta,
+        dp.describe(),
+        dp.ledger.adjacency + " client",
+        dp.ledger.accountant,
+    )
 
 
 def _dp_sgd(dp: SampleLevelDP | None, eps: dict[str, float]) -> DPSGDSummary | None:

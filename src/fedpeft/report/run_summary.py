@@ -68,18 +68,23 @@ class StrategySummary:
 
 @dataclass(frozen=True)
 class PrivacySummary:
-    """Client-level DP: the mode, the noise, the clip norm now, and (epsilon, delta) so far."""
+    """Client-level DP: the mode, the noise, the clip norm now, (epsilon, delta) so far, and what they hold
+    for: the client sampling, the adjacency (which neighbouring datasets epsilon bounds) and the accountant."""
 
     client_dp: str
     noise_multiplier: float
     clip: float
     epsilon: float
     delta: float
+    sampling: str
+    adjacency: str
+    accountant: str
 
 
 @dataclass(frozen=True)
 class DPSGDSummary:
-    """Sample-level DP-SGD: its settings and the clients' epsilons (each protects all of one client's data)."""
+    """Sample-level DP-SGD: its settings and the clients' epsilons (each protects any one of a client's
+    examples, added or removed, with Poisson-sampled batches)."""
 
     max_grad_norm: float
     noise_multiplier: float | None

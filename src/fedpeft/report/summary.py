@@ -143,8 +143,10 @@ def _privacy(summary: dict[str, Any]) -> list[str]:
         eps = "infinite (no noise)" if dp["epsilon"] == float("inf") else f"{dp['epsilon']:.2f}"
         lines.append(
             f"  Privacy: client-level DP ({dp['client_dp']} noise), noise multiplier {dp['noise_multiplier']:.3f}, "
-            f"clip {dp['clip']:.3g}; epsilon {eps} at delta {dp['delta']:.1e} (Opacus RDP accountant)."
+            f"clip {dp['clip']:.3g}; epsilon {eps} at delta {dp['delta']:.1e} for {dp['adjacency']} adjacency "
+            f"({dp['accountant']})."
         )
+        lines.append(f"  Sampling: {dp['sampling']}.")
     sgd = summary.get("dp_sgd")
     if sgd:
         noise = (
@@ -155,7 +157,8 @@ def _privacy(summary: dict[str, Any]) -> list[str]:
         lines.append(
             f"  Privacy: sample-level DP-SGD in local training, {noise}, per-example clip {sgd['max_grad_norm']:g} "
             f"({sgd['per_example_gradients']}); client epsilon max {sgd['max_client_epsilon']:.2f}, median "
-            f"{sgd['median_client_epsilon']:.2f} over {sgd['clients']} clients at delta {sgd['delta']:.0e}."
+            f"{sgd['median_client_epsilon']:.2f} over {sgd['clients']} clients at delta {sgd['delta']:.0e}, for "
+            "add/remove-one-example adjacency with Poisson-sampled batches (Opacus RDP)."
         )
     sec = summary.get("secure_aggregation")
     if sec and sec.get("protocol") == "flower secagg+":

@@ -11,6 +11,7 @@ server sees only their mean); which one follows from the settings and the fleet 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from fedpeft.client.app import FitInstruction, FitReply, client_seed, derived_seed
-from fedpeft.errors import ConfigError, InvalidUpdate
+from fedpeft.errors import ConfigError, InvalidUpdate, reading
 from fedpeft.fleet.base import Delivery, Fleet, LateReply, SecureFleet, SecureResult
 from fedpeft.fleet.secure_round import SecureAggregation
 from fedpeft.model.state import TensorDict
@@ -198,7 +199,7 @@ class Simulator:
             outcome.samples += int(metrics.get("samples", 0))
 
     def _aggregate(self, outcome: RoundOutcome, updates: list[ClientUpdate]) -> RoundOutcome:
-        if len(outcome.accepted) < self.min_updates:
+        if len(outcome.accepted) < self.min_updates and not self.strategy.releases_every_round:
             return self._failed(outcome, f"{len(outcome.accepted)} valid update(s), {self.min_updates} needed")
         start = time.perf_counter()
         self.strategy.aggregate_train(outcome.round, updates)
@@ -231,16 +232,18 @@ class Simulator:
             return None
         cost = outcome.clients[cid]
         outcome.bytes_up += len(reply.payload)
-        outcome.samples += int(reply.metrics.get("samples", 0))
         cost["bytes_up"] = float(len(reply.payload))
-        cost.update({k: float(reply.metrics[k]) for k in COST_METRICS if k in reply.metrics})
         try:
-            delta = self._decode(cid, reply)
+            with reading(cid, "update"):
+                check_reply(reply)
+                delta = self._decode(cid, reply)
         except InvalidUpdate as exc:
             log.warning("round %d: rejected update: %s", outcome.round, exc)
             outcome.rejected[cid] = str(exc)
             delivery.withdraw(cid)
             return None
+        outcome.samples += int(reply.metrics.get("samples", 0))
+        cost.update({k: float(reply.metrics[k]) for k in COST_METRICS if k in reply.metrics})
         return ClientUpdate(cid, delta, reply.num_examples, reply.metrics)
 
     def _late(self, round_: int, late: LateReply) -> ClientUpdate | None:
@@ -268,3 +271,15 @@ class Simulator:
                 f"{cid}: update norm {norm:.3g} exceeds robustness.max_update_norm ({self.max_update_norm:g})"
             )
         return delta
+
+
+def check_reply(reply: FitReply) -> None:
+    """What a reply claims beside its payload must be sane: a non-negative integer example count and finite
+    numeric metrics (they weigh the update, count samples and pick its LoRA rank)."""
+    n = reply.num_examples
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise InvalidUpdate(f"{reply.client_id}: num_examples is {n!r}, expected a non-negative integer")
+    bad = [k for k, v in reply.metrics.items() if isinstance(v, bool) or not isinstance(v, (int, float))]
+    bad += [k for k, v in reply.metrics.items() if k not in bad and not math.isfinite(v)]
+    if bad:
+        raise InvalidUpdate(f"{reply.client_id}: metrics {sorted(bad)[:3]} are not finite numbers")

@@ -140,6 +140,13 @@ class Strategy:
         self.spec: Spec = {n: (tuple(t.shape), t.dtype) for n, t in state.items()}
 
     # -- one round --------------------------------------------------------------------------------------
+    @property
+    def releases_every_round(self) -> bool:
+        """Whether a round is aggregated whatever arrives, even nothing (client-level DP with Poisson sampling:
+        skipping a thin round would reveal how many clients joined it). Otherwise a round with fewer than
+        ``strategy.min_updates`` valid updates fails."""
+        return False
+
     def configure_train(self, round_: int, client_ids: Sequence[str], rng: np.random.Generator) -> list[str]:
         """Choose the clients that train this round."""
         return sample_clients(client_ids, self.per_round, rng)

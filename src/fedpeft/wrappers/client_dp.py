@@ -22,12 +22,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
+import numpy as np
 import torch
 
 from fedpeft.client.app import client_seed
 from fedpeft.client.plugins import ClientPlugin, FitContext, Scalar
+from fedpeft.errors import ConfigError
 from fedpeft.model.state import TensorDict
-from fedpeft.privacy.accounting import PrivacyLedger
+from fedpeft.privacy.accounting import PrivacyLedger, Sampling
 from fedpeft.privacy.noise import gaussian
 from fedpeft.strategy.base import ClientUpdate, Strategy, bound_norm, update_norm
 from fedpeft.wrappers.strategy import StrategyWrapper, combined
@@ -62,14 +64,21 @@ class ClipAndNoise(ClientPlugin):
 
 
 class ClientLevelDP(StrategyWrapper):
-    """The server's half, wrapped around a strategy: clip on receipt, unweighted mean of every released
-    tensor, central noise, adaptive clip norm, and the (epsilon, delta) ledger. The wrapped strategy sees one
-    update per round: the noised mean, standing for all the round's clients.
+    """The server's half, wrapped around a strategy: the client sampler, clip on receipt, the mean of every
+    released tensor, central noise, adaptive clip norm, and the (epsilon, delta) ledger. The wrapped strategy
+    sees one update per round: the noised mean, standing for all the round's clients.
+
+    Central mode samples clients as its accountant assumes. ``poisson`` (the default): each of the N clients
+    joins a round with probability q = per_round / N, rounds vary in size, and the sum is divided by the
+    expected count q N, not the actual one (which would reveal it); a round is released even if no client
+    joined it (noise only). ``fixed``: exactly ``per_round`` clients without replacement, accounted under
+    replace-one adjacency (sensitivity 2C). Local mode keeps the strategy's own sampler: each client's noised
+    update is private on its own, under replace-one adjacency.
 
     Example:
         >>> from fedpeft.strategy import FedAvg
         >>> s = FedAvg(per_round=2); s.initialize({"w": torch.zeros(2)})
-        >>> dp = ClientLevelDP(s, clip=1.0, noise_multiplier=0.0, mode="central", sample_rate=0.5, delta=1e-5)
+        >>> dp = ClientLevelDP(s, clip=1.0, noise_multiplier=0.0, mode="central", num_clients=4, delta=1e-5)
         >>> ups = [ClientUpdate(c, {"w": torch.tensor([3.0, 4.0])}, n) for c, n in (("a", 1), ("b", 99))]
         >>> dp.aggregate_train(1, [dp.receive(u) for u in ups]); dp.global_state["w"].tolist()
         [0.6000000238418579, 0.800000011920929]
@@ -84,8 +93,9 @@ class ClientLevelDP(StrategyWrapper):
         clip: float,
         noise_multiplier: float,
         mode: str,
-        sample_rate: float,
+        num_clients: int,
         delta: float,
+        sampling: Sampling = "poisson",
         adaptive: bool = False,
         target_quantile: float = 0.5,
         clip_lr: float = 0.2,
@@ -94,20 +104,50 @@ class ClientLevelDP(StrategyWrapper):
         super().__init__(strategy)
         self.mode, self.clip = mode, clip
         self.adaptive, self.target_quantile, self.clip_lr = adaptive, target_quantile, clip_lr
-        self.sample_rate, self.seed = sample_rate, seed
+        self.num_clients, self.seed = num_clients, seed
+        self.per_round = min(strategy.per_round, num_clients)
+        self.sample_rate = self.per_round / num_clients
         self.noise_multiplier = noise_multiplier
-        self.ledger = PrivacyLedger(delta)
+        self.sampling: Sampling = sampling if mode == "central" else "none"
+        self.ledger = PrivacyLedger(delta, self.sampling, num_clients)
         self.participations: dict[str, int] = {}
         self._draws = 0  # noised means so far: each draws fresh, seeded noise
+        if math.isinf(self.update_noise(self.per_round)):
+            raise ConfigError(
+                f"privacy.adaptive_clip: counting clients below the clip (noise std per_round/20 = "
+                f"{self.per_round / 20:g}) would take the whole budget of noise multiplier {noise_multiplier:.3g}: "
+                f"raise clients.per_round above {10 * noise_multiplier:.0f}, allow more epsilon, or use a fixed clip"
+            )
 
     @property
     def accounting(self) -> list[tuple[float, float, int]]:
-        """The accountant's history: (noise multiplier, sample rate, steps) per release."""
-        return list(self.ledger.accountant.history)
+        """The central accountant's history: (noise multiplier, sample rate, rounds) per kind of release."""
+        return list(self.ledger.history)
 
     @accounting.setter
     def accounting(self, history: list[list[float]]) -> None:
-        self.ledger.accountant.history = [(float(z), float(q), int(s)) for z, q, s in history]
+        self.ledger.history = [(float(z), float(q), int(s)) for z, q, s in history]
+
+    @property
+    def releases_every_round(self) -> bool:
+        return self.mode == "central"
+
+    def describe(self) -> str:
+        """How clients were sampled, as the accountant assumes it, in words."""
+        if self.mode == "local":
+            return "noise added by each client to its own update (no amplification by sampling is claimed)"
+        if self.sampling == "poisson":
+            return (
+                f"Poisson: each of the {self.num_clients} clients joins a round with probability "
+                f"q = {self.sample_rate:.3g} (about {self.per_round} a round)"
+            )
+        return f"exactly {self.per_round} of the {self.num_clients} clients a round, without replacement"
+
+    def configure_train(self, round_: int, client_ids: Sequence[str], rng: np.random.Generator) -> list[str]:
+        if self.sampling != "poisson":
+            return self.inner.configure_train(round_, client_ids, rng)
+        joins = rng.random(len(client_ids)) < self.sample_rate
+        return [c for c, j in zip(client_ids, joins) if j]
 
     def secure_weight(self, num_examples: int) -> float:
         return 1.0  # every client counts the same: weights would change the sensitivity
@@ -124,12 +164,15 @@ class ClientLevelDP(StrategyWrapper):
         return self.inner.receive(update)
 
     def aggregate_train(self, round_: int, updates: Sequence[ClientUpdate]) -> None:
+        if not updates and self.mode == "local":
+            return
         self.inner.aggregate_train(round_, [combined(updates, self.mean(updates), "dp-mean")])
         self.end_round(round_, updates)
 
-    def update_noise(self, count: int) -> float:
+    def update_noise(self, count: float) -> float:
         """The noise multiplier on the updates: with adaptive clipping part of the budget goes to the count
-        of clients below C (noise std count/20), so z_update = (z^-2 - (2 sigma_b)^-2)^(-1/2)."""
+        of clients below C (noise std count/20), so z_update = (z^-2 - (2 sigma_b)^-2)^(-1/2) (Andrew et al.
+        2021, Section 3.2; it holds for both samplers because the bits are centred)."""
         z = self.noise_multiplier
         if not self.adaptive or z == 0:
             return z
@@ -138,42 +181,54 @@ class ClientLevelDP(StrategyWrapper):
         return math.inf if rest <= 0 else rest**-0.5
 
     def mean(self, updates: Sequence[ClientUpdate]) -> TensorDict:
-        """sum_i delta_i / m over every tensor the clients released (each client counts the same), plus
-        N(0, (z C / m)^2) per coordinate in central mode."""
+        """sum_i delta_i over every tensor the clients released (each client counts the same), plus
+        N(0, (z C)^2) per coordinate in central mode, over the expected count ``per_round`` (central) or the
+        actual count (local: the noise is in each update already)."""
         counts = [len(u.members) or 1 for u in updates]  # a securely aggregated update is its members' mean
-        m = sum(counts)
+        central = self.mode == "central"
+        m = self.per_round if central else sum(counts)
         self._draws += 1
         out: TensorDict = {}
-        for i, name in enumerate(sorted(updates[0].delta)):
-            total = torch.stack([u.delta[name].float() * k for u, k in zip(updates, counts)]).sum(0)
-            if self.mode == "central" and self.noise_multiplier > 0:
+        for i, (name, (shape, dtype)) in enumerate(sorted(self.released(updates).items())):
+            total = torch.zeros(shape, dtype=torch.float32)
+            for u, k in zip(updates, counts):
+                total += u.delta[name].float() * k
+            if central and self.noise_multiplier > 0:
                 z = self.update_noise(m)
                 total = total + gaussian(total.shape, z * self.clip, [self.seed, self._draws, i, 0xC3])
-            out[name] = total / m
+            out[name] = total.to(dtype) / m
         return out
+
+    def released(self, updates: Sequence[ClientUpdate]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        """Names, shapes and dtypes of what the round's clients released (what any client would, in a round
+        no client joined)."""
+        if updates:
+            return {n: (tuple(t.shape), t.dtype) for n, t in updates[0].delta.items()}
+        return {n: (shape, torch.float32) for n, (shape, _) in self.inner.uplink_spec("", {}).items()}
 
     def end_round(self, round_: int, updates: Sequence[ClientUpdate]) -> None:
         for cid in [c for u in updates for c in (u.members or (u.client_id,))]:
             self.participations[cid] = self.participations.get(cid, 0) + 1
         if self.noise_multiplier > 0 and self.mode == "central":
             self.ledger.step(self.noise_multiplier, self.sample_rate)
-        if self.adaptive and updates:
-            below = sum(u.metrics.get(BELOW_KEY, 0.0) for u in updates)
+        if self.adaptive:  # centred bits (b - 1/2): one client moves the sum by 1/2 (add/remove) or 1 (replace)
+            below = sum(u.metrics.get(BELOW_KEY, 0.0) - 0.5 for u in updates)
             if self.noise_multiplier > 0:
-                below += float(gaussian(torch.Size([]), len(updates) / 20, [self.seed, round_, 0xB1]))
-            self.clip *= math.exp(-self.clip_lr * (below / len(updates) - self.target_quantile))
+                below += float(gaussian(torch.Size([]), self.per_round / 20, [self.seed, round_, 0xB1]))
+            share = below / self.per_round + 0.5  # over the expected count, like the updates
+            self.clip *= math.exp(-self.clip_lr * (share - self.target_quantile))
 
     @property
     def epsilon(self) -> float:
-        """Central: the subsampled Gaussian mechanism over the rounds so far. Local: each update is a
-        Gaussian release on its own (no amplification by the server's sampling, which the client cannot
-        verify), composed over the most rounds any one client took part in."""
+        """Central: the subsampled Gaussian mechanism over the rounds so far, for the sampler used. Local: each
+        update is a Gaussian release on its own (no amplification by the server's sampling, which the client
+        cannot verify), composed over the most rounds any one client took part in."""
         if self.noise_multiplier == 0:
             return math.inf
         if self.mode == "central":
             return self.ledger.epsilon
         worst = max(self.participations.values(), default=0)
-        local = PrivacyLedger(self.ledger.delta)
-        for _ in range(worst):
-            local.step(self.noise_multiplier, 1.0)
+        local = PrivacyLedger(self.ledger.delta, "none")
+        if worst:
+            local.step(self.noise_multiplier, 1.0, worst)
         return local.epsilon

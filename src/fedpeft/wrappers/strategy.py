@@ -69,6 +69,10 @@ class StrategyWrapper(Strategy):
     ) -> None:
         self.inner.initialize(state, ranks, num_clients, keep_past)
 
+    @property
+    def releases_every_round(self) -> bool:
+        return self.inner.releases_every_round
+
     def configure_train(self, round_: int, client_ids: Sequence[str], rng: np.random.Generator) -> list[str]:
         return self.inner.configure_train(round_, client_ids, rng)
 

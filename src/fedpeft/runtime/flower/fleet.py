@@ -16,7 +16,7 @@ from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.serverapp import Grid
 
 from fedpeft.client.messages import FitInstruction, FitReply
-from fedpeft.errors import ConfigError, InvalidUpdate
+from fedpeft.errors import ConfigError, InvalidUpdate, reading
 from fedpeft.fleet.base import Delivery, OnReply, SecureResult
 from fedpeft.runtime.flower.records import QUERY, TRAIN, instruction_record, integer, read_reply
 from fedpeft.runtime.flower.secure import secure_round
@@ -177,8 +177,9 @@ class FlowerFleet:
                 out[cid] = f"client failed: {reply.error.reason}"
             else:
                 try:
-                    out[cid] = read_reply(reply.content, cid)
-                except (InvalidUpdate, KeyError, ValueError) as exc:
+                    with reading(cid, "reply"):
+                        out[cid] = read_reply(reply.content, cid)
+                except InvalidUpdate as exc:
                     out[cid] = f"malformed reply: {exc}"
             if on_reply is not None:
                 on_reply(cid)
