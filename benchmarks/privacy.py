@@ -1,20 +1,20 @@
-"""Accuracy against epsilon for client-level DP (LoRA, FFA-LoRA) and DP-SGD, and accuracy under attacks with
-and without robust aggregation.
+"""Private training that learns, and accuracy under attacks with and without robust aggregation.
 
-The workload is configs/quickstart.yaml (MiniLM, Rotten Tomatoes split by movie: 423 clients) cut to what
-client-level DP can carry with 423 clients: LoRA r=1 on query/value of the top two blocks plus the head (3,842
-trainable parameters; the noise on the mean grows with the square root of that count), the frozen lower
-blocks cached, 50 clients per round (one local epoch, lr 0.03), 10 rounds, seed 0. DP rows are central
-DP-FedAvg with adaptive clipping (start 0.5, median) and the noise calibrated to each target epsilon at
-delta = 1/423^1.1 over the 10 rounds (Opacus RDP). DP-SGD rows calibrate each client's noise so that its own
-epsilon (delta 1e-5) stays under the target. Attack rows make 10% of the clients malicious.
+Client-level DP rows run configs/private_clients.yaml (central DP-FedAvg: 2,000 clients, Poisson-sampled at
+q = 0.1, 30 rounds, LoRA r=1 on two blocks plus the head, adaptive clip) at several target epsilons (delta
+1e-5, add/remove one client), beside the same run without DP, with clipping only, and with fixed-size cohorts
+(replace-one adjacency, which costs more noise for the same epsilon). DP-SGD rows run
+configs/private_silos.yaml (5 silos of about 2,300 reviews, Poisson batches of 128, an epoch a round, 10
+rounds) with each silo's epsilon calibrated to the target (delta 1e-5, add/remove one example), beside the
+same run without DP. Attack rows use configs/quickstart.yaml (423 clients by movie) cut to LoRA r=1 on the
+top two blocks, 50 clients a round, 10 rounds, with 10% of the clients malicious.
 Results are appended to runs/benchmarks/privacy.jsonl as each row finishes.
 
 --costs measures what the machinery costs on the unchanged quickstart job (LoRA r=8 on every block, 10
 clients per round, 3 rounds): local training and aggregation time, uplink bytes and the checkpoint's size,
 plain against secure aggregation and DP-SGD (Opacus hooks, and one backward per example with IA3).
 
-Run: .venv/bin/python benchmarks/privacy.py [--only "lora eps=8,ffa_lora eps=8"] [overrides, e.g. threads=1]
+Run: .venv/bin/python benchmarks/privacy.py [--only "clients eps=8,clients no DP"] [overrides, e.g. threads=1]
      .venv/bin/python benchmarks/privacy.py --report      # the tables and runs/benchmarks/privacy.png
      .venv/bin/python benchmarks/privacy.py --costs threads=1
 """
@@ -23,9 +23,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import chosen, latest, parser, reproduce, run_and_append
+from harness import QUICKSTART, chosen, latest, parser, reproduce, run_and_append
 
-WORKLOAD = [
+CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
+CLIENTS, SILOS = CONFIGS_DIR / "private_clients.yaml", CONFIGS_DIR / "private_silos.yaml"
+ATTACK_WORKLOAD = [
     "clients.per_round=50",
     "clients.local_epochs=1",
     "clients.lr=0.03",
@@ -35,36 +37,36 @@ WORKLOAD = [
     "peft.layers=[4,5]",
     "model.cache_frozen_prefix=true",
     "eval.every=0",
-    "output.save_adapter=false",
-    "output.plot=false",
 ]
-DP = ["privacy.client_dp=central", "privacy.adaptive_clip=true", "privacy.clip=0.5"]
-EPSILONS = (8, 4, 2, 1)
-SGD_EPSILONS = (8, 32, 128)  # per-client sample-level epsilons: clients hold about 27 examples each
-CONFIGS: dict[str, list[str]] = {}
-for method in ("lora", "ffa_lora"):
-    strategy = [f"strategy.name={method}"] if method != "lora" else []
-    CONFIGS[f"{method} eps=inf"] = strategy
-    for eps in EPSILONS:
-        CONFIGS[f"{method} eps={eps}"] = [*strategy, *DP, f"privacy.target_epsilon={eps}"]
-CONFIGS["lora clip only"] = [*DP, "privacy.noise_multiplier=0"]  # DP-FedAvg's clipping without its noise
-for eps in SGD_EPSILONS:
-    CONFIGS[f"dp_sgd eps={eps}"] = ["privacy.dp_sgd.enabled=true", f"privacy.dp_sgd.target_epsilon={eps}"]
-CONFIGS["dp_sgd eps=8 (sgd)"] = [
-    "privacy.dp_sgd.enabled=true",
-    "privacy.dp_sgd.target_epsilon=8",
-    "clients.optimizer=sgd",
-    "clients.lr=0.5",
-]
-CONFIGS["no attack / mean"] = []
-CONFIGS["no attack / median"] = ["robustness.aggregator=median"]  # what a robust rule costs with no attack
-CONFIGS["no attack / multi_krum"] = ["robustness.aggregator=multi_krum", "robustness.byzantine=8"]
+QUIET = ["output.save_adapter=false", "output.plot=false"]
+EPSILONS = (8, 4, 2, 1)  # client-level, as the Poisson-sampling accountant reports it
+SGD_EPSILONS = (8, 4, 2)  # per silo, sample-level
+CONFIGS: dict[str, tuple[Path, list[str]]] = {
+    "clients no DP": (CLIENTS, ["privacy.client_dp=off"]),
+    "clients clip only": (CLIENTS, ["privacy.target_epsilon=null", "privacy.noise_multiplier=0"]),
+    **{f"clients eps={e}": (CLIENTS, [f"privacy.target_epsilon={e}"]) for e in EPSILONS},
+    "clients eps=8 fixed cohorts": (CLIENTS, ["privacy.sampling=fixed"]),
+    "silos no DP": (SILOS, ["privacy.dp_sgd.enabled=false"]),
+    **{f"silos eps={e}": (SILOS, [f"privacy.dp_sgd.target_epsilon={e}"]) for e in SGD_EPSILONS},
+}
+CONFIGS["no attack / mean"] = (QUICKSTART, ATTACK_WORKLOAD)
+CONFIGS["no attack / median"] = (QUICKSTART, [*ATTACK_WORKLOAD, "robustness.aggregator=median"])
+CONFIGS["no attack / multi_krum"] = (
+    QUICKSTART,
+    [*ATTACK_WORKLOAD, "robustness.aggregator=multi_krum", "robustness.byzantine=8"],
+)
 for attack in ("sign_flip", "scale", "noise"):
-    hit = [f"attack.kind={attack}", "attack.fraction=0.1", "attack.scale=5", "attack.noise_std=0.05"]
-    CONFIGS[f"{attack} / mean"] = hit
-    CONFIGS[f"{attack} / median"] = [*hit, "robustness.aggregator=median"]
-    CONFIGS[f"{attack} / trimmed_mean"] = [*hit, "robustness.aggregator=trimmed_mean", "robustness.trim_fraction=0.15"]
-    CONFIGS[f"{attack} / multi_krum"] = [*hit, "robustness.aggregator=multi_krum", "robustness.byzantine=8"]
+    hit = [*ATTACK_WORKLOAD, f"attack.kind={attack}", "attack.fraction=0.1", "attack.scale=5", "attack.noise_std=0.05"]
+    CONFIGS[f"{attack} / mean"] = (QUICKSTART, hit)
+    CONFIGS[f"{attack} / median"] = (QUICKSTART, [*hit, "robustness.aggregator=median"])
+    CONFIGS[f"{attack} / trimmed_mean"] = (
+        QUICKSTART,
+        [*hit, "robustness.aggregator=trimmed_mean", "robustness.trim_fraction=0.15"],
+    )
+    CONFIGS[f"{attack} / multi_krum"] = (
+        QUICKSTART,
+        [*hit, "robustness.aggregator=multi_krum", "robustness.byzantine=8"],
+    )
 
 
 def row(name: str, s: dict) -> dict:
@@ -75,6 +77,9 @@ def row(name: str, s: dict) -> dict:
         "macro_f1": s["final"]["macro_f1"],
         "loss": s["final"]["loss"],
         "epsilon": dp.get("epsilon", sgd.get("max_client_epsilon")),
+        "delta": dp.get("delta", sgd.get("delta")),
+        "sampling": dp.get("sampling", "Poisson batches" if sgd else None),
+        "adjacency": dp.get("adjacency", "add/remove one example" if sgd else None),
         "noise_multiplier": dp.get("noise_multiplier"),
         "clip": dp.get("clip"),
         "median_client_epsilon": sgd.get("median_client_epsilon"),
@@ -132,39 +137,32 @@ def cost_report(out: Path) -> None:
         )
 
 
+FAMILIES = (  # (row prefix, epsilons, label)
+    ("clients", EPSILONS, "client-level DP (2,000 clients, Poisson q=0.1, 30 rounds)"),
+    ("silos", SGD_EPSILONS, "DP-SGD (5 silos, batches of 128, 10 rounds; per-silo epsilon)"),
+)
+
+
 def plot(saved: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for family, label in (
-        ("lora", "LoRA, client-level DP"),
-        ("ffa_lora", "FFA-LoRA, client-level DP"),
-        ("dp_sgd", "LoRA, DP-SGD (per-client target epsilon)"),
-    ):
-        pts = [
-            (eps, saved[f"{family} eps={eps}"]["accuracy"])
-            for eps in (SGD_EPSILONS if family == "dp_sgd" else EPSILONS)
-            if f"{family} eps={eps}" in saved
-        ]
-        if pts:
-            ax.plot(*zip(*sorted(pts)), marker="o", label=label)
-        base = saved.get(f"{family} eps=inf")
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for family, epsilons, label in FAMILIES:
+        pts = [(saved[k]["epsilon"], saved[k]["accuracy"]) for e in epsilons if (k := f"{family} eps={e}") in saved]
+        if not pts:
+            continue
+        (line,) = ax.plot(*zip(*sorted(pts)), marker="o", label=label)
+        base = saved.get(f"{family} no DP")
         if base:
-            ax.axhline(
-                base["accuracy"],
-                ls="--",
-                lw=1,
-                color=ax.lines[-1].get_color() if pts else None,
-                label=f"{label.split(',')[0]}, no DP",
-            )
+            ax.axhline(base["accuracy"], ls="--", lw=1, color=line.get_color(), label=f"{family}: same run, no DP")
     any_row = next(iter(saved.values()), None)
     if any_row and any_row.get("majority"):
         ax.axhline(any_row["majority"], color="grey", ls=":", lw=1, label="majority class")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("epsilon (log scale)")
+    ax.set_xlabel("epsilon reported (delta 1e-5; log scale)")
     ax.set_ylabel("test accuracy")
-    ax.set_title("Rotten Tomatoes, 423 clients by movie, 10 rounds of 50")
-    ax.legend(fontsize=8)
+    ax.set_title("Rotten Tomatoes, MiniLM + LoRA: accuracy against privacy")
+    ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -172,17 +170,22 @@ def plot(saved: dict, path: Path) -> None:
 
 def report(out: Path) -> None:
     saved = latest(out / "privacy.jsonl", lambda r: r["config"])
-    print("| config | epsilon | noise multiplier | final clip | accuracy | test loss |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| config | epsilon | delta | sampling / adjacency | noise multiplier | final clip | accuracy | vs no DP |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|")
     for name in CONFIGS:
         r = saved.get(name)
-        if r and ("eps=" in name or name == "lora clip only"):
-            eps = "inf" if r["epsilon"] is None else f"{r['epsilon']:.2f}"
-            if r.get("median_client_epsilon") is not None:
-                eps += f" (median {r['median_client_epsilon']:.2f})"
-            z = "" if r["noise_multiplier"] is None else f"{r['noise_multiplier']:.3f}"
-            clip = "" if r["clip"] is None else f"{r['clip']:.3g}"
-            print(f"| {name} | {eps} | {z} | {clip} | {r['accuracy']:.3f} | {r['loss']:.4f} |")
+        if not r or " / " in name:
+            continue
+        base = saved.get(name.split(" ")[0] + " no DP")
+        eps = "inf" if r["epsilon"] is None or r["epsilon"] == float("inf") else f"{r['epsilon']:.2f}"
+        if r.get("median_client_epsilon") is not None:
+            eps += f" (median {r['median_client_epsilon']:.2f})"
+        delta = f"{r['delta']:.0e}" if r.get("delta") else ""
+        how = f"{r.get('sampling') or ''}; {r.get('adjacency') or ''}" if r.get("adjacency") else ""
+        z = "" if r["noise_multiplier"] is None else f"{r['noise_multiplier']:.3f}"
+        clip = "" if r["clip"] is None else f"{r['clip']:.3g}"
+        gap = f"{100 * (r['accuracy'] - base['accuracy']):+.1f} pts" if base and base is not r else ""
+        print(f"| {name} | {eps} | {delta} | {how} | {z} | {clip} | {r['accuracy']:.3f} | {gap} |")
     print("\n| attack / aggregator | attackers | accuracy | test loss |")
     print("|---|---:|---:|---:|")
     for name in CONFIGS:
@@ -216,7 +219,10 @@ def main() -> None:
         return
     if not args.report:
         for name in chosen(args.only, list(CONFIGS)):
-            run_and_append(name, [*WORKLOAD, *CONFIGS[name], *args.overrides], out, "privacy.jsonl", "privacy-", row)
+            config, overrides = CONFIGS[name]
+            run_and_append(
+                name, [*overrides, *QUIET, *args.overrides], out, "privacy.jsonl", "privacy-", row, config=config
+            )
     report(out)
     reproduce("privacy.py")
 

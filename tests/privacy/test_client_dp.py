@@ -130,6 +130,10 @@ def test_local_dp_composes_with_compression(tiny_config: dict) -> None:
             "clips and averages",
         ),
         (["privacy.client_dp=central", "privacy.noise_multiplier=1", "strategy.name=flora"], "its own way"),
+        (
+            ["privacy.client_dp=central", "privacy.noise_multiplier=1", "privacy.secure_aggregation.enabled=true"],
+            "privacy.sampling: fixed",
+        ),
     ],
 )
 def test_inconsistent_privacy_settings_are_refused(overrides: list[str], fragment: str) -> None:

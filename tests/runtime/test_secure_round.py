@@ -37,7 +37,7 @@ def recording(sim: Simulation) -> list[ClientUpdate]:
     "extra",
     [
         [],
-        ["privacy.client_dp=central", "privacy.noise_multiplier=0.8", "privacy.clip=0.5"],
+        ["privacy.client_dp=central", "privacy.noise_multiplier=0.8", "privacy.clip=0.5", "privacy.sampling=fixed"],
         ["privacy.client_dp=local", "privacy.noise_multiplier=0.3"],
         ["strategy.name=ffa_lora"],
         ["strategy.name=fedadam", "strategy.server_lr=0.01"],

@@ -144,6 +144,11 @@ def _secure_aggregation(cfg: RunConfig) -> None:
         raise ValueError(f"{why} a late update cannot join a later round's masks: use participation.stragglers: drop")
     if cfg.privacy.adaptive_clip:
         raise ValueError(f"{why} it cannot count clients below the clip: use a fixed privacy.clip")
+    if cfg.privacy.client_dp == "central" and cfg.privacy.sampling == "poisson":
+        raise ValueError(
+            f"{why} a round needs enough clients to unmask; Poisson sampling can draw fewer, and a round that "
+            "fails for being too small would change the DP sensitivity: set privacy.sampling: fixed"
+        )
     if cfg.clients.per_round < 2:
         raise ValueError(f"{why} it needs clients.per_round >= 2 (with one client the mean is its update)")
 

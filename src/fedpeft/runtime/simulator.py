@@ -114,6 +114,8 @@ class Simulator:
         available = [c for c in self.client_ids if c not in busy]
         sampled = self.strategy.configure_train(round_, available, self.rng)
         outcome = RoundOutcome(round_, sampled, [])
+        if not sampled:  # nobody joined (Poisson sampling): released as it is, or failed
+            return self._aggregate(outcome, [])
         instructions = [self._instruction(round_, cid, outcome) for cid in sampled]
         if self.secure_fleet is not None:
             return self._secure_round(instructions, outcome, on_client)
