@@ -193,3 +193,25 @@ def test_dp_sgd_composes_with_client_level_dp_and_compression(tiny_config: dict)
 def test_inconsistent_dp_sgd_settings_are_refused(overrides: list[str], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         load_config({}, overrides)
+
+
+def test_local_training_under_dp_sgd_draws_poisson_batches_at_the_accounted_rate(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The trainer's batches are what the accountant assumes: each example independently at rate B / n, so
+    batch sizes vary (Binomial(n, B / n)), and the step record carries that rate and the steps taken."""
+    model = tiny_classifier("lora")
+    state = TrainableState(model)
+    sgd = dp()
+    data = toy_data(200)
+    sgd.prepare(model, state.params, data.batch(np.arange(4)))
+    sizes: list[int] = []
+    backward = SampleLevelDP.backward
+    monkeypatch.setattr(
+        SampleLevelDP, "backward", lambda self, f, b, size, p: sizes.append(size) or backward(self, f, b, size, p)
+    )
+    trainer = LocalTrainer(model, state, ClientConfig(local_steps=300, batch_size=10, lr=1e-4), dp=sgd)
+    result, _ = trainer.train(data, np.random.default_rng(0))
+    assert result.dp == DPStep(0.0, 10 / 200, 300) and len(sizes) == 300
+    assert np.mean(sizes) == pytest.approx(10, rel=0.05)
+    assert np.var(sizes) == pytest.approx(200 * 0.05 * 0.95, rel=0.2)  # not a fixed batch size
