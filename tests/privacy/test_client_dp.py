@@ -251,7 +251,7 @@ def test_the_summary_states_sampling_adjacency_and_accountant(tiny_config: dict)
     assert p["adjacency"] == "replace one client" and "without replacement" in p["sampling"]
     assert "dp-accounting" in p["accountant"] and p["delta"] < 1 / 6
     text = fedpeft.report.summary_text(summary)
-    assert "replace one client adjacency" in text and "without replacement" in text
+    assert "adjacency: replace one client" in text and "without replacement" in text
 
 
 def test_default_delta_is_below_one_over_the_clients_and_a_larger_one_is_refused(tiny_config: dict) -> None:

@@ -143,10 +143,10 @@ def _privacy(summary: dict[str, Any]) -> list[str]:
         eps = "infinite (no noise)" if dp["epsilon"] == float("inf") else f"{dp['epsilon']:.2f}"
         lines.append(
             f"  Privacy: client-level DP ({dp['client_dp']} noise), noise multiplier {dp['noise_multiplier']:.3f}, "
-            f"clip {dp['clip']:.3g}; epsilon {eps} at delta {dp['delta']:.1e} for {dp['adjacency']} adjacency "
-            f"({dp['accountant']})."
+            f"clip {dp['clip']:.3g}; epsilon {eps} at delta {dp['delta']:.1e} (adjacency: {dp['adjacency']}; "
+            f"{dp['accountant']})."
         )
-        lines.append(f"  Sampling: {dp['sampling']}.")
+        lines.append(f"  Client sampling: {dp['sampling']}.")
     sgd = summary.get("dp_sgd")
     if sgd:
         noise = (

@@ -135,13 +135,13 @@ class ClientLevelDP(StrategyWrapper):
     def describe(self) -> str:
         """How clients were sampled, as the accountant assumes it, in words."""
         if self.mode == "local":
-            return "noise added by each client to its own update (no amplification by sampling is claimed)"
+            return "each client noises its own update (no amplification by sampling is claimed)"
         if self.sampling == "poisson":
             return (
-                f"Poisson: each of the {self.num_clients} clients joins a round with probability "
-                f"q = {self.sample_rate:.3g} (about {self.per_round} a round)"
+                f"Poisson, each of the {self.num_clients:,} clients joining a round with probability "
+                f"q = {self.sample_rate:.3g} (about {self.per_round:,} a round)"
             )
-        return f"exactly {self.per_round} of the {self.num_clients} clients a round, without replacement"
+        return f"exactly {self.per_round:,} of the {self.num_clients:,} clients a round, drawn without replacement"
 
     def configure_train(self, round_: int, client_ids: Sequence[str], rng: np.random.Generator) -> list[str]:
         if self.sampling != "poisson":
