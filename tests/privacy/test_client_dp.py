@@ -97,6 +97,12 @@ def test_epsilon_equals_opacus_for_the_same_rate_noise_and_rounds(tiny_config: d
         acc.step(noise_multiplier=1.2, sample_rate=3 / 6)  # 3 of the 6 shops per round
     assert summary["privacy"]["epsilon"] == pytest.approx(acc.get_epsilon(1e-4), rel=1e-9)
     assert "epsilon" in fedpeft.report.summary_text(summary)
+    import dp_accounting  # the second, independent accountant: the reported figure is never below its value
+    from dp_accounting.pld import PLDAccountant
+
+    pld = PLDAccountant(value_discretization_interval=1e-3)
+    pld.compose(dp_accounting.PoissonSampledDpEvent(3 / 6, dp_accounting.GaussianDpEvent(1.2)), 3)
+    assert pld.get_epsilon(1e-4) <= summary["privacy"]["epsilon"] <= 1.25 * pld.get_epsilon(1e-4)
 
 
 def test_target_epsilon_calibrates_the_noise(tiny_config: dict) -> None:
