@@ -47,8 +47,8 @@ CONFIGS: dict[str, tuple[Path, list[str]]] = {
     "clients clip only": (CLIENTS, ["privacy.target_epsilon=null", "privacy.noise_multiplier=0"]),
     **{f"clients eps={e}": (CLIENTS, [f"privacy.target_epsilon={e}"]) for e in EPSILONS},
     "clients eps=8 fixed cohorts": (CLIENTS, ["privacy.sampling=fixed"]),
-    "clients no DP, seed 1": (CLIENTS, ["privacy.client_dp=off", "seed=1"]),  # the seed-to-seed spread
-    "clients eps=8, seed 1": (CLIENTS, ["seed=1"]),
+    "clients no DP (seed 1)": (CLIENTS, ["privacy.client_dp=off", "seed=1"]),  # the seed-to-seed spread
+    "clients eps=8 (seed 1)": (CLIENTS, ["seed=1"]),
     "silos no DP": (SILOS, ["privacy.dp_sgd.enabled=false"]),
     **{f"silos eps={e}": (SILOS, [f"privacy.dp_sgd.target_epsilon={e}"]) for e in SGD_EPSILONS},
 }
@@ -158,7 +158,7 @@ def plot(saved: dict, path: Path) -> None:
         base = saved.get(f"{family} no DP")
         if base:
             ax.axhline(base["accuracy"], ls="--", lw=1, color=line.get_color(), label=f"{family}: same run, no DP")
-        other = [saved[k] for k in (f"{family} eps=8, seed 1", f"{family} no DP, seed 1") if k in saved]
+        other = [saved[k] for k in (f"{family} eps=8 (seed 1)", f"{family} no DP (seed 1)") if k in saved]
         for r in other:  # the seed-to-seed spread: the same runs with seed 1 (no DP drawn at the right edge)
             eps = r["epsilon"] if r["epsilon"] not in (None, float("inf")) else max(epsilons) * 1.6
             ax.plot([eps], [r["accuracy"]], "x", color=line.get_color(), label=f"{family}: seed 1")
@@ -192,7 +192,7 @@ def report(out: Path) -> None:
         r = saved.get(name)
         if not r or " / " in name:
             continue
-        seeded = ", seed 1" if name.endswith(", seed 1") else ""
+        seeded = " (seed 1)" if name.endswith(" (seed 1)") else ""
         base = saved.get(name.split(" ")[0] + " no DP" + seeded)
         eps = "inf" if r["epsilon"] is None or r["epsilon"] == float("inf") else f"{r['epsilon']:.2f}"
         if r.get("median_client_epsilon") is not None:
