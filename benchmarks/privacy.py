@@ -6,8 +6,9 @@ q = 0.1, 30 rounds, LoRA r=1 on two blocks plus the head, adaptive clip) at seve
 (replace-one adjacency, which costs more noise for the same epsilon). DP-SGD rows run
 configs/private_silos.yaml (a linear probe over 5 silos of about 2,300 reviews, Poisson batches of 256, an
 epoch a round, 10 rounds) with each silo's epsilon calibrated to the target (delta 1e-5, add/remove one
-example), beside the same run without DP. The `(seed 1)` rows show the seed-to-seed spread. Attack rows use configs/quickstart.yaml (423 clients by movie) cut to LoRA r=1 on the
-top two blocks, 50 clients a round, 10 rounds, with 10% of the clients malicious.
+example), beside the same run without DP. The `(seed 1)` rows show the seed-to-seed spread. Attack rows use
+configs/quickstart.yaml (423 clients by movie) cut to LoRA r=1 on the top two blocks, 50 clients a round,
+10 rounds, with 10% of the clients malicious.
 Results are appended to runs/benchmarks/privacy.jsonl as each row finishes.
 
 --costs measures what the machinery costs on the unchanged quickstart job (LoRA r=8 on every block, 10
