@@ -38,6 +38,7 @@ QUICK = [
     "privacy.client_dp=central",
     "privacy.noise_multiplier=0.3",
     "privacy.clip=1.0",
+    "privacy.secure_noise=false",  # seeded noise on purpose (a deployment draws it from OS entropy by default)
 ]
 SECURE = [
     *BASE,

@@ -288,3 +288,52 @@ def test_stale_stragglers_are_refused_under_client_dp() -> None:
                 "participation.stragglers=stale",
             ],
         )
+
+
+def test_secret_noise_cannot_be_regenerated_from_the_seed(tiny_config: dict) -> None:
+    """Seeded noise reproduces a run (and so anyone with its seed can remove it); secret noise does neither."""
+    from fedpeft.config.load import for_deployment
+
+    args = ["privacy.client_dp=local", "privacy.noise_multiplier=0.5", "rounds=1", "eval.every=0"]
+    seeded = [fedpeft.run(tiny_config, [*args, f"name=s{i}"], progress=False)["final"] for i in range(2)]
+    secret = [
+        fedpeft.run(tiny_config, [*args, "privacy.secure_noise=true", f"name=x{i}"], progress=False) for i in range(2)
+    ]
+    assert seeded[0] == seeded[1] and secret[0]["final"] != secret[1]["final"]
+    assert secret[0]["privacy"]["secret_noise"] and "OS entropy" in fedpeft.report.summary_text(secret[0])
+    cfg = load_config({}, ["privacy.client_dp=central", "privacy.noise_multiplier=1"])
+    assert not cfg.privacy.secret_noise and for_deployment(cfg).privacy.secret_noise  # deployments: on by default
+    s, dp = dp_strategy(noise_multiplier=1.0, secret_noise=True)
+    zeros = [ClientUpdate(str(i), {"w": torch.zeros(1000)}, 1) for i in range(4)]
+    assert not torch.equal(
+        dp.mean(zeros)["w"], dp_strategy(noise_multiplier=1.0, secret_noise=True)[1].mean(zeros)["w"]
+    )
+
+
+def test_local_dp_counts_every_sampled_client_as_a_release(tiny_config: dict) -> None:
+    """Under local DP a client's noised update is released when sent, whatever the server does with it: here
+    every update is rejected (max_update_norm) and every round fails, yet epsilon composes over the rounds."""
+    summary = fedpeft.run(
+        tiny_config,
+        ["privacy.client_dp=local", "privacy.noise_multiplier=2.0", "robustness.max_update_norm=1e-9"],
+        progress=False,
+    )
+    assert summary["ledger"]["rejected_updates"] > 0 and summary["updates_accepted"] == 0
+    assert summary["privacy"]["epsilon"] > 0
+
+
+def test_scaffold_under_central_dp_scales_by_the_expected_cohort_not_the_actual_one() -> None:
+    from fedpeft.build.server import build_strategy
+    from fedpeft.strategy.scaffold import DC
+
+    cfg = load_config(
+        {},
+        ["strategy.name=scaffold", "privacy.client_dp=central", "privacy.noise_multiplier=2.0", "clients.per_round=4"],
+    )
+    stds = []
+    for joined in (1, 4, 7):  # Poisson cohorts of any size: the control variate's noise must not tell them apart
+        dp = build_strategy(cfg, torch.nn.Linear(1, 1), {"w": torch.zeros(4000)}, num_clients=8)
+        ups = [ClientUpdate(f"c{i}", {"w": torch.zeros(4000), DC + "w": torch.zeros(4000)}, 1) for i in range(joined)]
+        dp.aggregate_train(1, [dp.receive(u) for u in ups])
+        stds.append(float(dp.inner.control["w"].std()))
+    assert stds == pytest.approx([0.5 * 2.0 * 1.0 / 4] * 3, rel=0.1)

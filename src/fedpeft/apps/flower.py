@@ -46,12 +46,12 @@ client_app = ClientApp(mods=[_secagg_when_asked])
 
 @server_app.main()
 def serve(grid: Grid, context: Context) -> None:
-    from fedpeft.config.load import load_config
+    from fedpeft.config.load import for_deployment, load_config
     from fedpeft.recipe import run_experiment
     from fedpeft.runtime.flower.fleet import FlowerFleet
 
     rc = context.run_config
-    cfg = load_config(Path(str(rc["config"])), shlex.split(str(rc.get("overrides", ""))))
+    cfg = for_deployment(load_config(Path(str(rc["config"])), shlex.split(str(rc.get("overrides", "")))))
     nodes, timeout = int(rc.get("nodes", 2)), float(rc.get("round-timeout", 600))
     connect = float(rc.get("connect-timeout", 120))
     run_experiment(

@@ -37,7 +37,8 @@ def client_mods(cfg: RunConfig, strategy: Strategy, client_ids: Sequence[str]) -
     mods = strategy.client_plugins()
     dp = find_layer(strategy, ClientLevelDP)
     if dp is not None:
-        mods.append(ClipAndNoise(dp.noise_multiplier if dp.mode == "local" else 0.0, seed=cfg.seed))
+        local = dp.noise_multiplier if dp.mode == "local" else 0.0
+        mods.append(ClipAndNoise(local, seed=cfg.seed, secret=cfg.privacy.secret_noise))
     if cfg.attack.kind != "none":
         a = cfg.attack
         mods.append(
@@ -96,6 +97,7 @@ def dp_sgd(setup: Setup) -> SampleLevelDP | None:
         target_epsilon=d.target_epsilon,
         delta=d.delta,
         rounds=cfg.rounds,
+        secret_noise=cfg.privacy.secret_noise,
     )
     data = max(setup.client_data.values(), key=len)
     if len(data) < 2:

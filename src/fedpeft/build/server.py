@@ -106,4 +106,5 @@ def client_dp(cfg: RunConfig, strategy: Strategy, num_clients: int) -> ClientLev
         target_quantile=p.target_quantile,
         clip_lr=p.clip_lr,
         seed=cfg.seed,
+        secret_noise=p.secret_noise,
     )

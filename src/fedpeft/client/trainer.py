@@ -18,6 +18,7 @@ from fedpeft.config.schema import ClientConfig
 from fedpeft.data.batching import ClientDataset, shuffled_batches
 from fedpeft.model.state import TensorDict, TrainableState
 from fedpeft.privacy.dp_sgd import DPStep, SampleLevelDP, poisson_batches
+from fedpeft.privacy.noise import secret_seed
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,8 @@ class LocalTrainer:
         rate = min(1.0, self.cfg.batch_size / n)
         dp_step = DPStep(self.dp.noise_for(rate, planned), rate, planned)
         batches = poisson_batches(n, self.cfg.batch_size, planned, rng)
-        generator = torch.Generator().manual_seed(int(rng.integers(2**63)))
+        drawn = int(rng.integers(2**63))  # (drawn either way: the batches' stream stays the same)
+        generator = torch.Generator().manual_seed(secret_seed() if self.dp.secret_noise else drawn)
         return batches, self.dp.optimizer(opt, dp_step.noise_multiplier, self.cfg.batch_size, generator), dp_step
 
     def _shuffled(self, n: int, budget: int | None, rng: np.random.Generator) -> Iterator[np.ndarray]:

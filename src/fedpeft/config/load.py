@@ -200,3 +200,18 @@ def dump_yaml(cfg: RunConfig) -> str:
 
 def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+def for_deployment(cfg: RunConfig) -> RunConfig:
+    """``cfg`` as a deployment runs it: DP noise from OS entropy unless ``privacy.secure_noise`` says otherwise
+    (in a deployment the server sends clients the run's seed, so seeded noise would be known to it).
+
+    Example:
+        >>> for_deployment(RunConfig()).privacy.secret_noise, RunConfig().privacy.secret_noise
+        (True, False)
+    """
+    if cfg.privacy.secure_noise is not None:
+        return cfg
+    return validate(
+        {**cfg.model_dump(mode="json"), "privacy": {**cfg.privacy.model_dump(mode="json"), "secure_noise": True}}
+    )

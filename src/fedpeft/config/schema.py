@@ -254,8 +254,19 @@ class PrivacyConfig(Section):
     adaptive_clip: bool = Field(False, description="move the clip norm to a quantile of update norms (central)")
     target_quantile: float = Field(0.5, gt=0.0, lt=1.0)
     clip_lr: float = Field(0.2, gt=0.0, description="adaptive clipping's geometric step")
+    secure_noise: bool | None = Field(
+        None,
+        description="draw DP noise (client-level and DP-SGD) from OS entropy, so that no one can regenerate it; "
+        "default: on in Flower deployments, off in the simulator (seeded noise reproduces a run, but anyone who "
+        "knows the run's seed can remove it from what was released)",
+    )
     dp_sgd: DPSGDConfig = DPSGDConfig()
     secure_aggregation: SecureAggregationConfig = SecureAggregationConfig()
+
+    @property
+    def secret_noise(self) -> bool:
+        """Whether DP noise comes from OS entropy (``secure_noise``; off unless set, or resolved for a deployment)."""
+        return bool(self.secure_noise)
 
     @model_validator(mode="after")
     def _noise(self) -> PrivacyConfig:

@@ -86,7 +86,9 @@ class SimulatedParticipation:
     def _clock(self, round_: int, ins: FitInstruction, reply: FitReply, out: Delivery) -> None:
         """Time the client's round on the simulated clock; a straggler is dropped or held for a later round."""
         profile = self.profiles.get(ins.client_id, NO_PROFILE)
-        seconds = profile.seconds(int(reply.metrics.get("samples", 0)), len(ins.payload), len(reply.payload))
+        samples = reply.metrics.get("samples", 0)
+        samples = int(samples) if isinstance(samples, (int, float)) and math.isfinite(samples) else 0
+        seconds = profile.seconds(samples, len(ins.payload), len(reply.payload))
         if out.clock is not None:
             out.clock[ins.client_id] = seconds or 0.0
         late = self.rounds_late(seconds)

@@ -89,6 +89,7 @@ class SampleLevelDP:
         target_epsilon: float | None = None,
         delta: float,
         rounds: int,
+        secret_noise: bool = False,
     ) -> None:
         if (noise_multiplier is None) == (target_epsilon is None):
             raise ValueError("SampleLevelDP: give exactly one of noise_multiplier and target_epsilon")
@@ -97,6 +98,7 @@ class SampleLevelDP:
         self.target_epsilon = target_epsilon
         self.delta = delta
         self.rounds = rounds
+        self.secret_noise = secret_noise  # the optimiser's noise generator seeded from OS entropy
         self.path = "unprepared"  # "opacus hooks" or "one backward per example", set by prepare()
         self._gsm: GradSampleModule | None = None
 

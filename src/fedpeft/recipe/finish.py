@@ -142,6 +142,7 @@ def _privacy(sim: Simulation) -> PrivacySummary | None:
         dp.describe(),
         dp.ledger.adjacency + " client",
         dp.ledger.accountant,
+        dp.secret_noise,
     )
 
 
@@ -158,6 +159,7 @@ def _dp_sgd(dp: SampleLevelDP | None, eps: dict[str, float]) -> DPSGDSummary | N
         len(eps),
         float(values.max()),
         float(np.median(values)),
+        dp.secret_noise,
     )
 
 

@@ -79,6 +79,7 @@ class PrivacySummary:
     sampling: str
     adjacency: str
     accountant: str
+    secret_noise: bool
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class DPSGDSummary:
     clients: int
     max_client_epsilon: float
     median_client_epsilon: float
+    secret_noise: bool
 
 
 @dataclass(frozen=True)

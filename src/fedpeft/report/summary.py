@@ -136,6 +136,15 @@ def _cost(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _noise_source(dp: dict[str, Any]) -> str:
+    if dp.get("secret_noise"):
+        return "Noise from OS entropy (not reproducible)."
+    return (
+        "Noise seeded by the run's seed: reproducible, and removable by anyone who knows that seed "
+        "(privacy.secure_noise: true for a release)."
+    )
+
+
 def _privacy(summary: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     dp = summary.get("privacy")
@@ -146,7 +155,7 @@ def _privacy(summary: dict[str, Any]) -> list[str]:
             f"clip {dp['clip']:.3g}; epsilon {eps} at delta {dp['delta']:.1e} (adjacency: {dp['adjacency']}; "
             f"{dp['accountant']})."
         )
-        lines.append(f"  Client sampling: {dp['sampling']}.")
+        lines.append(f"  Client sampling: {dp['sampling']}. {_noise_source(dp)}")
     sgd = summary.get("dp_sgd")
     if sgd:
         noise = (
@@ -158,7 +167,7 @@ def _privacy(summary: dict[str, Any]) -> list[str]:
             f"  Privacy: sample-level DP-SGD in local training, {noise}, per-example clip {sgd['max_grad_norm']:g} "
             f"({sgd['per_example_gradients']}); client epsilon max {sgd['max_client_epsilon']:.2f}, median "
             f"{sgd['median_client_epsilon']:.2f} over {sgd['clients']} clients at delta {sgd['delta']:.0e}, for "
-            "add/remove-one-example adjacency with Poisson-sampled batches (Opacus RDP)."
+            f"add/remove-one-example adjacency with Poisson-sampled batches (Opacus RDP). {_noise_source(sgd)}"
         )
     sec = summary.get("secure_aggregation")
     if sec and sec.get("protocol") == "flower secagg+":

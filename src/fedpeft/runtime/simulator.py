@@ -194,7 +194,7 @@ class Simulator:
         for cid in cids:
             if cid not in result.metrics:
                 continue
-            metrics, cost = result.metrics[cid], outcome.clients[cid]
+            metrics, cost = finite(result.metrics[cid]), outcome.clients[cid]  # (a client's claims: not trusted)
             cost["bytes_up"] = float(result.bytes_up[cid])
             cost.update({k: float(metrics[k]) for k in COST_METRICS if k in metrics})
             outcome.bytes_up += result.bytes_up[cid]
@@ -285,3 +285,12 @@ def check_reply(reply: FitReply) -> None:
     bad += [k for k, v in reply.metrics.items() if k not in bad and not math.isfinite(v)]
     if bad:
         raise InvalidUpdate(f"{reply.client_id}: metrics {sorted(bad)[:3]} are not finite numbers")
+
+
+def finite(metrics: Mapping[str, object]) -> dict[str, float]:
+    """The numeric, finite entries of a client's metrics (what a secure round cannot refuse, it ignores)."""
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }

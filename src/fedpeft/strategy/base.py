@@ -34,7 +34,7 @@ class ClientUpdate:
 
     ``staleness`` counts the rounds a late update arrived after the round it trained for; its weight in an
     aggregate is ``num_examples * weight_scale`` (the staleness discount). ``members`` lists the clients whose
-    mean this update is, when secure aggregation combined them before the server could see any one.
+    mean this update is, when secure aggregation or a wrapper combined them before the server saw any one.
     """
 
     client_id: str
@@ -44,6 +44,13 @@ class ClientUpdate:
     staleness: int = 0
     weight_scale: float = 1.0
     members: tuple[str, ...] = ()
+    stands_for: int | None = None  # clients this update counts as (None: its members, or 1)
+
+    @property
+    def clients(self) -> int:
+        """How many clients this update counts as: under central DP the expected cohort (the actual count
+        would reveal who joined), else its members (a combined update) or 1."""
+        return self.stands_for if self.stands_for is not None else len(self.members) or 1
 
     @property
     def weight(self) -> float:

@@ -48,8 +48,8 @@ class ClipAndNoise(ClientPlugin):
         ([0.6000000238418579, 0.800000011920929], 0.0)
     """
 
-    def __init__(self, local_noise: float, seed: int = 0) -> None:
-        self.local_noise, self.seed = local_noise, seed
+    def __init__(self, local_noise: float, seed: int = 0, secret: bool = False) -> None:
+        self.local_noise, self.seed, self.secret = local_noise, seed, secret
 
     def finish(self, ctx: FitContext) -> None:
         clip = float(ctx.config[CLIP_KEY])
@@ -58,7 +58,7 @@ class ClipAndNoise(ClientPlugin):
         if self.local_noise > 0:
             base = [*client_seed(self.seed, ctx.round, ctx.client_id), 0xD9]
             ctx.update = {
-                n: t + gaussian(t.shape, self.local_noise * clip, [*base, i])
+                n: t + gaussian(t.shape, self.local_noise * clip, [*base, i], self.secret)
                 for i, (n, t) in enumerate(sorted(ctx.update.items()))
             }
 
@@ -100,11 +100,12 @@ class ClientLevelDP(StrategyWrapper):
         target_quantile: float = 0.5,
         clip_lr: float = 0.2,
         seed: int = 0,
+        secret_noise: bool = False,
     ) -> None:
         super().__init__(strategy)
         self.mode, self.clip = mode, clip
         self.adaptive, self.target_quantile, self.clip_lr = adaptive, target_quantile, clip_lr
-        self.num_clients, self.seed = num_clients, seed
+        self.num_clients, self.seed, self.secret_noise = num_clients, seed, secret_noise
         self.per_round = min(strategy.per_round, num_clients)
         self.sample_rate = self.per_round / num_clients
         self.noise_multiplier = noise_multiplier
@@ -144,10 +145,16 @@ class ClientLevelDP(StrategyWrapper):
         return f"exactly {self.per_round:,} of the {self.num_clients:,} clients a round, drawn without replacement"
 
     def configure_train(self, round_: int, client_ids: Sequence[str], rng: np.random.Generator) -> list[str]:
+        """Central: the sampler the accountant assumes. Every sampled client counts as taking part (local DP
+        composes over it: a client's noised update is released when sent, whatever the server does with it)."""
         if self.sampling != "poisson":
-            return self.inner.configure_train(round_, client_ids, rng)
-        joins = rng.random(len(client_ids)) < self.sample_rate
-        return [c for c, j in zip(client_ids, joins) if j]
+            sampled = self.inner.configure_train(round_, client_ids, rng)
+        else:
+            joins = rng.random(len(client_ids)) < self.sample_rate
+            sampled = [c for c, j in zip(client_ids, joins) if j]
+        for cid in sampled:
+            self.participations[cid] = self.participations.get(cid, 0) + 1
+        return sampled
 
     def secure_weight(self, num_examples: int) -> float:
         return 1.0  # every client counts the same: weights would change the sensitivity
@@ -166,7 +173,10 @@ class ClientLevelDP(StrategyWrapper):
     def aggregate_train(self, round_: int, updates: Sequence[ClientUpdate]) -> None:
         if not updates and self.mode == "local":
             return
-        self.inner.aggregate_train(round_, [combined(updates, self.mean(updates), "dp-mean")])
+        mean = combined(updates, self.mean(updates), "dp-mean")
+        if self.mode == "central":  # it stands for the expected cohort: the actual size stays hidden
+            mean = replace(mean, stands_for=self.per_round)
+        self.inner.aggregate_train(round_, [mean])
         self.end_round(round_, updates)
 
     def update_noise(self, count: float) -> float:
@@ -195,7 +205,9 @@ class ClientLevelDP(StrategyWrapper):
                 total += u.delta[name].float() * k
             if central and self.noise_multiplier > 0:
                 z = self.update_noise(m)
-                total = total + gaussian(total.shape, z * self.clip, [self.seed, self._draws, i, 0xC3])
+                total = total + gaussian(
+                    total.shape, z * self.clip, [self.seed, self._draws, i, 0xC3], self.secret_noise
+                )
             out[name] = total.to(dtype) / m
         return out
 
@@ -207,14 +219,14 @@ class ClientLevelDP(StrategyWrapper):
         return {n: (shape, torch.float32) for n, (shape, _) in self.inner.uplink_spec("", {}).items()}
 
     def end_round(self, round_: int, updates: Sequence[ClientUpdate]) -> None:
-        for cid in [c for u in updates for c in (u.members or (u.client_id,))]:
-            self.participations[cid] = self.participations.get(cid, 0) + 1
         if self.noise_multiplier > 0 and self.mode == "central":
             self.ledger.step(self.noise_multiplier, self.sample_rate)
         if self.adaptive:  # centred bits (b - 1/2): one client moves the sum by 1/2 (add/remove) or 1 (replace)
             below = sum(u.metrics.get(BELOW_KEY, 0.0) - 0.5 for u in updates)
             if self.noise_multiplier > 0:
-                below += float(gaussian(torch.Size([]), self.per_round / 20, [self.seed, round_, 0xB1]))
+                below += float(
+                    gaussian(torch.Size([]), self.per_round / 20, [self.seed, round_, 0xB1], self.secret_noise)
+                )
             share = below / self.per_round + 0.5  # over the expected count, like the updates
             self.clip *= math.exp(-self.clip_lr * (share - self.target_quantile))
 

@@ -60,7 +60,7 @@ class Scaffold(FedAvg):
 
     def aggregate(self, round_: int, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
         new = step(state, weighted_mean(updates, list(state)), self.server_lr)
-        clients = sum(len(u.members) or 1 for u in updates)  # a combined update stands for its members
+        clients = sum(u.clients for u in updates)  # a combined update stands for its members (or DP's expected count)
         total = self.num_clients or clients
         for n, c in self.control.items():
             mean_dc = torch.stack([u.delta[DC + n].float() for u in updates]).mean(0)
