@@ -337,3 +337,10 @@ def test_scaffold_under_central_dp_scales_by_the_expected_cohort_not_the_actual_
         dp.aggregate_train(1, [dp.receive(u) for u in ups])
         stds.append(float(dp.inner.control["w"].std()))
     assert stds == pytest.approx([0.5 * 2.0 * 1.0 / 4] * 3, rel=0.1)
+
+
+def test_client_dp_off_can_be_written_as_yaml_writes_it() -> None:
+    import yaml
+
+    assert load_config({}, ["privacy.client_dp=off"]).privacy.client_dp == "off"  # YAML reads bare `off` as false
+    assert load_config({"privacy": yaml.safe_load("client_dp: off")}).privacy.client_dp == "off"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from fedpeft.config.checks import check_run
 from fedpeft.config.compression import CompressionConfig
@@ -237,6 +237,12 @@ class PrivacyConfig(Section):
     ``dp_sgd`` in local training. The two compose."""
 
     client_dp: Literal["off", "central", "local"] = "off"
+
+    @field_validator("client_dp", mode="before")
+    @classmethod
+    def _yaml_off(cls, value: object) -> object:
+        return "off" if value is False else value  # YAML reads a bare `off` (`privacy.client_dp=off`) as false
+
     clip: float = Field(1.0, gt=0.0, description="L2 clip norm of each update (the start value if adaptive)")
     noise_multiplier: float | None = Field(None, ge=0.0, description="noise std / clip norm")
     target_epsilon: float | None = Field(
