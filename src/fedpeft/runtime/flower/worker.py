@@ -42,8 +42,7 @@ class WorkerError(FedPeftError):
 
 def send(sock: socket.socket, header: dict[str, Any], payload: bytes = b"") -> None:
     head = json.dumps(header).encode()
-    sock.sendall(FRAME.pack(len(head), len(payload)) + head)
-    sock.sendall(payload)
+    sock.sendall(FRAME.pack(len(head), len(payload)) + head + payload)
 
 
 def _exactly(sock: socket.socket, n: int) -> bytes:
@@ -206,7 +205,8 @@ def serve(path: Path, idle: float) -> None:
                     answer, body = fit_request(header, payload)
                 except Exception as exc:  # the ClientApp reports it; the worker lives on
                     answer, body = {"error": f"{type(exc).__name__}: {exc}"}, b""
-                send(conn, answer, body)
+                with contextlib.suppress(OSError):  # the asker left: the worker lives on for the next one
+                    send(conn, answer, body)
     finally:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
