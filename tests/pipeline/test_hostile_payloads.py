@@ -164,18 +164,20 @@ def uplinks() -> dict[str, list[dict]]:
 
 
 class Hostile(FederatedClient):
-    """Client c1 replaces its honest payload with a hostile one."""
+    """Client c1 replaces its honest reply with what ``tamper`` makes of it."""
 
-    corrupt: Callable[[bytes], object] = staticmethod(lambda p: p)
+    tamper: Callable[[FitReply], FitReply] = staticmethod(lambda r: r)
 
     def fit(self, ins):  # type: ignore[no-untyped-def]
         reply = super().fit(ins)
-        if ins.client_id == "c1":
-            return FitReply(reply.client_id, self.corrupt(reply.payload), reply.num_examples, reply.metrics)
-        return reply
+        return self.tamper(reply) if ins.client_id == "c1" else reply
 
 
-def engine(tmp_path: Path, uplink: list[dict], corrupt: Callable[[bytes], object]) -> Simulator:
+def payload_swap(make: Callable[[bytes], object]) -> Callable[[FitReply], FitReply]:
+    return lambda r: FitReply(r.client_id, make(r.payload), r.num_examples, r.metrics)  # type: ignore[arg-type]
+
+
+def engine(tmp_path: Path, uplink: list[dict], tamper: Callable[[FitReply], FitReply]) -> Simulator:
     torch.manual_seed(0)
     model = TinyLora()
     ts = TrainableState(model)
@@ -191,7 +193,7 @@ def engine(tmp_path: Path, uplink: list[dict], corrupt: Callable[[bytes], object
         seed=0,
         uplink=pipe,
     )
-    client.corrupt = corrupt  # type: ignore[method-assign]
+    client.tamper = tamper  # type: ignore[method-assign]
     return Simulator(strategy, LocalFleet(client), list(clients), seed=0, uplink=pipe)
 
 
@@ -202,7 +204,7 @@ def test_a_hostile_payload_costs_only_its_senders_update(uplink: str, attack: st
     if (applies == PIPELINED and uplink == "plain") or (applies == INDEXED and uplink not in INDEX_PARTS):
         pytest.skip(f"{uplink} payloads carry no {'pipeline metadata' if applies == PIPELINED else 'indices'}")
     MARKER.unlink(missing_ok=True)
-    sim = engine(tmp_path, uplinks()[uplink], make)
+    sim = engine(tmp_path, uplinks()[uplink], payload_swap(make))
     rss = reset_peak_rss()
     out = sim.run_round(1)
     assert out.status == "ok" and sorted(out.accepted) == ["c0", "c2"], out.rejected
@@ -216,7 +218,7 @@ def test_a_hostile_payload_costs_only_its_senders_update(uplink: str, attack: st
 
 def test_honest_payloads_pass_every_pipeline(tmp_path: Path) -> None:
     for name, uplink in uplinks().items():
-        out = engine(tmp_path / name, uplink, lambda p: p).run_round(1)
+        out = engine(tmp_path / name, uplink, lambda r: r).run_round(1)
         assert sorted(out.accepted) == ["c0", "c1", "c2"], (name, out.rejected)
 
 
@@ -227,7 +229,7 @@ def test_a_payload_from_another_pipeline_is_refused(tmp_path: Path) -> None:
             continue
         other = UpdatePipeline.from_config(CompressionConfig.model_validate({"uplink": [{"name": "int8"}]}).uplink)
         swap = (lambda p: honest) if name == "int8" else (lambda p, o=other: o.encode(dict(st_load(p)))[0])
-        out = engine(tmp_path / name, uplink, swap).run_round(1)
+        out = engine(tmp_path / name, uplink, payload_swap(swap)).run_round(1)
         assert "c1" in out.rejected and out.status == "ok", name
 
 
@@ -247,28 +249,11 @@ def test_a_reply_whose_claims_are_not_sane_costs_only_its_senders_update(claim: 
     """What a reply claims beside its payload (its example count weighs it; its metrics count samples and pick
     its LoRA rank) is checked at the same boundary as the payload."""
 
-    class Claiming(FederatedClient):
-        def fit(self, ins):  # type: ignore[no-untyped-def]
-            reply = super().fit(ins)
-            if ins.client_id != "c1":
-                return reply
-            metrics = {**reply.metrics, **claim.get("metrics", {})}
-            return FitReply(reply.client_id, reply.payload, claim.get("num_examples", reply.num_examples), metrics)
+    def claiming(reply: FitReply) -> FitReply:
+        metrics = {**reply.metrics, **claim.get("metrics", {})}
+        return FitReply(reply.client_id, reply.payload, claim.get("num_examples", reply.num_examples), metrics)
 
-    torch.manual_seed(0)
-    model = TinyLora()
-    ts = TrainableState(model)
-    clients = {f"c{i}": data(12) for i in range(3)}
-    strategy = FedAvg(3)
-    strategy.initialize(ts.snapshot(), num_clients=3)
-    client = Claiming(
-        LocalTrainer(model, ts, ClientConfig(local_steps=2, batch_size=4)),
-        ts,
-        clients,
-        ClientStateStore(tmp_path),
-        seed=0,
-    )
-    out = Simulator(strategy, LocalFleet(client), list(clients), seed=0).run_round(1)
+    out = engine(tmp_path, [], claiming).run_round(1)
     assert out.status == "ok" and sorted(out.accepted) == ["c0", "c2"] and out.rejected["c1"].startswith("c1: ")
     assert out.samples == 2 * 2 * 4  # the rejected client's claims counted nowhere
 

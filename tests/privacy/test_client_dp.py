@@ -261,7 +261,7 @@ def test_the_summary_states_sampling_adjacency_and_accountant(tiny_config: dict)
 
 
 def test_default_delta_is_below_one_over_the_clients_and_a_larger_one_is_refused(tiny_config: dict) -> None:
-    from fedpeft.build.server import default_delta
+    from fedpeft.privacy.accounting import default_delta
 
     assert all(default_delta(n) < 1 / n for n in (2, 4, 20, 423, 10**6))
     with pytest.raises(ConfigError, match="at least 1/6"):

@@ -23,6 +23,7 @@ from fedpeft.client.plugins import ClientPlugin
 from fedpeft.config.schema import RunConfig
 from fedpeft.errors import ConfigError
 from fedpeft.pipeline.compression import UpdatePipeline
+from fedpeft.privacy.accounting import default_delta
 from fedpeft.privacy.dp_sgd import SampleLevelDP
 from fedpeft.strategy import Strategy
 from fedpeft.wrappers.attack import Attack, choose_attackers
@@ -105,7 +106,7 @@ def dp_sgd(setup: Setup) -> SampleLevelDP | None:
     if d.delta >= 1 / len(data):
         raise ConfigError(
             f"privacy.dp_sgd.delta={d.delta:g} is at least 1/{len(data)} (one over the largest client's examples): "
-            f"such a delta allows releasing one example outright; use at most {min(1e-5, len(data) ** -1.1):.1e}"
+            f"such a delta allows releasing one example outright; use at most {default_delta(len(data)):.1e}"
         )
     dp.prepare(setup.model, setup.trainable.params, data.batch(np.arange(min(4, len(data)))))
     log.info("DP-SGD per-example gradients: %s", dp.path)

@@ -16,7 +16,7 @@ from fedpeft.config.schema import RunConfig
 from fedpeft.errors import ConfigError
 from fedpeft.fleet.profiles import ClientProfile, assign_profiles
 from fedpeft.model.state import TensorDict
-from fedpeft.privacy.accounting import calibrate
+from fedpeft.privacy.accounting import calibrate, default_delta
 from fedpeft.strategy import STRATEGIES, Strategy
 from fedpeft.strategy.robust import make_aggregator
 from fedpeft.wrappers.client_dp import ClientLevelDP
@@ -66,16 +66,6 @@ def build_server(setup: Setup) -> tuple[Strategy, dict[str, ClientProfile]]:
     profiles = assign_profiles(ids, cfg.resources, cfg.seed)
     ranks = {c: p.rank for c, p in profiles.items() if p.rank is not None}
     return build_strategy(cfg, setup.model, setup.trainable.snapshot(), len(ids), ranks), profiles
-
-
-def default_delta(num_clients: int) -> float:
-    """min(1e-5, N^-1.1): below 1/N (a delta of 1/N or more allows releasing one client's data outright).
-
-    Example:
-        >>> default_delta(4), f"{default_delta(100_000):.1e}"
-        (1e-05, '3.2e-06')
-    """
-    return min(1e-5, num_clients**-1.1)
 
 
 def client_dp(cfg: RunConfig, strategy: Strategy, num_clients: int) -> ClientLevelDP:

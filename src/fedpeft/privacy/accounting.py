@@ -74,6 +74,17 @@ def without_replacement_epsilon(history: Iterable[tuple[float, float, int]], del
         absl.setLevel(level)
 
 
+def default_delta(individuals: int) -> float:
+    """min(1e-5, N^-1.1) for N individuals (clients, or a client's examples): below 1/N, since a delta of 1/N
+    or more allows releasing one individual's data outright.
+
+    Example:
+        >>> default_delta(4), f"{default_delta(100_000):.1e}"
+        (1e-05, '3.2e-06')
+    """
+    return min(1e-5, individuals**-1.1)
+
+
 class PrivacyLedger:
     """Epsilon at a fixed delta of the releases so far, for one sampler (``poisson``, ``fixed`` or ``none``).
 

@@ -281,8 +281,7 @@ def check_reply(reply: FitReply) -> None:
     n = reply.num_examples
     if isinstance(n, bool) or not isinstance(n, int) or n < 0:
         raise InvalidUpdate(f"{reply.client_id}: num_examples is {n!r}, expected a non-negative integer")
-    bad = [k for k, v in reply.metrics.items() if isinstance(v, bool) or not isinstance(v, (int, float))]
-    bad += [k for k, v in reply.metrics.items() if k not in bad and not math.isfinite(v)]
+    bad = set(reply.metrics) - set(finite(reply.metrics))
     if bad:
         raise InvalidUpdate(f"{reply.client_id}: metrics {sorted(bad)[:3]} are not finite numbers")
 
