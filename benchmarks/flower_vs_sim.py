@@ -11,7 +11,7 @@ peak of the summed resident memory of all the engine's processes (shared pages c
 and the final accuracy (equal across engines: same seed, same updates).
 
 Run: .venv/bin/python benchmarks/flower_vs_sim.py [--only simulator,flower_simulation,flower_deployment]
-     (Flower's simulation engine needs Ray: .venv/bin/pip install -e ".[flower-simulation]")
+     (scripts/setup.sh installs Ray, which Flower's simulation engine needs)
      .venv/bin/python benchmarks/flower_vs_sim.py --report
 """
 
@@ -114,12 +114,14 @@ def run_engine(engine: str, folder: Path, extra: list[str]) -> dict:
         for k in ("process_start_seconds", "build_seconds", "train_seconds")
     }
     per_message["worker_start_max"] = max((c.get("worker_start_seconds", 0.0) for c in clients), default=0.0)
+    samples = [sum(c.get("samples", 0.0) for c in r["clients"].values()) for r in rounds]
     return {
         "engine": engine,
         "status": "ok",
         "wall_seconds": wall,
         "startup_seconds": wall - sum(round_s) - sum(r["seconds"]["evaluate"] for r in rounds),
         "round_seconds": median(round_s),
+        "examples_per_second": sum(samples) / sum(round_s),
         "per_message": per_message,
         "peak_rss_bytes": mem.peak,
         "final_accuracy": summary["final"]["accuracy"],

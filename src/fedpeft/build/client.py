@@ -19,9 +19,11 @@ import numpy as np
 
 from fedpeft.build.workload import Setup
 from fedpeft.client import ClientStateStore, FederatedClient, LocalTrainer
+from fedpeft.client.cohort import CohortTrainer
 from fedpeft.client.plugins import ClientPlugin
 from fedpeft.config.schema import RunConfig
 from fedpeft.errors import ConfigError
+from fedpeft.model.device import on_device
 from fedpeft.pipeline.compression import UpdatePipeline
 from fedpeft.privacy.accounting import default_delta
 from fedpeft.privacy.dp_sgd import SampleLevelDP
@@ -73,8 +75,8 @@ def build_client(
     ids = list(setup.client_data) if client_ids is None else list(client_ids)
     compression = cfg.compression
     store = ClientStateStore(state_dir, max_bytes=0, reopen=True) if reopen else ClientStateStore(state_dir)
-    trainer = LocalTrainer(setup.model, setup.trainable, cfg.clients, dp=dp_sgd(setup))
-    return FederatedClient(
+    trainer = LocalTrainer(setup.model, setup.trainable, cfg.clients, dp=dp_sgd(setup), precision=cfg.precision)
+    client = FederatedClient(
         trainer,
         setup.trainable,
         {cid: setup.client_data[cid] for cid in ids},
@@ -84,6 +86,9 @@ def build_client(
         uplink=UpdatePipeline.from_config(compression.uplink, compression.feedback),
         downlink=UpdatePipeline.from_config(compression.downlink),
     )
+    if cfg.clients.cohort > 1:
+        client.cohort = CohortTrainer(trainer)  # checks here that the model can route its clients' tensors
+    return client
 
 
 def dp_sgd(setup: Setup) -> SampleLevelDP | None:
@@ -108,6 +113,6 @@ def dp_sgd(setup: Setup) -> SampleLevelDP | None:
             f"privacy.dp_sgd.delta={d.delta:g} is at least 1/{len(data)} (one over the largest client's examples): "
             f"such a delta allows releasing one example outright; use at most {default_delta(len(data)):.1e}"
         )
-    dp.prepare(setup.model, setup.trainable.params, data.batch(np.arange(min(4, len(data)))))
+    dp.prepare(setup.model, setup.trainable.params, on_device(data.batch(np.arange(min(4, len(data)))), setup.device))
     log.info("DP-SGD per-example gradients: %s", dp.path)
     return dp

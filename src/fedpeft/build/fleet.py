@@ -7,7 +7,9 @@ from collections.abc import Mapping
 
 from fedpeft.client import FederatedClient
 from fedpeft.config.schema import RunConfig
+from fedpeft.errors import ConfigError
 from fedpeft.fleet import ClientProfile, Fleet, InProcessSecAgg, LocalFleet, SecureAggregation, SimulatedParticipation
+from fedpeft.fleet.processes import ProcessFleet, available_cores, default_workers
 
 
 def secure_settings(cfg: RunConfig) -> SecureAggregation | None:
@@ -16,13 +18,32 @@ def secure_settings(cfg: RunConfig) -> SecureAggregation | None:
     return SecureAggregation(threshold=sa.threshold, bound=sa.bound) if sa.enabled else None
 
 
+def training_fleet(cfg: RunConfig, client: FederatedClient) -> Fleet:
+    """Where the clients train: in this process, or in ``clients.workers`` forked processes that share the
+    cores (``threads`` in all, split among them)."""
+    device = client.trainer.device.type
+    if cfg.clients.cohort > 1:
+        return LocalFleet(client, cfg.clients.cohort)
+    cached = cfg.model.cache_frozen_prefix  # the cache fills in one process's memory
+    workers = cfg.clients.workers or (1 if cached else default_workers(cfg.clients.per_round, device, cfg.threads))
+    if workers == 1:
+        return LocalFleet(client)
+    if device != "cpu":
+        raise ConfigError(
+            f"clients.workers={workers}: worker processes share CPU cores; on {device} train one process "
+            "(clients.workers: 1) and batch clients with clients.cohort"
+        )
+    threads = max(1, (cfg.threads or available_cores()) // workers)
+    return ProcessFleet(client, workers, threads)
+
+
 def build_fleet(cfg: RunConfig, client: FederatedClient, profiles: Mapping[str, ClientProfile]) -> Fleet:
     """``LocalFleet`` inside ``SimulatedParticipation``, inside ``InProcessSecAgg`` when secure aggregation is on.
 
     Example:
         >>> fleet = build_fleet(cfg, client, assign_profiles(ids, cfg.resources, cfg.seed))  # doctest: +SKIP
     """
-    fleet: Fleet = SimulatedParticipation(LocalFleet(client), dict(profiles), cfg.participation, seed=cfg.seed)
+    fleet: Fleet = SimulatedParticipation(training_fleet(cfg, client), dict(profiles), cfg.participation, seed=cfg.seed)
     if cfg.privacy.secure_aggregation.enabled:
         fleet = InProcessSecAgg(fleet, client.uplink)
     return fleet

@@ -21,6 +21,7 @@ from fedpeft.errors import ConfigError
 from fedpeft.evaluation.evaluator import Evaluator
 from fedpeft.methods.configured import apply_configured
 from fedpeft.model import TrainableState
+from fedpeft.model.device import check_precision, resolve_device
 from fedpeft.model.load import infer_task, load_model
 from fedpeft.model.prefix_cache import PrefixCache, frozen_prefix_depth
 from fedpeft.strategy import STRATEGIES
@@ -54,6 +55,7 @@ class Setup:
     evaluator: Evaluator
     method_setup: dict[str, Any]
     prefix_cache: PrefixCache | None = None
+    device: torch.device = torch.device("cpu")
 
     @property
     def test_data(self) -> Inputs:
@@ -104,6 +106,7 @@ def build_setup(cfg: RunConfig) -> Setup:
     prepare = STRATEGIES.get(cfg.strategy.name).prepare_model
     if prepare is not None:
         prepare(model)
+    device = place(model, cfg)
     trainable = TrainableState(model)
     cache = PrefixCache(model, frozen_prefix_depth(model)) if m.cache_frozen_prefix else None
     local_test, groups = (
@@ -134,7 +137,25 @@ def build_setup(cfg: RunConfig) -> Setup:
         evaluator,
         method_setup,
         cache,
+        device,
     )
+
+
+def place(model: nn.Module, cfg: RunConfig) -> torch.device:
+    """Move the model (frozen base and trainable tensors) to the configured device, with gradient
+    checkpointing when asked; return the device."""
+    device = resolve_device(cfg.device)
+    check_precision(device, cfg.precision)
+    if cfg.model.gradient_checkpointing:
+        inner: Any = next((m for m in model.modules() if getattr(m, "supports_gradient_checkpointing", False)), None)
+        if inner is None:
+            raise ConfigError(
+                f"model.gradient_checkpointing: {cfg.model.name} is not a Hugging Face model that supports it; "
+                "set model.gradient_checkpointing: false"
+            )
+        inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.to(device)
+    return device
 
 
 def _local_test(

@@ -59,6 +59,18 @@ class ClientStateStore:
             return load_file(str(self._path(client_id)))
         return None
 
+    def pop(self, client_id: str) -> TensorDict | None:
+        """Remove ``client_id``'s state (from memory and disk) and return it."""
+        state = self.get(client_id)
+        old = self._memory.pop(client_id, None)
+        if old is not None:
+            self._bytes -= nbytes(old)
+        if client_id in self._on_disk:
+            self._on_disk.discard(client_id)
+            self._path(client_id).unlink(missing_ok=True)
+        self.changed.discard(client_id)
+        return state
+
     def take_changed(self) -> dict[str, TensorDict]:
         """The states of the clients put since the last call."""
         out = {cid: self.get(cid) or {} for cid in sorted(self.changed)}

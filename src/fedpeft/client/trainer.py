@@ -16,6 +16,7 @@ from torch import nn
 from fedpeft.client.costs import FlopCounter, batch_units
 from fedpeft.config.schema import ClientConfig
 from fedpeft.data.batching import ClientDataset, shuffled_batches
+from fedpeft.model.device import autocast, model_device, on_device
 from fedpeft.model.state import TensorDict, TrainableState
 from fedpeft.privacy.dp_sgd import DPStep, SampleLevelDP, poisson_batches
 from fedpeft.privacy.noise import secret_seed
@@ -40,17 +41,25 @@ class LocalTrainer:
     """
 
     def __init__(
-        self, model: nn.Module, state: TrainableState, cfg: ClientConfig, dp: SampleLevelDP | None = None
+        self,
+        model: nn.Module,
+        state: TrainableState,
+        cfg: ClientConfig,
+        dp: SampleLevelDP | None = None,
+        precision: str = "fp32",
     ) -> None:
         self.model = model
         self.state = state
         self.cfg = cfg
         self.dp = dp  # sample-level DP-SGD, when configured (prepared on the model)
+        self.precision = precision  # autocast dtype of the forward pass (fp16 adds a gradient scaler)
+        self.device = model_device(model)
         cache = getattr(model, "prefix_cache", None)  # its fills are one-off work, not per-step cost
         self.flops = FlopCounter(None if cache is None else lambda: cache.misses)
 
-    def make_optimizer(self) -> torch.optim.Optimizer:
-        params = list(self.state.params.values())
+    def make_optimizer(self, params: list[nn.Parameter] | None = None) -> torch.optim.Optimizer:
+        """The configured optimiser over ``params`` (default: the model's trainable tensors)."""
+        params = list(self.state.params.values()) if params is None else params
         if self.cfg.optimizer == "sgd":
             return torch.optim.SGD(
                 params, lr=self.cfg.lr, momentum=self.cfg.momentum, weight_decay=self.cfg.weight_decay
@@ -78,27 +87,30 @@ class LocalTrainer:
             opt.load_state_dict(unflatten_optimizer_state(opt_state, opt))
         batches, dp_opt, dp_step = self._plan(len(data), budget, rng, opt)
         params = list(self.state.params.values())
+        scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
         self.model.train()
         steps = samples = units = 0
-        loss_sum = torch.zeros(())
+        loss_sum = torch.zeros((), device=self.device)
         with nullcontext() if self.dp is None else self.dp.hooks():
             for idx in batches:
-                batch = data.batch(idx) if len(idx) else {}
+                batch = on_device(data.batch(idx), self.device) if len(idx) else {}
                 size = batch_units(batch) if batch else 0
                 with self.flops.measure(size):
-                    if self.dp is None:
-                        loss = self.model(**batch).loss
-                        loss.backward()
-                    else:
-                        loss = self.dp.backward(lambda b: self.model(**b).loss, batch, len(idx), self.state.params)
+                    loss = self._backward(batch, len(idx), scaler)
                 units += size
                 if dp_opt is not None:
                     dp_opt.pre_step()  # per-example clipping, noise, averaging: sets every .grad
+                if scaler is not None:
+                    scaler.unscale_(opt)  # hooks and clipping see true gradients
                 if on_gradients is not None:
                     on_gradients()
                 if self.cfg.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
-                opt.step()
+                if scaler is None:
+                    opt.step()
+                else:
+                    scaler.step(opt)
+                    scaler.update()
                 (opt if dp_opt is None else dp_opt).zero_grad(set_to_none=True)
                 loss_sum += loss.detach()
                 steps += 1
@@ -113,12 +125,21 @@ class LocalTrainer:
         )
         return result, flatten_optimizer_state(opt) if self.cfg.keep_optimizer_state else None
 
+    def _backward(self, batch: dict[str, torch.Tensor], size: int, scaler: torch.amp.GradScaler | None) -> torch.Tensor:
+        """One forward and backward pass (in the configured precision); returns the batch's loss."""
+        with autocast(self.device, self.precision):
+            if self.dp is not None:
+                return self.dp.backward(lambda b: self.model(**b).loss, batch, size, self.state.params)
+            loss = self.model(**batch).loss
+        (loss if scaler is None else scaler.scale(loss)).backward()
+        return loss
+
     def _plan(
         self, n: int, budget: int | None, rng: np.random.Generator, opt: torch.optim.Optimizer
     ) -> tuple[Iterator[np.ndarray], Any, DPStep | None]:
         """The batches to train on, and under DP-SGD its optimiser and step record (Poisson-sampled batches)."""
         if self.dp is None:
-            return self._shuffled(n, budget, rng), None, None
+            return self.shuffled(n, budget, rng), None, None
         planned = budget or self.cfg.local_epochs * math.ceil(n / self.cfg.batch_size)
         rate = min(1.0, self.cfg.batch_size / n)
         dp_step = DPStep(self.dp.noise_for(rate, planned), rate, planned)
@@ -127,7 +148,7 @@ class LocalTrainer:
         generator = torch.Generator().manual_seed(secret_seed() if self.dp.secret_noise else drawn)
         return batches, self.dp.optimizer(opt, dp_step.noise_multiplier, self.cfg.batch_size, generator), dp_step
 
-    def _shuffled(self, n: int, budget: int | None, rng: np.random.Generator) -> Iterator[np.ndarray]:
+    def shuffled(self, n: int, budget: int | None, rng: np.random.Generator) -> Iterator[np.ndarray]:
         """Shuffled batches: ``local_epochs`` passes, or exactly ``budget`` steps over as many passes as needed."""
         steps = 0
         for _epoch in range(self.cfg.local_epochs if budget is None else 1_000_000):

@@ -26,7 +26,7 @@ def check_run(cfg: RunConfig) -> None:
         pydantic_core._pydantic_core.ValidationError: 1 validation error for RunConfig
           Value error, strategy.name=flora aggregates LoRA factors: set peft.method: lora ...
     """
-    for check in (_evaluation_and_clock, _strategy, _privacy, _compression, _ranks):
+    for check in (_evaluation_and_clock, _precision, _workers, _cohort, _strategy, _privacy, _compression, _ranks):
         check(cfg)
     if cfg.privacy.secure_aggregation.enabled:
         _secure_aggregation(cfg)
@@ -47,6 +47,51 @@ def _evaluation_and_clock(cfg: RunConfig) -> None:
     if cfg.participation.deadline_s is not None and not cfg.resources.speed_tiers:
         raise ValueError(
             "participation.deadline_s needs a simulated clock: set resources.speed_tiers, e.g. {20: 0.5, 100: 0.5}"
+        )
+
+
+COHORT_REFUSED = {  # methods whose trainable tensors are not a per-example module input
+    "prefix": "prefix tuning's trainable tensors are the attention's past keys and values",
+    "prompt": "prompt tuning's trainable tensors are input embeddings",
+    "p_tuning": "p-tuning's trainable tensors are input embeddings",
+    "full": "full fine-tuning trains the whole base, so there is no shared frozen base",
+    "sparse": "sparse fine-tuning masks the gradients of whole base weights",
+    **{
+        m: f"peft's {m} layers build their weights with steps torch.func.vmap cannot batch (branches on tensor "
+        "values, in-place index writes)"
+        for m in ("loha", "lokr", "oft", "fourierft")
+    },
+}
+
+
+def _workers(cfg: RunConfig) -> None:
+    if (cfg.clients.workers or 1) > 1 and cfg.model.cache_frozen_prefix:
+        raise ValueError(
+            f"clients.workers={cfg.clients.workers}: model.cache_frozen_prefix keeps its cache in one process; "
+            "set clients.workers: 1 (the cache saves more than a second process here)"
+        )
+
+
+def _cohort(cfg: RunConfig) -> None:
+    c = cfg.clients
+    if c.cohort == 1:
+        return
+    why = COHORT_REFUSED.get(cfg.peft.method)
+    if cfg.privacy.dp_sgd.enabled:
+        why = "DP-SGD clips each example's gradient within one client's pass"
+    if cfg.model.cache_frozen_prefix:
+        why = "model.cache_frozen_prefix serves one client's batch from its cache"
+    if c.workers is not None and c.workers > 1:
+        why = "clients.workers runs one client per process"
+    if why:
+        raise ValueError(f"clients.cohort={c.cohort}: {why}; set clients.cohort: 1")
+
+
+def _precision(cfg: RunConfig) -> None:
+    if cfg.precision == "fp16" and cfg.privacy.dp_sgd.enabled:
+        raise ValueError(
+            "precision=fp16 scales the loss, and DP-SGD clips each example's gradient before any unscaling: "
+            "use precision=bf16 or fp32 with privacy.dp_sgd"
         )
 
 

@@ -83,6 +83,11 @@ class ModelConfig(Section):
         description="when only upper blocks train (top_layers, head, LoRA with peft.layers), compute the "
         "frozen lower blocks once per example and reuse them (they then run without dropout)",
     )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="recompute each block's activations in the backward pass instead of keeping them "
+        "(less memory for long sequences, about a third more compute; Hugging Face models)",
+    )
 
 
 class ClientConfig(Section):
@@ -99,6 +104,21 @@ class ClientConfig(Section):
     max_grad_norm: float | None = Field(None, gt=0.0)
     keep_optimizer_state: bool = Field(
         False, description="keep each client's optimiser state across the rounds it takes part in"
+    )
+    cohort: int = Field(
+        1,
+        ge=1,
+        description="train this many clients per forward pass over the shared frozen base (their batches "
+        "stacked, each example through its own client's tensors): fills an accelerator; with dropout off the "
+        "same results as one by one. LoRA and its variants, IA3, VeRA, adapters, BitFit, LayerNorm, head",
+    )
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="train a round's clients in this many processes forked from the run (sharing the frozen "
+        "base's memory), each with threads / workers torch threads; default: one per core the run may use "
+        "(threads, else every core) on the CPU, one on an accelerator. Same results as one process with as many "
+        "threads per process",
     )
 
 
@@ -336,6 +356,17 @@ class RunConfig(Section):
     rounds: int = Field(10, ge=1)
     runtime: Literal["simulator"] = "simulator"
     threads: int | None = Field(None, ge=1, description="torch CPU threads; None uses every core")
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",
+        description="where clients train and the server evaluates: auto (an accelerator when there is one, "
+        "else cpu), cpu, cuda, cuda:N or mps; payloads and client state stay on the CPU",
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32",
+        description="local training's compute precision: fp32, or bf16 / fp16 autocast (fp16 with a gradient "
+        "scaler); trainable tensors, optimiser state and evaluation stay fp32",
+    )
     data: DataConfig = DataConfig()
     partition: PartitionConfig = PartitionConfig()
     model: ModelConfig = ModelConfig()

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from fedpeft.data.batching import TokenizedDataset, length_sorted_batches
+from fedpeft.model.device import model_device, on_device
 
 
 @dataclass(frozen=True)
@@ -48,13 +49,14 @@ def _batches(data: LabelledInputs, batch_size: int) -> Iterator[np.ndarray]:
 def predict(model: nn.Module, data: LabelledInputs, batch_size: int) -> Predictions:
     """Run the model over ``data`` in batches (length-sorted for text); results keep data's order."""
     model.eval()
+    device = model_device(model)
     n = len(data)
     predicted = np.zeros(n, dtype=np.int64)
     losses = np.zeros(n, dtype=np.float64)
     for idx in _batches(data, batch_size):
         batch = data.batch(idx)
         labels = batch.pop("labels")
-        logits = model(**batch).logits.float()
+        logits = model(**on_device(batch, device)).logits.float().cpu()
         predicted[idx] = logits.argmax(-1).numpy()
         losses[idx] = nn.functional.cross_entropy(logits, labels, reduction="none").numpy()
     return Predictions(predicted, data.labels.copy(), losses)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from fedpeft.data.batching import CausalLMDataset, length_sorted_batches
+from fedpeft.model.device import model_device, on_device
 
 
 @torch.inference_mode()
@@ -26,7 +27,7 @@ def perplexity(model: nn.Module, data: CausalLMDataset, batch_size: int) -> dict
     for idx in length_sorted_batches([len(x) for x in data.input_ids], batch_size):
         batch = data.batch(idx)
         labels = batch.pop("labels")
-        logits = model(**batch).logits.float()[:, :-1]
+        logits = model(**on_device(batch, model_device(model))).logits.float().cpu()[:, :-1]
         target = labels[:, 1:]
         losses = nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100, reduction="sum")
         nll += float(losses)
@@ -51,14 +52,15 @@ def greedy_answers(
         for j, i in enumerate(idx):
             ids[j, width - len(prompts[i]) :] = torch.tensor(list(prompts[i]), dtype=torch.long)
             mask[j, width - len(prompts[i]) :] = 1
+        device = model_device(model)
         generated = model.generate(  # type: ignore[operator]
-            input_ids=ids,
-            attention_mask=mask,
+            input_ids=ids.to(device),
+            attention_mask=mask.to(device),
             max_new_tokens=max_new_tokens,
             do_sample=False,
             pad_token_id=pad,
             eos_token_id=eos,
-        )
+        ).cpu()
         decode = tokenizer.decode  # type: ignore[attr-defined]
         for j, i in enumerate(idx):
             out[i] = decode(generated[j, width:], skip_special_tokens=True).strip()

@@ -1,4 +1,5 @@
-"""The in-process fleet: every client trains in this process, one after another, on the one shared model."""
+"""The in-process fleet: every client trains in this process on the one shared model, one after another or
+``cohort`` at a time (many clients per forward pass)."""
 
 from __future__ import annotations
 
@@ -20,14 +21,17 @@ class LocalFleet:
         12
     """
 
-    def __init__(self, client: FederatedClient) -> None:
+    def __init__(self, client: FederatedClient, cohort: int = 1) -> None:
         self.client = client
+        self.cohort = cohort  # clients trained per forward pass (``FederatedClient.fit_cohort``)
 
     def busy(self) -> Set[str]:
         return frozenset()
 
     def fit(self, round_: int, instructions: Sequence[FitInstruction], on_reply: OnReply = None) -> Delivery:
         out = Delivery()
+        if self.cohort > 1:
+            return self._cohorts(instructions, on_reply)
         for ins in instructions:
             try:
                 out.replies[ins.client_id] = self.client.fit(ins)
@@ -36,6 +40,23 @@ class LocalFleet:
                 out.replies[ins.client_id] = f"client failed: {type(exc).__name__}: {exc}"
             if on_reply is not None:
                 on_reply(ins.client_id)
+        return out
+
+    def _cohorts(self, instructions: Sequence[FitInstruction], on_reply: OnReply) -> Delivery:
+        out = Delivery()
+        for at in range(0, len(instructions), self.cohort):
+            chunk = instructions[at : at + self.cohort]
+            try:
+                for reply in self.client.fit_cohort(chunk):
+                    out.replies[reply.client_id] = reply
+            except Exception as exc:  # the cohort's clients drop out; the round goes on
+                log.warning(
+                    "round %d: a cohort of %d clients failed: %s", chunk[0].round, len(chunk), exc, exc_info=True
+                )
+                out.replies.update({i.client_id: f"client failed: {type(exc).__name__}: {exc}" for i in chunk})
+            if on_reply is not None:
+                for ins in chunk:
+                    on_reply(ins.client_id)
         return out
 
     def state_dict(self) -> dict[str, Any]:

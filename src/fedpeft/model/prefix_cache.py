@@ -110,19 +110,22 @@ class PrefixCache:
 
     @staticmethod
     def _key(row: torch.Tensor, length: int) -> bytes:
-        return row[:length].numpy().tobytes()
+        return row[:length].cpu().numpy().tobytes()
 
     def batch_states(self, hidden: torch.Tensor) -> torch.Tensor:
         """The prefix output for the captured batch, padded with zeros to ``hidden``'s length."""
         assert self._inputs is not None, "the model was called without going through its forward"
         ids, mask = self._inputs
+        ids = ids.cpu()  # (keys are read on the CPU: one copy per batch)
         lengths = [int(n) for n in mask.sum(1)]
         keys = [self._key(ids[j], lengths[j]) for j in range(len(lengths))]
         missing = [j for j, k in enumerate(keys) if k not in self.store]
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
         if missing:
-            self._compute(ids[missing], mask[missing], [keys[j] for j in missing], [lengths[j] for j in missing])
+            self._compute(
+                ids[missing].to(mask.device), mask[missing], [keys[j] for j in missing], [lengths[j] for j in missing]
+            )
         out = hidden.new_zeros(hidden.shape)
         for j, k in enumerate(keys):
             out[j, : lengths[j]] = self.store[k]

@@ -36,22 +36,27 @@ class TrainableState:
         return sum(p.numel() for p in self.params.values())
 
     def snapshot(self) -> TensorDict:
-        """Detached copies of the current trainable tensors."""
-        return {n: p.detach().clone() for n, p in self.params.items()}
+        """Detached copies of the current trainable tensors, on the CPU (where payloads are encoded)."""
+        return {n: p.detach().to("cpu", copy=True) for n, p in self.params.items()}
 
-    @torch.no_grad()
     def load(self, state: TensorDict) -> None:
         """Copy ``state`` (all or some of the trainable tensors, same shapes) into the model in place."""
-        for n, t in state.items():
-            p = self.params.get(n)
-            if p is None:
-                raise KeyError(f"{n!r} is not a trainable tensor of this model")
-            if p.shape != t.shape:
-                raise ValueError(f"{n}: shape {tuple(t.shape)} does not match the model's {tuple(p.shape)}")
-            p.copy_(t)
+        load_into(self.params, state)
 
     def spec(self) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
         return {n: (tuple(p.shape), p.dtype) for n, p in self.params.items()}
+
+
+@torch.no_grad()
+def load_into(params: Mapping[str, torch.Tensor], state: TensorDict) -> None:
+    """Copy ``state`` into the same-named tensors of ``params`` in place (shapes must match)."""
+    for n, t in state.items():
+        p = params.get(n)
+        if p is None:
+            raise KeyError(f"{n!r} is not a trainable tensor of this model")
+        if p.shape != t.shape:
+            raise ValueError(f"{n}: shape {tuple(t.shape)} does not match the model's {tuple(p.shape)}")
+        p.copy_(t)
 
 
 def nbytes(tensors: Mapping[Any, torch.Tensor]) -> int:

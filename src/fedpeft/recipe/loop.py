@@ -18,6 +18,7 @@ from fedpeft.build.workload import Setup
 from fedpeft.config.schema import RunConfig
 from fedpeft.errors import ConfigError
 from fedpeft.model import count_parameters
+from fedpeft.model.device import describe
 from fedpeft.recipe.finish import finish, report_partition
 from fedpeft.recipe.progress import Progress, load_checkpoint, save_checkpoint
 from fedpeft.recipe.records import add_costs, headline, round_line, round_record
@@ -49,6 +50,7 @@ def run_experiment(
         f"({cfg.partition.method}); {setup.trainable.numel():,} trainable parameters; built in "
         f"{time.perf_counter() - started:.1f} s"
     )
+    say(f"fedpeft: training on {describe(setup.device)}, precision {cfg.precision}")
     sim = make_simulator(setup, run.path / "client_state", fleet)
     done, state = _start(setup, sim, run, resume is not None)
     if resume is not None:

@@ -1,0 +1,71 @@
+"""Clients trained in forked worker processes: the sequential results, kept state in the parent, failures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import fedpeft
+from fedpeft.build import build_client, build_server, build_setup
+from fedpeft.client.app import FederatedClient
+from fedpeft.config import load_config
+from fedpeft.fleet.processes import ProcessFleet, pack, unpack
+from fedpeft.pipeline import codec
+
+
+def weights(summary: dict) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(summary["run_dir"]) / "adapter" / "adapter_model.safetensors"))
+
+
+@pytest.mark.parametrize("extra", [[], ["clients.keep_optimizer_state=true", "strategy.name=scaffold"]])
+def test_two_workers_give_the_sequential_run_exactly(tiny_config: dict, extra: list[str]) -> None:
+    one = fedpeft.run(tiny_config, [*extra, "clients.workers=1", "rounds=3"], progress=False)
+    two = fedpeft.run(tiny_config, [*extra, "clients.workers=2", "rounds=3"], progress=False)
+    assert one["final"] == two["final"]
+    a, b = weights(one), weights(two)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_frames_round_trip_blobs_and_json() -> None:
+    header, blobs = unpack(pack({"client_id": "c", "metrics": {"x": float("nan")}}, b"\x00" * 5, b""))
+    assert header["client_id"] == "c" and np.isnan(header["metrics"]["x"]) and blobs == [b"\x00" * 5, b""]
+
+
+class Crashing(FederatedClient):
+    """Exits its process outright when asked to train client 'boom' (an OOM kill, a segfault)."""
+
+    def fit(self, ins):  # type: ignore[no-untyped-def]
+        if ins.client_id == self.doomed:
+            os._exit(3)
+        return super().fit(ins)
+
+
+def test_a_dying_worker_fails_its_client_only_and_is_replaced(tiny_config: dict, tmp_path: Path) -> None:
+    cfg = load_config(tiny_config, ["clients.keep_optimizer_state=true"])
+    setup = build_setup(cfg)
+    strategy, _ = build_server(setup)
+    client = build_client(cfg, setup, strategy, tmp_path / "state")
+    client.__class__ = Crashing
+    ids = list(setup.client_data)
+    client.doomed = ids[0]  # type: ignore[attr-defined]
+    fleet = ProcessFleet(client, workers=2, threads=1)
+    payload = codec.encode(setup.trainable.snapshot())
+    from fedpeft.client.messages import FitInstruction
+
+    try:
+        first = fleet.fit(1, [FitInstruction(1, c, payload) for c in ids])
+        assert "worker process died (exit code 3)" in str(first.replies[ids[0]])
+        assert all(not isinstance(first.replies[c], str) for c in ids[1:])
+        assert all(c in client.store for c in ids[1:]) and ids[0] not in client.store  # state came back
+        again = fleet.fit(2, [FitInstruction(2, c, payload) for c in ids[1:]])
+        assert all(not isinstance(r, str) for r in again.replies.values())
+        assert len(fleet.workers) == 2 and all(w.process.is_alive() for w in fleet.workers)
+    finally:
+        fleet.close()
+    assert all(not w.process.is_alive() for w in fleet.workers)
