@@ -24,7 +24,7 @@ class Echo(LocalFleet):
     def __init__(self) -> None:
         self.asked: list[FitInstruction] = []
 
-    def fit(self, round_: int, instructions: Sequence[FitInstruction], on_reply=None) -> Delivery:  # type: ignore[no-untyped-def, override]
+    def fit(self, round_: int, instructions: Sequence[FitInstruction], on_reply=None, sink=None) -> Delivery:  # type: ignore[no-untyped-def, override]
         self.asked += instructions
         payload = codec.encode({"w": torch.full((3,), float(round_))})
         return Delivery({i.client_id: FitReply(i.client_id, payload, 8, {"samples": 8.0}) for i in instructions})

@@ -69,3 +69,31 @@ def test_a_dying_worker_fails_its_client_only_and_is_replaced(tiny_config: dict,
     finally:
         fleet.close()
     assert all(not w.process.is_alive() for w in fleet.workers)
+
+
+def test_workers_die_with_a_killed_run(tiny_config: dict, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+    import yaml
+
+    from fedpeft.runtime.checkpoint import Checkpoint
+
+    tiny_config["output"]["dir"] = str(tmp_path)
+    tiny_config.update(rounds=40, threads=2)
+    tiny_config["clients"].update(local_steps=20, workers=2)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_config))
+    proc = subprocess.Popen([sys.executable, "-m", "fedpeft.cli", "run", str(config), "--no-progress"])
+    deadline = time.time() + 120
+    while Checkpoint(tmp_path / "tiny").round < 1 and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    workers = psutil.Process(proc.pid).children()
+    assert len(workers) == 2
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, "workers outlived their run"

@@ -34,7 +34,7 @@ class Fixed(LocalFleet):
     def __init__(self) -> None:
         pass
 
-    def fit(self, round_: int, instructions: Sequence[FitInstruction], on_reply=None) -> Delivery:  # type: ignore[no-untyped-def, override]
+    def fit(self, round_: int, instructions: Sequence[FitInstruction], on_reply=None, sink=None) -> Delivery:  # type: ignore[no-untyped-def, override]
         out = Delivery()
         for ins in instructions:
             cid = ins.client_id

@@ -53,7 +53,7 @@ def test_secure_rounds_reach_the_plain_global_state_with_dropouts(tiny_config: d
         dropped += len(b.dropped)
     assert dropped > 0  # the masks of clients that left after sharing keys were removed
     for name, value in plain.global_state.items():
-        assert torch.allclose(secure.global_state[name], value, atol=1e-6), name
+        assert torch.allclose(secure.global_state[name], value, atol=1e-5), name  # (fixed point, then AdamW)
     if "privacy.client_dp=local" in extra:
         secure_dp, plain_dp = find_layer(secure.strategy, ClientLevelDP), find_layer(plain.strategy, ClientLevelDP)
         assert secure_dp is not None and plain_dp is not None

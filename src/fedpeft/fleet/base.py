@@ -18,6 +18,9 @@ from fedpeft.model.lora_factors import Spec
 from fedpeft.model.state import TensorDict
 
 OnReply = Callable[[str], None] | None  # called with a client's id once its work is done (progress bars)
+Sink = Callable[[str, "FitReply | str | None"], None] | None
+"""Takes a client's outcome the moment it is known (its reply, why it failed, or None: it dropped out), so
+the engine folds the update and the reply is not held until the round ends (streaming aggregation)."""
 
 
 def _keep(client_id: str) -> None:
@@ -58,6 +61,7 @@ class Delivery:
     clock: dict[str, float] | None = None
     deadline: float | None = None
     withdraw: Callable[[str], None] = _keep
+    consumed: set[str] = field(default_factory=set)  # clients whose outcome went to the sink instead
 
     def round_seconds(self, used: Iterable[str], stragglers_counted: bool) -> float | None:
         """The round's time on the simulated clock: the deadline when a straggler missed it, else the slowest
@@ -72,11 +76,15 @@ class Delivery:
 @runtime_checkable
 class Fleet(Protocol):
     """Delivers instructions and returns the replies. ``busy`` clients cannot take work this round (a late
-    reply of theirs is still on its way); ``state_dict`` is what a round checkpoint saves of the fleet."""
+    reply of theirs is still on its way); ``state_dict`` is what a round checkpoint saves of the fleet. A
+    fleet given a ``sink`` may hand it each outcome as it comes (listing the client in ``consumed``) instead
+    of returning it; one that cannot simply returns everything."""
 
     def busy(self) -> Set[str]: ...
 
-    def fit(self, round_: int, instructions: Sequence[FitInstruction], on_reply: OnReply = None) -> Delivery: ...
+    def fit(
+        self, round_: int, instructions: Sequence[FitInstruction], on_reply: OnReply = None, sink: Sink = None
+    ) -> Delivery: ...
 
     def state_dict(self) -> dict[str, Any]: ...
 
@@ -120,3 +128,12 @@ class SecureFleet(Fleet, Protocol):
         threshold: float,
         on_reply: OnReply = None,
     ) -> SecureResult: ...
+
+
+def deliver(out: Delivery, client_id: str, reply: FitReply | str, sink: Sink) -> None:
+    """Hand ``reply`` to the sink when there is one, else keep it in ``out``."""
+    if sink is None:
+        out.replies[client_id] = reply
+    else:
+        sink(client_id, reply)
+        out.consumed.add(client_id)

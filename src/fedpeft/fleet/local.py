@@ -7,8 +7,8 @@ import logging
 from collections.abc import Mapping, Sequence, Set
 from typing import Any
 
-from fedpeft.client.app import FederatedClient, FitInstruction
-from fedpeft.fleet.base import Delivery, OnReply
+from fedpeft.client.app import FederatedClient, FitInstruction, FitReply
+from fedpeft.fleet.base import Delivery, OnReply, Sink, deliver
 
 log = logging.getLogger(__name__)
 
@@ -28,32 +28,37 @@ class LocalFleet:
     def busy(self) -> Set[str]:
         return frozenset()
 
-    def fit(self, round_: int, instructions: Sequence[FitInstruction], on_reply: OnReply = None) -> Delivery:
+    def fit(
+        self, round_: int, instructions: Sequence[FitInstruction], on_reply: OnReply = None, sink: Sink = None
+    ) -> Delivery:
         out = Delivery()
         if self.cohort > 1:
-            return self._cohorts(instructions, on_reply)
+            return self._cohorts(instructions, on_reply, sink)
         for ins in instructions:
+            reply: FitReply | str
             try:
-                out.replies[ins.client_id] = self.client.fit(ins)
+                reply = self.client.fit(ins)
             except Exception as exc:  # a crashing client is a dropout; the round goes on
                 log.warning("round %d: client %s failed: %s", ins.round, ins.client_id, exc, exc_info=True)
-                out.replies[ins.client_id] = f"client failed: {type(exc).__name__}: {exc}"
+                reply = f"client failed: {type(exc).__name__}: {exc}"
+            deliver(out, ins.client_id, reply, sink)
             if on_reply is not None:
                 on_reply(ins.client_id)
         return out
 
-    def _cohorts(self, instructions: Sequence[FitInstruction], on_reply: OnReply) -> Delivery:
+    def _cohorts(self, instructions: Sequence[FitInstruction], on_reply: OnReply, sink: Sink) -> Delivery:
         out = Delivery()
         for at in range(0, len(instructions), self.cohort):
             chunk = instructions[at : at + self.cohort]
             try:
                 for reply in self.client.fit_cohort(chunk):
-                    out.replies[reply.client_id] = reply
+                    deliver(out, reply.client_id, reply, sink)
             except Exception as exc:  # the cohort's clients drop out; the round goes on
                 log.warning(
                     "round %d: a cohort of %d clients failed: %s", chunk[0].round, len(chunk), exc, exc_info=True
                 )
-                out.replies.update({i.client_id: f"client failed: {type(exc).__name__}: {exc}" for i in chunk})
+                for i in chunk:
+                    deliver(out, i.client_id, f"client failed: {type(exc).__name__}: {exc}", sink)
             if on_reply is not None:
                 for ins in chunk:
                     on_reply(ins.client_id)

@@ -19,7 +19,7 @@ import torch
 
 from fedpeft.client.messages import FitInstruction, FitReply
 from fedpeft.config.schema import ParticipationConfig
-from fedpeft.fleet.base import Delivery, Fleet, LateReply, OnReply
+from fedpeft.fleet.base import Delivery, Fleet, LateReply, OnReply, Sink
 from fedpeft.fleet.profiles import ClientProfile
 
 NO_PROFILE = ClientProfile()
@@ -53,17 +53,24 @@ class SimulatedParticipation:
     def busy(self) -> Set[str]:
         return frozenset(p.reply.client_id for p in self.pending) | self.fleet.busy()
 
-    def fit(self, round_: int, instructions: Sequence[FitInstruction], on_reply: OnReply = None) -> Delivery:
+    def fit(
+        self, round_: int, instructions: Sequence[FitInstruction], on_reply: OnReply = None, sink: Sink = None
+    ) -> Delivery:
+        """A clocked round (speeds, bandwidths, a deadline) keeps its replies to time them: ``sink`` is used only
+        without a clock."""
+        sink = None if self.clocked or self.participation.deadline_s is not None else sink
         gone = np.random.default_rng([self.seed, round_, 0xD509]).random(len(instructions)) < self.participation.dropout
         dropped, send = {}, []
         for ins, dropped_out in zip(instructions, gone):
             if dropped_out:
                 dropped[ins.client_id] = "dropped out (no reply)"
+                if sink is not None:
+                    sink(ins.client_id, None)
                 if on_reply is not None:
                     on_reply(ins.client_id)
             else:
                 send.append(self._budgeted(ins))
-        inner = self.fleet.fit(round_, send, on_reply)
+        inner = self.fleet.fit(round_, send, on_reply, sink)
         out = replace(
             inner,
             dropped={**dropped, **inner.dropped},

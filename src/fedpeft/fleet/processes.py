@@ -29,7 +29,7 @@ from safetensors.torch import save as st_save
 from fedpeft.client.app import FederatedClient
 from fedpeft.client.messages import FitInstruction, FitReply
 from fedpeft.client.state_store import ClientStateStore
-from fedpeft.fleet.base import Delivery, OnReply
+from fedpeft.fleet.base import Delivery, OnReply, Sink, deliver
 from fedpeft.model.state import TensorDict
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,21 @@ def _blob(tensors: TensorDict | None) -> bytes:
     return st_save({k: v.contiguous() for k, v in tensors.items()}) if tensors else b""
 
 
-def _serve(conn: Connection, client: FederatedClient, threads: int) -> None:
+def _die_with_parent() -> None:
+    """Linux: this process gets SIGTERM when its parent dies, even by SIGKILL (no orphaned workers)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _serve(conn: Connection, client: FederatedClient, threads: int, siblings: list[Connection]) -> None:
     """A worker: train each client it is sent, answer with the reply and the client's kept state."""
+    _die_with_parent()
+    for other in siblings:  # the parent's ends of the other workers' pipes, inherited by the fork
+        other.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it checkpoints and stops the workers
     torch.set_num_threads(threads)
     client.store = ClientStateStore(tempfile.mkdtemp(prefix="fedpeft-worker-"), max_bytes=1 << 62)
@@ -93,17 +106,22 @@ def _serve(conn: Connection, client: FederatedClient, threads: int) -> None:
 
 
 class _Worker:
-    def __init__(self, client: FederatedClient, threads: int) -> None:
+    conn: Connection
+
+    def __init__(self, client: FederatedClient, threads: int, siblings: Sequence[_Worker] = ()) -> None:
         parent, child = multiprocessing.get_context("fork").Pipe()
         self.process = multiprocessing.get_context("fork").Process(
-            target=_serve, args=(child, client, threads), daemon=True, name="fedpeft-worker"
+            target=_serve,
+            args=(child, client, threads, [w.conn for w in siblings]),
+            daemon=True,
+            name="fedpeft-worker",
         )
         self.process.start()
         child.close()
         self.conn = parent
 
     def stop(self) -> None:
-        """Ask the worker to end (its siblings, forked later, hold this pipe open: no EOF reaches it)."""
+        """Ask the worker to end, then wait for it (killed if it does not end within 5 s)."""
         try:
             self.conn.send_bytes(pack({"stop": True}))
         except OSError:
@@ -141,9 +159,11 @@ class ProcessFleet:
     def close(self) -> None:
         self._finalizer()
 
-    def fit(self, round_: int, instructions: Sequence[FitInstruction], on_reply: OnReply = None) -> Delivery:
+    def fit(
+        self, round_: int, instructions: Sequence[FitInstruction], on_reply: OnReply = None, sink: Sink = None
+    ) -> Delivery:
         while len(self.workers) < min(self.size, len(instructions)):  # forked once the model is built
-            self.workers.append(_Worker(self.client, self.threads))
+            self.workers.append(_Worker(self.client, self.threads, self.workers))
         out, pending = Delivery(), list(instructions)
         idle = list(self.workers)
         busy: dict[Any, tuple[_Worker, FitInstruction]] = {}
@@ -154,7 +174,8 @@ class ProcessFleet:
                 busy[worker.conn] = (worker, ins)
             for conn in wait(list(busy)):
                 worker, ins = busy.pop(conn)
-                out.replies[ins.client_id], worker = self._receive(worker, ins)
+                reply, worker = self._receive(worker, ins)
+                deliver(out, ins.client_id, reply, sink)
                 idle.append(worker)
                 if on_reply is not None:
                     on_reply(ins.client_id)
@@ -176,7 +197,7 @@ class ProcessFleet:
             log.warning(
                 "round %d: the worker of %s died (exit code %s); forking another", ins.round, ins.client_id, code
             )
-            fresh = _Worker(self.client, self.threads)
+            fresh = _Worker(self.client, self.threads, [w for w in self.workers if w is not worker])
             self.workers[self.workers.index(worker)] = fresh
             return f"client failed: its worker process died (exit code {code})", fresh
         if "error" in header:

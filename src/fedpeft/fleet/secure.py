@@ -14,7 +14,7 @@ from typing import Any
 
 from fedpeft.client.messages import FitInstruction
 from fedpeft.errors import InvalidUpdate
-from fedpeft.fleet.base import Delivery, Fleet, OnReply, SecureResult
+from fedpeft.fleet.base import Delivery, Fleet, OnReply, SecureResult, Sink
 from fedpeft.fleet.secure_round import SecureAggregation, SecureRound
 from fedpeft.model.lora_factors import Spec
 from fedpeft.pipeline.compression import UpdatePipeline
@@ -43,8 +43,10 @@ class InProcessSecAgg:
     def busy(self) -> Set[str]:
         return self.fleet.busy()
 
-    def fit(self, round_: int, instructions: Sequence[FitInstruction], on_reply: OnReply = None) -> Delivery:
-        return self.fleet.fit(round_, instructions, on_reply)
+    def fit(
+        self, round_: int, instructions: Sequence[FitInstruction], on_reply: OnReply = None, sink: Sink = None
+    ) -> Delivery:
+        return self.fleet.fit(round_, instructions, on_reply, sink)
 
     def state_dict(self) -> dict[str, Any]:
         return self.fleet.state_dict()

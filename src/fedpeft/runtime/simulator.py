@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,7 +26,7 @@ from fedpeft.fleet.secure_round import SecureAggregation
 from fedpeft.model.state import TensorDict
 from fedpeft.pipeline.compression import UpdatePipeline
 from fedpeft.runtime.base import RoundOutcome
-from fedpeft.strategy.base import ClientUpdate, Strategy, update_norm
+from fedpeft.strategy.base import Accumulator, ClientUpdate, Strategy, update_norm
 
 log = logging.getLogger(__name__)
 COST_METRICS = (
@@ -114,35 +115,58 @@ class Simulator:
         available = [c for c in self.client_ids if c not in busy]
         sampled = self.strategy.configure_train(round_, available, self.rng)
         outcome = RoundOutcome(round_, sampled, [])
+        fold = self.strategy.accumulator(round_)
         if not sampled:  # nobody joined (Poisson sampling): released as it is, or failed
-            return self._aggregate(outcome, [])
+            return self._aggregate(outcome, fold)
         instructions = [self._instruction(round_, cid, outcome) for cid in sampled]
         if self.secure_fleet is not None:
             return self._secure_round(instructions, outcome, on_client)
+        taken = _Taken()
+        in_order = InOrder(sampled, lambda cid, reply: self._take(cid, reply, outcome, fold, taken))
         start = time.perf_counter()
-        delivery = self.fleet.fit(round_, instructions, on_client)
+        delivery = self.fleet.fit(round_, instructions, on_client, in_order)
         outcome.train_seconds += time.perf_counter() - start
+        in_order.flush()
         outcome.dropped.update(delivery.dropped)
-        updates, losses, used = [], [], []
-        for ins in instructions:
-            update = self._received(ins.client_id, delivery, outcome)
-            if update is None:
+        for ins in instructions:  # what the fleet kept instead of handing to the sink
+            if ins.client_id in delivery.consumed:
                 continue
-            if ins.client_id in delivery.stragglers:
-                outcome.dropped[ins.client_id] = delivery.stragglers[ins.client_id]
+            if ins.client_id in delivery.stragglers and isinstance(delivery.replies.get(ins.client_id), FitReply):
+                if self._received(ins.client_id, delivery, outcome) is not None:
+                    outcome.dropped[ins.client_id] = delivery.stragglers[ins.client_id]
                 continue
-            used.append(ins.client_id)
-            updates.append(self.strategy.receive(update))
-            losses.append(update.metrics.get("train_loss", float("nan")))
+            self._take(ins.client_id, delivery.replies.get(ins.client_id), outcome, fold, taken, delivery)
         for late in delivery.arrived:
             if (update := self._late(round_, late)) is not None:
-                updates.append(self.strategy.receive(update))
+                fold.add(self.strategy.receive(update))
+                taken.accepted.append(update.client_id)
                 outcome.late.append(update.client_id)
-        outcome.accepted = [u.client_id for u in updates]
-        if losses:
-            outcome.train_loss = float(np.mean(losses))
-        outcome.simulated_seconds = delivery.round_seconds(used, any(c in outcome.dropped for c in delivery.stragglers))
-        return self._aggregate(outcome, updates)
+        outcome.accepted = taken.accepted
+        if taken.losses:
+            outcome.train_loss = float(np.mean(taken.losses))
+        outcome.simulated_seconds = delivery.round_seconds(
+            taken.used, any(c in outcome.dropped for c in delivery.stragglers)
+        )
+        return self._aggregate(outcome, fold)
+
+    def _take(
+        self,
+        cid: str,
+        reply: FitReply | str | None,
+        outcome: RoundOutcome,
+        fold: Accumulator,
+        taken: _Taken,
+        delivery: Delivery | None = None,
+    ) -> None:
+        """Validate one client's outcome and fold its update into the round's aggregate at once (its payload
+        and decoded tensors are then let go)."""
+        update = self._check(cid, reply, outcome, delivery)
+        if update is None:
+            return
+        taken.used.append(cid)
+        taken.accepted.append(cid)
+        taken.losses.append(update.metrics.get("train_loss", float("nan")))
+        fold.add(self.strategy.receive(update))
 
     def _secure_round(
         self, instructions: list[FitInstruction], outcome: RoundOutcome, on_client: Callable[[str], None] | None
@@ -200,11 +224,11 @@ class Simulator:
             outcome.bytes_up += result.bytes_up[cid]
             outcome.samples += int(metrics.get("samples", 0))
 
-    def _aggregate(self, outcome: RoundOutcome, updates: list[ClientUpdate]) -> RoundOutcome:
+    def _aggregate(self, outcome: RoundOutcome, fold: Accumulator) -> RoundOutcome:
         if len(outcome.accepted) < self.min_updates and not self.strategy.releases_every_round:
             return self._failed(outcome, f"{len(outcome.accepted)} valid update(s), {self.min_updates} needed")
         start = time.perf_counter()
-        self.strategy.aggregate_train(outcome.round, updates)
+        fold.finish()
         outcome.aggregate_seconds += time.perf_counter() - start
         return outcome
 
@@ -224,9 +248,14 @@ class Simulator:
         return FitInstruction(round_, cid, payload, config)
 
     def _received(self, cid: str, delivery: Delivery, outcome: RoundOutcome) -> ClientUpdate | None:
+        """A straggler's reply, counted and validated now (its update is used in a later round or not at all)."""
+        return self._check(cid, delivery.replies.get(cid), outcome, delivery)
+
+    def _check(
+        self, cid: str, reply: FitReply | str | None, outcome: RoundOutcome, delivery: Delivery | None
+    ) -> ClientUpdate | None:
         """Count and validate one client's reply into an update; None when there is none or it is rejected
         (with the reason in ``outcome``; a rejected straggler's reply is withdrawn from later rounds)."""
-        reply = delivery.replies.get(cid)
         if reply is None:
             return None
         if isinstance(reply, str):
@@ -242,7 +271,8 @@ class Simulator:
         except InvalidUpdate as exc:
             log.warning("round %d: rejected update: %s", outcome.round, exc)
             outcome.rejected[cid] = str(exc)
-            delivery.withdraw(cid)
+            if delivery is not None:
+                delivery.withdraw(cid)
             return None
         outcome.samples += int(reply.metrics.get("samples", 0))
         cost.update({k: float(reply.metrics[k]) for k in COST_METRICS if k in reply.metrics})
@@ -273,6 +303,45 @@ class Simulator:
                 f"{cid}: update norm {norm:.3g} exceeds robustness.max_update_norm ({self.max_update_norm:g})"
             )
         return delta
+
+
+@dataclass
+class _Taken:
+    """A round's accepted clients (late ones too), those on time, and their training losses."""
+
+    accepted: list[str] = field(default_factory=list)
+    used: list[str] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+
+
+class InOrder:
+    """A sink that takes the clients' outcomes in ``order`` whatever order they come in (held until their
+    turn), so that updates are folded in one order and a run's numbers do not depend on which worker
+    finished first; ``flush`` takes what is left.
+
+    Example:
+        >>> seen = []; sink = InOrder(["a", "b"], lambda c, r: seen.append(c))
+        >>> sink("b", "x"); seen
+        []
+        >>> sink("a", "y"); seen
+        ['a', 'b']
+    """
+
+    def __init__(self, order: Sequence[str], take: Callable[[str, FitReply | str | None], None]) -> None:
+        self.order, self.take, self.at = list(order), take, 0
+        self.held: dict[str, FitReply | str | None] = {}
+
+    def __call__(self, client_id: str, reply: FitReply | str | None) -> None:
+        self.held[client_id] = reply
+        while self.at < len(self.order) and self.order[self.at] in self.held:
+            cid = self.order[self.at]
+            self.take(cid, self.held.pop(cid))
+            self.at += 1
+
+    def flush(self) -> None:
+        for cid in [c for c in self.order[self.at :] if c in self.held]:
+            self.take(cid, self.held.pop(cid))
+        self.at = len(self.order)
 
 
 def check_reply(reply: FitReply) -> None:

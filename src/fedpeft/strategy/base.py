@@ -12,7 +12,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 import torch
@@ -58,21 +58,86 @@ class ClientUpdate:
 
 
 def weighted_mean(updates: Sequence[ClientUpdate], names: Sequence[str] | None = None) -> TensorDict:
-    """sum_i w_i * delta_i / sum_i w_i over ``names`` (default: the first update's), in float32.
+    """sum_i w_i * delta_i / sum_i w_i over ``names`` (default: the first update's), in float32; one update's
+    mean is that update. The same sums, in the same order, as folding them one by one (``MeanFold``).
 
     Example:
         >>> ups = [ClientUpdate("a", {"w": torch.tensor([1.0])}, 1), ClientUpdate("b", {"w": torch.tensor([4.0])}, 3)]
         >>> weighted_mean(ups)["w"].tolist()
         [3.25]
     """
-    total = float(sum(u.weight for u in updates))
-    mean: TensorDict = {}
-    for name in updates[0].delta if names is None else names:
-        acc = torch.zeros_like(updates[0].delta[name], dtype=torch.float32)
-        for u in updates:
-            acc.add_(u.delta[name].float(), alpha=u.weight / total)
-        mean[name] = acc
-    return mean
+    keys = list(updates[0].delta if names is None else names)
+    if len(updates) == 1:
+        return {name: updates[0].delta[name].float() for name in keys}
+    fold = MeanFold(None, 0)
+    for u in updates:
+        fold.add(u, keys)
+    return fold.mean()
+
+
+class MeanFold:
+    """A round's updates folded into their weighted sum as they arrive, so that memory does not grow with
+    the clients per round; ``finish`` hands ``strategy`` one update, their weighted mean, standing for all
+    of them (``members``). For strategies whose aggregate reads the updates only through ``weighted_mean``.
+
+    Example:
+        >>> fold = MeanFold(None, 1)
+        >>> for c, v, n in (("a", 1.0, 1), ("b", 4.0, 3)):
+        ...     fold.add(ClientUpdate(c, {"w": torch.tensor([v])}, n))
+        >>> fold.mean()["w"].tolist(), fold.members
+        ([3.25], ['a', 'b'])
+    """
+
+    def __init__(self, strategy: Strategy | None, round_: int) -> None:
+        self.strategy, self.round = strategy, round_
+        self.sums: TensorDict = {}
+        self.weight = 0.0
+        self.members: list[str] = []
+        self.first: ClientUpdate | None = None
+
+    def add(self, update: ClientUpdate, names: Sequence[str] | None = None) -> None:
+        self.first = update if not self.members else None
+        for name in update.delta if names is None else names:
+            acc = self.sums.get(name)
+            if acc is None:
+                acc = self.sums[name] = torch.zeros_like(update.delta[name], dtype=torch.float32)
+            acc.add_(update.delta[name].float(), alpha=update.weight)
+        self.weight += update.weight
+        self.members.extend(update.members or (update.client_id,))
+
+    def mean(self) -> TensorDict:
+        return {name: acc / self.weight for name, acc in self.sums.items()}
+
+    def finish(self) -> None:
+        assert self.strategy is not None
+        if self.first is not None or not self.members:  # one update (it is its own mean) or none
+            self.strategy.aggregate_train(self.round, [] if self.first is None else [self.first])
+            return
+        mean = ClientUpdate("mean", self.mean(), 1, weight_scale=self.weight, members=tuple(self.members))
+        self.strategy.aggregate_train(self.round, [mean])
+
+
+class Collect:
+    """A round's updates kept until it ends, for a strategy that needs them all at once (a median, Krum,
+    FLoRA's stacking, rank-aware or per-client rules)."""
+
+    def __init__(self, strategy: Strategy, round_: int) -> None:
+        self.strategy, self.round = strategy, round_
+        self.updates: list[ClientUpdate] = []
+
+    def add(self, update: ClientUpdate) -> None:
+        self.updates.append(update)
+
+    def finish(self) -> None:
+        self.strategy.aggregate_train(self.round, self.updates)
+
+
+class Accumulator(Protocol):
+    """Where a round's updates go as they arrive (``Strategy.accumulator``); ``finish`` aggregates the round."""
+
+    def add(self, update: ClientUpdate) -> None: ...
+
+    def finish(self) -> None: ...
 
 
 def update_norm(delta: TensorDict) -> float:
@@ -120,6 +185,7 @@ class Strategy:
     STATE: tuple[str, ...] = ("global_state", "_past")  # what a round checkpoint saves (runtime/checkpoint.py)
 
     personal_names: frozenset[str] = frozenset()  # trainable tensors that stay on clients
+    streams: bool = False  # its aggregate reads the updates only through their weighted mean (``MeanFold``)
 
     def __init__(self, per_round: int, server_lr: float = 1.0) -> None:
         self.per_round = per_round
@@ -212,6 +278,10 @@ class Strategy:
         if not self.uses_ranks or not self.pairs:
             return update
         return replace(update, delta=pad(update.delta, self.pairs, self.full_rank))
+
+    def accumulator(self, round_: int) -> Accumulator:
+        """Where the round's updates go as they arrive: folded into their mean (``streams``) or kept."""
+        return MeanFold(self, round_) if self.streams else Collect(self, round_)
 
     def aggregate_train(self, round_: int, updates: Sequence[ClientUpdate]) -> None:
         if self.keep_past:

@@ -32,7 +32,7 @@ from fedpeft.model.state import TensorDict
 from fedpeft.privacy.accounting import PrivacyLedger, Sampling
 from fedpeft.privacy.noise import gaussian
 from fedpeft.strategy.base import ClientUpdate, Strategy, bound_norm, update_norm
-from fedpeft.wrappers.strategy import StrategyWrapper, combined
+from fedpeft.wrappers.strategy import StrategyWrapper
 
 CLIP_KEY = "dp_clip"
 BELOW_KEY = "dp_below_clip"
@@ -170,14 +170,24 @@ class ClientLevelDP(StrategyWrapper):
             update = replace(update, delta=bound_norm(update.delta, self.clip))
         return self.inner.receive(update)
 
+    def accumulator(self, round_: int) -> DPSum:
+        return DPSum(self, round_)  # the clipped updates are summed as they arrive
+
     def aggregate_train(self, round_: int, updates: Sequence[ClientUpdate]) -> None:
-        if not updates and self.mode == "local":
+        fold = self.accumulator(round_)
+        for u in updates:
+            fold.add(u)
+        fold.finish()
+
+    def release(self, round_: int, fold: DPSum) -> None:
+        """The round's noised mean to the wrapped strategy, then the accountant's and the clip's step."""
+        if not fold.count and self.mode == "local":
             return
-        mean = combined(updates, self.mean(updates), "dp-mean")
+        mean = ClientUpdate("dp-mean", self.noised_mean(fold), 1, members=tuple(fold.members))
         if self.mode == "central":  # it stands for the expected cohort: the actual size stays hidden
             mean = replace(mean, stands_for=self.per_round)
         self.inner.aggregate_train(round_, [mean])
-        self.end_round(round_, updates)
+        self.end_round(round_, fold.below)
 
     def update_noise(self, count: float) -> float:
         """The noise multiplier on the updates: with adaptive clipping part of the budget goes to the count
@@ -191,18 +201,23 @@ class ClientLevelDP(StrategyWrapper):
         return math.inf if rest <= 0 else rest**-0.5
 
     def mean(self, updates: Sequence[ClientUpdate]) -> TensorDict:
+        """The noised mean of ``updates`` as a round would release it (one fresh draw of noise)."""
+        fold = DPSum(self, 0)
+        for u in updates:
+            fold.add(u)
+        return self.noised_mean(fold)
+
+    def noised_mean(self, fold: DPSum) -> TensorDict:
         """sum_i delta_i over every tensor the clients released (each client counts the same), plus
         N(0, (z C)^2) per coordinate in central mode, over the expected count ``per_round`` (central) or the
         actual count (local: the noise is in each update already)."""
-        counts = [len(u.members) or 1 for u in updates]  # a securely aggregated update is its members' mean
         central = self.mode == "central"
-        m = self.per_round if central else sum(counts)
+        m = self.per_round if central else fold.count
         self._draws += 1
+        released = fold.spec or {n: (shape, torch.float32) for n, (shape, _) in self.inner.uplink_spec("", {}).items()}
         out: TensorDict = {}
-        for i, (name, (shape, dtype)) in enumerate(sorted(self.released(updates).items())):
-            total = torch.zeros(shape, dtype=torch.float32)
-            for u, k in zip(updates, counts):
-                total += u.delta[name].float() * k
+        for i, (name, (shape, dtype)) in enumerate(sorted(released.items())):  # (a round nobody joined: zeros)
+            total = fold.sums.get(name, torch.zeros(shape, dtype=torch.float32))
             if central and self.noise_multiplier > 0:
                 z = self.update_noise(m)
                 total = total + gaussian(
@@ -211,18 +226,11 @@ class ClientLevelDP(StrategyWrapper):
             out[name] = total.to(dtype) / m
         return out
 
-    def released(self, updates: Sequence[ClientUpdate]) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-        """Names, shapes and dtypes of what the round's clients released (what any client would, in a round
-        no client joined)."""
-        if updates:
-            return {n: (tuple(t.shape), t.dtype) for n, t in updates[0].delta.items()}
-        return {n: (shape, torch.float32) for n, (shape, _) in self.inner.uplink_spec("", {}).items()}
-
-    def end_round(self, round_: int, updates: Sequence[ClientUpdate]) -> None:
+    def end_round(self, round_: int, below: float) -> None:
+        """``below``: the round's centred bits, sum_i (b_i - 1/2), b_i = 1 when client i was under the clip."""
         if self.noise_multiplier > 0 and self.mode == "central":
             self.ledger.step(self.noise_multiplier, self.sample_rate)
         if self.adaptive:  # centred bits (b - 1/2): one client moves the sum by 1/2 (add/remove) or 1 (replace)
-            below = sum(u.metrics.get(BELOW_KEY, 0.0) - 0.5 for u in updates)
             if self.noise_multiplier > 0:
                 below += float(
                     gaussian(torch.Size([]), self.per_round / 20, [self.seed, round_, 0xB1], self.secret_noise)
@@ -244,3 +252,35 @@ class ClientLevelDP(StrategyWrapper):
         if worst:
             local.step(self.noise_multiplier, 1.0, worst)
         return local.epsilon
+
+
+class DPSum:
+    """Client-level DP's sum, folded as the clipped updates arrive: sum_i k_i delta_i (k_i: the clients an
+    update stands for, 1 unless secure aggregation combined them), their count, and the adaptive clip's
+    centred bits; ``finish`` releases the noised mean.
+
+    Example:
+        >>> fold = DPSum(None, 1)  # doctest: +SKIP
+    """
+
+    def __init__(self, dp: ClientLevelDP, round_: int) -> None:
+        self.dp, self.round = dp, round_
+        self.sums: TensorDict = {}
+        self.spec: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
+        self.count = 0
+        self.members: list[str] = []
+        self.below = 0.0
+
+    def add(self, update: ClientUpdate) -> None:
+        k = len(update.members) or 1  # a securely aggregated update is its members' mean
+        if not self.spec:
+            self.spec = {n: (tuple(t.shape), t.dtype) for n, t in update.delta.items()}
+        for name in self.spec:
+            acc = self.sums.setdefault(name, torch.zeros(self.spec[name][0], dtype=torch.float32))
+            acc += update.delta[name].float() * k
+        self.count += k
+        self.members.extend(update.members or (update.client_id,))
+        self.below += update.metrics.get(BELOW_KEY, 0.0) - 0.5
+
+    def finish(self) -> None:
+        self.dp.release(self.round, self)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from fedpeft.strategy.base import ClientUpdate, Strategy, bound_norm
+from fedpeft.strategy.base import Accumulator, ClientUpdate, Strategy, bound_norm
 from fedpeft.strategy.robust import Aggregator
 from fedpeft.wrappers.strategy import StrategyWrapper, combined
 
@@ -29,10 +29,14 @@ class NormBound(StrategyWrapper):
     def receive(self, update: ClientUpdate) -> ClientUpdate:
         return self.inner.receive(replace(update, delta=bound_norm(update.delta, self.bound)))
 
+    def accumulator(self, round_: int) -> Accumulator:
+        return self.inner.accumulator(round_)  # bounded on receipt: the inner strategy folds as it would
+
 
 class RobustAggregation(StrategyWrapper):
     """The round's updates are combined by a robust rule (median, trimmed mean, Krum) over every tensor they
-    carry; the wrapped strategy then applies that one combined update as it would a mean.
+    carry; the wrapped strategy then applies that one combined update as it would a mean. The rules need
+    every update at once, so a round's updates are kept until it ends.
 
     Example:
         >>> import torch

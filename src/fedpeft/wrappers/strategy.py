@@ -16,7 +16,7 @@ import numpy as np
 from fedpeft.client.plugins import ClientPlugin, Scalar
 from fedpeft.model.lora_factors import Spec
 from fedpeft.model.state import TensorDict
-from fedpeft.strategy.base import ClientUpdate, Strategy
+from fedpeft.strategy.base import Accumulator, ClientUpdate, Collect, Strategy
 
 W = TypeVar("W", bound="StrategyWrapper")
 T = TypeVar("T")
@@ -90,6 +90,10 @@ class StrategyWrapper(Strategy):
 
     def receive(self, update: ClientUpdate) -> ClientUpdate:
         return self.inner.receive(update)
+
+    def accumulator(self, round_: int) -> Accumulator:
+        """A wrapper that changes the aggregate keeps the round's updates (``Collect``) unless it folds them."""
+        return Collect(self, round_)
 
     def aggregate_train(self, round_: int, updates: Sequence[ClientUpdate]) -> None:
         self.inner.aggregate_train(round_, updates)

@@ -17,7 +17,7 @@ from flwr.serverapp import Grid
 
 from fedpeft.client.messages import FitInstruction, FitReply
 from fedpeft.errors import ConfigError, InvalidUpdate, reading
-from fedpeft.fleet.base import Delivery, OnReply, SecureResult
+from fedpeft.fleet.base import Delivery, OnReply, SecureResult, Sink
 from fedpeft.runtime.flower.records import QUERY, TRAIN, instruction_record, integer, read_reply
 from fedpeft.runtime.flower.secure import secure_round
 
@@ -156,7 +156,10 @@ class FlowerFleet:
         }
         return result
 
-    def fit(self, round_: int, instructions: Sequence[FitInstruction], on_reply: OnReply = None) -> Delivery:
+    def fit(
+        self, round_: int, instructions: Sequence[FitInstruction], on_reply: OnReply = None, sink: Sink = None
+    ) -> Delivery:
+        """(Replies are returned together: ``sink`` is not used.)"""
         sent = {}
         for ins in instructions:
             msg = Message(

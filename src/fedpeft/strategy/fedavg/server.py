@@ -20,6 +20,8 @@ class FedAvg(Strategy):
         [3.25]
     """
 
+    streams = True  # the weighted mean is all it reads: updates are folded in as they arrive
+
     def aggregate(self, round_: int, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
         return step(state, weighted_mean(updates), self.server_lr)
 

@@ -27,6 +27,8 @@ class FlexLora(FedAvg):
         1.0
     """
 
+    streams = False  # needs each client's product B_i A_i: the updates are kept until the round ends
+
     def aggregate(self, round_: int, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
         new = self.step_non_factors(state, updates)
         total = float(sum(u.weight for u in updates))

@@ -91,6 +91,8 @@ class FLora(FedAvg):
             out[p.a], out[p.b] = torch.cat(a_parts, 0), torch.cat(b_parts, 1)
         return out
 
+    streams = False  # needs every client's factors, stacked: the updates are kept until the round ends
+
     def aggregate(self, round_: int, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
         new = self.step_non_factors(state, updates)
         stack = self.stacked(state, updates)

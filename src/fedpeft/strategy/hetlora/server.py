@@ -56,6 +56,8 @@ class HetLora(FedAvg):
             self.pruned[update.client_id] = int(update.metrics["next_rank"])
         return super().receive(update)
 
+    streams = False  # needs each update at its client's rank: the updates are kept until the round ends
+
     def aggregate(self, round_: int, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
         new = self.step_non_factors(state, updates)
         starts = [self.start_state(u, round_) for u in updates]

@@ -58,6 +58,8 @@ class Scaffold(FedAvg):
         spec = super().uplink_spec(client_id, metrics)
         return {**spec, **{DC + n: (tuple(c.shape), torch.float32) for n, c in self.control.items()}}
 
+    streams = False  # needs the plain mean of the control-variate changes too: updates kept until the round ends
+
     def aggregate(self, round_: int, state: TensorDict, updates: Sequence[ClientUpdate]) -> TensorDict:
         new = step(state, weighted_mean(updates, list(state)), self.server_lr)
         clients = sum(u.clients for u in updates)  # a combined update stands for its members (or DP's expected count)
