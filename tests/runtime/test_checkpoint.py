@@ -153,3 +153,19 @@ def test_resume_refuses_what_it_cannot_do(tiny_config: dict, tmp_path: Path) -> 
     (Path(done["run_dir"]) / "checkpoint" / "tensors.safetensors").write_bytes(b"\x00" * 5)
     with pytest.raises(CheckpointError, match="damaged"):
         Checkpoint(Path(done["run_dir"])).load()
+
+
+def test_many_client_states_are_checkpointed_in_parts_and_restored(tmp_path: Path) -> None:
+    from fedpeft.client import ClientStateStore
+
+    store = ClientStateStore(tmp_path / "spill", max_bytes=4_000)  # most states spill to disk
+    states = {f"c{i}": {"m": torch.full((100,), float(i))} for i in range(30)}
+    for cid, state in states.items():
+        store.put(cid, state)
+    ck = Checkpoint(tmp_path / "run")
+    ck.save(1, {"x": 1}, store.changed_parts(part_bytes=1_000))
+    assert len(list(ck.folder.glob("clients-1*.safetensors"))) == 10  # 400 bytes a state: 3 reach a part
+    assert not store.changed
+    restored = ClientStateStore(tmp_path / "spill2")
+    ck.restore_clients(restored)
+    assert all(torch.equal(restored.get(cid)["m"], s["m"]) for cid, s in states.items())

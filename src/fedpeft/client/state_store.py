@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 
 from safetensors.torch import load_file, save_file
@@ -70,6 +71,22 @@ class ClientStateStore:
             self._path(client_id).unlink(missing_ok=True)
         self.changed.discard(client_id)
         return state
+
+    def changed_parts(self, part_bytes: int = 256 << 20) -> Iterator[dict[str, TensorDict]]:
+        """The states of the clients put since the last call, in parts of about ``part_bytes``, so that a
+        checkpoint of many clients never holds all their states at once (spilled ones are read part by part)."""
+        ids = sorted(self.changed)
+        self.changed.clear()
+        part: dict[str, TensorDict] = {}
+        size = 0
+        for cid in ids:
+            part[cid] = self.get(cid) or {}
+            size += nbytes(part[cid])
+            if size >= part_bytes:
+                yield part
+                part, size = {}, 0
+        if part:
+            yield part
 
     def take_changed(self) -> dict[str, TensorDict]:
         """The states of the clients put since the last call."""

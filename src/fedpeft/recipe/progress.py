@@ -52,7 +52,7 @@ def save_checkpoint(run: RunDir, round_: int, sim: Simulation, progress: Progres
         "strategy": sim.strategy.state_dict(),
         "progress": progress.state_dict(elapsed),
     }
-    Checkpoint(run.path).save(round_, state, sim.client.store.take_changed())
+    Checkpoint(run.path).save(round_, state, sim.client.store.changed_parts())
 
 
 def load_checkpoint(run: RunDir, sim: Simulation) -> tuple[int, Progress]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,12 @@ def unflatten(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
     return skeleton
 
 
+def _save_clients(path: Path, clients: Mapping[str, Mapping[str, torch.Tensor]]) -> None:
+    ids = sorted(clients)
+    flat = {f"{i}/{k}": v.detach().contiguous() for i, cid in enumerate(ids) for k, v in clients[cid].items()}
+    save_file(flat, str(path), metadata={"clients": json.dumps(ids)})
+
+
 def _atomic(path: Path, write: Any) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
@@ -88,15 +95,19 @@ class Checkpoint:
         path = self.folder / "state.json"
         return int(json.loads(path.read_text(encoding="utf-8"))["round"]) if path.exists() else 0
 
-    def save(self, round_: int, state: dict[str, Any], clients: dict[str, dict[str, torch.Tensor]]) -> None:
-        """Write round ``round_``'s state and the client states it changed; ``state.json`` goes last."""
+    def save(
+        self,
+        round_: int,
+        state: dict[str, Any],
+        clients: Mapping[str, Mapping[str, torch.Tensor]] | Iterable[Mapping[str, Mapping[str, torch.Tensor]]],
+    ) -> None:
+        """Write round ``round_``'s state and the client states it changed (one mapping, or parts of them
+        written one file each); ``state.json`` goes last."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        ids = sorted(clients)
-        flat = {f"{i}/{k}": v.detach().contiguous() for i, cid in enumerate(ids) for k, v in clients[cid].items()}
-        _atomic(
-            self.folder / f"clients-{round_}.safetensors",
-            lambda p: save_file(flat, str(p), metadata={"clients": json.dumps(ids)}),
-        )
+        parts = [clients] if isinstance(clients, Mapping) else clients
+        for n, part in enumerate(parts):
+            name = f"clients-{round_}.safetensors" if n == 0 else f"clients-{round_}-{n}.safetensors"
+            _atomic(self.folder / name, lambda p, part=part: _save_clients(p, part))
         tensors: dict[str, torch.Tensor] = {}
         skeleton = flatten(state, "s", tensors)
         _atomic(self.folder / "tensors.safetensors", lambda p: save_file(tensors, str(p)))
