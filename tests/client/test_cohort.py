@@ -139,8 +139,9 @@ def test_padding_rows_attend_to_one_token_and_clients_keep_their_rows() -> None:
         "attention_mask": torch.tensor([[1], [1]]),
         "labels": torch.tensor([0, 1]),
     }
-    out, rows = stack_batches([a, b])
+    out, rows = stack_batches([a, b], pad_id=7)
     assert rows == 2 and out["input_ids"].shape == (4, 3)
+    assert out["input_ids"][1:].tolist() == [[7, 7, 7], [8, 7, 7], [9, 7, 7]]  # the tokenizer's pad id
     assert out["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0], [1, 0, 0], [1, 0, 0]]
     assert out["labels"][2:].tolist() == [0, 1]
 
@@ -152,6 +153,7 @@ def test_cohorts_refuse_what_they_cannot_route(tiny_config: dict) -> None:
         (["peft.method=fourierft"], "vmap cannot batch"),
         (["privacy.dp_sgd.enabled=true", "privacy.dp_sgd.noise_multiplier=1"], "DP-SGD"),
         (["clients.workers=2"], "one client per process"),
+        (["precision=fp16"], "gradient scaler per client"),
     ]:
         with pytest.raises(ConfigError, match=f"clients.cohort=4: .*{why}.*clients.cohort: 1"):
             load_config(tiny_config, ["clients.cohort=4", *bad])

@@ -97,3 +97,18 @@ def test_workers_die_with_a_killed_run(tiny_config: dict, tmp_path: Path) -> Non
     proc.wait()
     gone, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, "workers outlived their run"
+
+
+def test_strategies_that_write_to_the_shared_model_refuse_workers(tiny_config: dict, tmp_path: Path) -> None:
+    from fedpeft.build.fleet import training_fleet
+    from fedpeft.errors import ConfigError
+    from fedpeft.fleet import LocalFleet
+
+    cfg = load_config(tiny_config, ["strategy.name=flora", "clients.workers=2"])
+    setup = build_setup(cfg)
+    strategy, _ = build_server(setup)
+    client = build_client(cfg, setup, strategy, tmp_path / "state")
+    with pytest.raises(ConfigError, match="MergeReceived .flora. writes to the shared model.*clients.workers: 1"):
+        training_fleet(cfg, client)
+    auto = load_config(tiny_config, ["strategy.name=flora", "threads=2"])
+    assert isinstance(training_fleet(auto, client), LocalFleet)  # one process by default

@@ -24,8 +24,14 @@ def training_fleet(cfg: RunConfig, client: FederatedClient) -> Fleet:
     device = client.trainer.device.type
     if cfg.clients.cohort > 1:
         return LocalFleet(client, cfg.clients.cohort)
-    cached = cfg.model.cache_frozen_prefix  # the cache fills in one process's memory
-    workers = cfg.clients.workers or (1 if cached else default_workers(cfg.clients.per_round, device, cfg.threads))
+    single = [p for p in client.plugins if p.changes_shared_model]  # e.g. FLoRA's merges into the base weights
+    if single and (cfg.clients.workers or 1) > 1:
+        raise ConfigError(
+            f"clients.workers={cfg.clients.workers}: {type(single[0]).__name__} ({cfg.strategy.name}) writes to the "
+            "shared model, which each worker would change on its own; set clients.workers: 1"
+        )
+    one = cfg.model.cache_frozen_prefix or bool(single)  # the cache, or merged weights, live in one process
+    workers = cfg.clients.workers or (1 if one else default_workers(cfg.clients.per_round, device, cfg.threads))
     if workers == 1:
         return LocalFleet(client)
     if device != "cpu":

@@ -23,6 +23,11 @@ from fedpeft.model.state import TensorDict, TrainableState, load_into
 from fedpeft.pipeline.compression import UpdatePipeline
 
 
+def _to(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A kept tensor on the training device, except float64 ones (accounting histories: read on the CPU)."""
+    return t if t.dtype == torch.float64 else t.to(device)
+
+
 def client_seed(seed: int, round_: int, client_id: str) -> list[int]:
     """A seed that depends on (run seed, round, client) only, so results never depend on client order."""
     return [seed, round_, zlib.crc32(client_id.encode("utf-8"))]
@@ -128,7 +133,7 @@ class FederatedClient:
             dict(ins.config),
             {n: t.to(self.trainer.device) for n, t in received.items()},
             params,
-            {k: v.to(self.trainer.device) for k, v in (self.store.get(ins.client_id) or {}).items()},
+            {k: _to(v, self.trainer.device) for k, v in (self.store.get(ins.client_id) or {}).items()},
             self.trainer.cfg.lr,
         )
         for plugin in plugins:

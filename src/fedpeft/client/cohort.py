@@ -143,7 +143,7 @@ class CohortTrainer:
     def _step(self, step: list[tuple[Member, np.ndarray]]) -> None:
         """One optimiser step of every member in ``step``: one forward and backward pass over their batches."""
         batches = [m.data.batch(idx) for m, idx in step]
-        stacked, rows = stack_batches(batches)
+        stacked, rows = stack_batches(batches, int(getattr(step[0][0].data, "pad_id", 0)))
         self._active, self._rows = [m for m, _ in step], rows
         stacked = on_device(stacked, self.trainer.device)
         units = sum(batch_units(b) for b in batches)
@@ -192,6 +192,11 @@ class CohortTrainer:
             if inside[0]:  # functional_call's own call of this module
                 return own(x, *args, **kwargs)
             k = len(self._active)
+            if x.shape[0] != k * self._rows:
+                raise ConfigError(
+                    f"clients.cohort: {path} was called with {x.shape[0]} rows first, not one per example "
+                    f"({k} clients x {self._rows}); train these clients one by one (clients.cohort: 1)"
+                )
             params = {n: torch.stack([m.params[f] for m in self._active]) for n, f in zip(names, full)}
             inside[0] = True
             try:
@@ -207,7 +212,7 @@ class CohortTrainer:
         return forward
 
 
-def stack_batches(batches: Sequence[dict[str, torch.Tensor]]) -> tuple[dict[str, torch.Tensor], int]:
+def stack_batches(batches: Sequence[dict[str, torch.Tensor]], pad_id: int = 0) -> tuple[dict[str, torch.Tensor], int]:
     """The batches as one: each padded to the longest sequence and to the largest batch (padding rows: one
     attended token, so that no row is all padding; their labels are never read); and the rows per client."""
     rows = max(len(next(iter(b.values()))) for b in batches)
@@ -218,10 +223,11 @@ def stack_batches(batches: Sequence[dict[str, torch.Tensor]]) -> tuple[dict[str,
         for k in keys:
             t = b[k]
             if t.dim() == 2 and k in ("input_ids", "attention_mask", "labels") and width:
-                t = nn.functional.pad(t, (0, width - t.shape[1]), value=-100 if k == "labels" else 0)
+                value = {"labels": -100, "attention_mask": 0}.get(k, pad_id)
+                t = nn.functional.pad(t, (0, width - t.shape[1]), value=value)
             extra = rows - t.shape[0]
             if extra:
-                filler = torch.zeros((extra, *t.shape[1:]), dtype=t.dtype)
+                filler = torch.full((extra, *t.shape[1:]), pad_id if k == "input_ids" else 0, dtype=t.dtype)
                 if k == "attention_mask":
                     filler[:, 0] = 1
                 t = torch.cat([t, filler])

@@ -47,6 +47,7 @@ class ClientPlugin:
     model differ from the global one (personal tensors, its rank): personalised evaluation replays them."""
 
     personal: bool = False
+    changes_shared_model: bool = False  # it writes to the shared model itself (FLoRA's merges): one process only
 
     def receive(self, ctx: FitContext) -> None:
         """Before the received tensors are loaded into the model."""

@@ -54,6 +54,7 @@ class LocalTrainer:
         self.dp = dp  # sample-level DP-SGD, when configured (prepared on the model)
         self.precision = precision  # autocast dtype of the forward pass (fp16 adds a gradient scaler)
         self.device = model_device(model)
+        self.scaler: torch.amp.GradScaler | None = None
         cache = getattr(model, "prefix_cache", None)  # its fills are one-off work, not per-step cost
         self.flops = FlopCounter(None if cache is None else lambda: cache.misses)
 
@@ -87,7 +88,9 @@ class LocalTrainer:
             opt.load_state_dict(unflatten_optimizer_state(opt_state, opt))
         batches, dp_opt, dp_step = self._plan(len(data), budget, rng, opt)
         params = list(self.state.params.values())
-        scaler = torch.amp.GradScaler(self.device.type) if self.precision == "fp16" else None
+        if self.precision == "fp16" and self.scaler is None:  # one scaler for all clients: its scale carries over
+            self.scaler = torch.amp.GradScaler(self.device.type)
+        scaler = self.scaler
         self.model.train()
         steps = samples = units = 0
         loss_sum = torch.zeros((), device=self.device)
@@ -102,7 +105,10 @@ class LocalTrainer:
                     dp_opt.pre_step()  # per-example clipping, noise, averaging: sets every .grad
                 if scaler is not None:
                     scaler.unscale_(opt)  # hooks and clipping see true gradients
-                if on_gradients is not None:
+                overflow = scaler is not None and not all(
+                    bool(p.grad.isfinite().all()) for p in params if p.grad is not None
+                )
+                if on_gradients is not None and not overflow:  # (a step the scaler skips feeds no hook)
                     on_gradients()
                 if self.cfg.max_grad_norm is not None:
                     torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
@@ -145,7 +151,7 @@ class LocalTrainer:
         dp_step = DPStep(self.dp.noise_for(rate, planned), rate, planned)
         batches = poisson_batches(n, self.cfg.batch_size, planned, rng)
         drawn = int(rng.integers(2**63))  # (drawn either way: the batches' stream stays the same)
-        generator = torch.Generator().manual_seed(secret_seed() if self.dp.secret_noise else drawn)
+        generator = torch.Generator(device=self.device).manual_seed(secret_seed() if self.dp.secret_noise else drawn)
         return batches, self.dp.optimizer(opt, dp_step.noise_multiplier, self.cfg.batch_size, generator), dp_step
 
     def shuffled(self, n: int, budget: int | None, rng: np.random.Generator) -> Iterator[np.ndarray]:

@@ -81,6 +81,8 @@ def _cohort(cfg: RunConfig) -> None:
         why = "DP-SGD clips each example's gradient within one client's pass"
     if cfg.model.cache_frozen_prefix:
         why = "model.cache_frozen_prefix serves one client's batch from its cache"
+    if cfg.precision == "fp16":
+        why = "precision=fp16 needs a gradient scaler per client (use bf16 or fp32)"
     if c.workers is not None and c.workers > 1:
         why = "clients.workers runs one client per process"
     if why:

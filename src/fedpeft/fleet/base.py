@@ -130,6 +130,15 @@ class SecureFleet(Fleet, Protocol):
     ) -> SecureResult: ...
 
 
+def close(fleet: object) -> None:
+    """End what ``fleet`` and the fleets it decorates hold open (worker processes)."""
+    while fleet is not None:
+        end = getattr(fleet, "close", None)
+        if callable(end):
+            end()
+        fleet = getattr(fleet, "fleet", None)
+
+
 def deliver(out: Delivery, client_id: str, reply: FitReply | str, sink: Sink) -> None:
     """Hand ``reply`` to the sink when there is one, else keep it in ``out``."""
     if sink is None:

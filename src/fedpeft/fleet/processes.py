@@ -81,7 +81,8 @@ def _serve(conn: Connection, client: FederatedClient, threads: int, siblings: li
         other.close()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it checkpoints and stops the workers
     torch.set_num_threads(threads)
-    client.store = ClientStateStore(tempfile.mkdtemp(prefix="fedpeft-worker-"), max_bytes=1 << 62)
+    scratch = tempfile.TemporaryDirectory(prefix="fedpeft-worker-")  # (removed when the worker ends)
+    client.store = ClientStateStore(scratch.name, max_bytes=1 << 62)
     while True:
         try:
             header, blobs = unpack(conn.recv_bytes())
@@ -167,24 +168,34 @@ class ProcessFleet:
         out, pending = Delivery(), list(instructions)
         idle = list(self.workers)
         busy: dict[Any, tuple[_Worker, FitInstruction]] = {}
-        while pending or busy:
-            while pending and idle:
-                worker, ins = idle.pop(), pending.pop(0)
-                self._send(worker, ins)
-                busy[worker.conn] = (worker, ins)
-            for conn in wait(list(busy)):
-                worker, ins = busy.pop(conn)
-                reply, worker = self._receive(worker, ins)
-                deliver(out, ins.client_id, reply, sink)
-                idle.append(worker)
-                if on_reply is not None:
-                    on_reply(ins.client_id)
+        try:
+            while pending or busy:
+                while pending and idle:
+                    worker, ins = idle.pop(), pending.pop(0)
+                    self._send(worker, ins)
+                    busy[worker.conn] = (worker, ins)
+                for conn in wait(list(busy)):
+                    worker, ins = busy.pop(conn)
+                    reply, worker = self._receive(worker, ins)
+                    deliver(out, ins.client_id, reply, sink)
+                    idle.append(worker)
+                    if on_reply is not None:
+                        on_reply(ins.client_id)
+        except BaseException:  # interrupted: a busy worker's late reply must not reach the next round
+            for worker, _ in busy.values():
+                worker.stop()
+                self.workers[self.workers.index(worker)] = _Worker(self.client, self.threads, self.workers)
+            raise
         return out
 
     def _send(self, worker: _Worker, ins: FitInstruction) -> None:
+        """(A worker that died while idle: the error surfaces as this client's failure in ``_receive``.)"""
         state = self.client.store.get(ins.client_id)
         header = {"round": ins.round, "client_id": ins.client_id, "config": dict(ins.config)}
-        worker.conn.send_bytes(pack(header, ins.payload, _blob(state)))
+        try:
+            worker.conn.send_bytes(pack(header, ins.payload, _blob(state)))
+        except OSError:
+            pass
 
     def _receive(self, worker: _Worker, ins: FitInstruction) -> tuple[FitReply | str, _Worker]:
         """``ins``'s reply (or why there is none) and the worker to give the next client (a fresh one when
@@ -200,6 +211,8 @@ class ProcessFleet:
             fresh = _Worker(self.client, self.threads, [w for w in self.workers if w is not worker])
             self.workers[self.workers.index(worker)] = fresh
             return f"client failed: its worker process died (exit code {code})", fresh
+        if header.get("client_id") != ins.client_id:  # (cannot happen: one client at a time per worker)
+            raise RuntimeError(f"worker answered for {header.get('client_id')!r}, expected {ins.client_id!r}")
         if "error" in header:
             return str(header["error"]), worker
         if state:

@@ -112,7 +112,7 @@ class SampleLevelDP:
     def account(self, personal: MutableMapping[str, torch.Tensor], step: DPStep) -> dict[str, float]:
         """Append this round's release to a client's history (kept in its own state); its epsilon so far."""
         row = torch.tensor([[step.noise_multiplier, step.sample_rate, step.steps]], dtype=torch.float64)
-        history = torch.cat([personal[self.HISTORY], row]) if self.HISTORY in personal else row
+        history = torch.cat([personal[self.HISTORY].cpu(), row]) if self.HISTORY in personal else row
         personal[self.HISTORY] = history
         return {"dp_epsilon": epsilon_of(history, self.delta), "dp_noise_multiplier": step.noise_multiplier}
 
@@ -202,7 +202,7 @@ class SampleLevelDP:
                     p.grad_sample = p.new_zeros((size, *p.shape))  # type: ignore[attr-defined]
             return loss.detach()
         samples: dict[str, list[torch.Tensor]] = {n: [] for n in params}
-        total = torch.zeros(())
+        total = torch.zeros((), device=next(iter(params.values())).device)
         for i in range(size):
             loss = forward({k: v[i : i + 1] for k, v in batch.items()})
             grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)

@@ -17,6 +17,7 @@ from fedpeft.build import build_setup
 from fedpeft.build.workload import Setup
 from fedpeft.config.schema import RunConfig
 from fedpeft.errors import ConfigError
+from fedpeft.fleet.base import close
 from fedpeft.model import count_parameters
 from fedpeft.model.device import describe
 from fedpeft.recipe.finish import finish, report_partition
@@ -63,9 +64,12 @@ def run_experiment(
         initial=done,
         total=cfg.rounds,
     )
-    for r in rounds:
-        say(_one_round(setup, sim, run, state, r, show_bars, started))
-        rounds.set_postfix_str(headline(state.last_test))
+    try:
+        for r in rounds:
+            say(_one_round(setup, sim, run, state, r, show_bars, started))
+            rounds.set_postfix_str(headline(state.last_test))
+    finally:
+        close(sim.engine.fleet)  # worker processes end with the rounds, even on an error or Ctrl-C
     rounds.close()
     summary = finish(setup, sim, run, state, started)
     say(summary_text(summary))

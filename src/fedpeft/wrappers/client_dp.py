@@ -58,7 +58,7 @@ class ClipAndNoise(ClientPlugin):
         if self.local_noise > 0:
             base = [*client_seed(self.seed, ctx.round, ctx.client_id), 0xD9]
             ctx.update = {
-                n: t + gaussian(t.shape, self.local_noise * clip, [*base, i], self.secret)
+                n: t + gaussian(t.shape, self.local_noise * clip, [*base, i], self.secret).to(t.device)
                 for i, (n, t) in enumerate(sorted(ctx.update.items()))
             }
 

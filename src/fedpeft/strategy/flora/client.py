@@ -39,12 +39,14 @@ def merge_stack(model: nn.Module, pairs: Sequence[LoraPair], stack: Mapping[str,
         delta = product(stack[p.a], stack[p.b]) * float(layer.scaling[adapter])
         if getattr(layer, "fan_in_fan_out", False):
             delta = delta.T
-        base.add_(delta.reshape(base.shape).to(base.dtype))
+        base.add_(delta.reshape(base.shape).to(base.device, base.dtype))
     model._flora_version = version  # type: ignore[assignment]
 
 
 class MergeReceived(ClientPlugin):
     """FLoRA's client side: merge the stacks (or take the merged layers) it missed, drop them from what loads."""
+
+    changes_shared_model = True  # the merges go into the model's base weights: one process must hold them
 
     def __init__(self, model: nn.Module, pairs: Sequence[LoraPair]) -> None:
         self.model, self.pairs = model, list(pairs)

@@ -67,7 +67,8 @@ class FLora(FedAvg):
         extra = {f"{STACK}{v + 1}/{n}": t for v in range(since, self.version) for n, t in self.history[v].items()}
         if self.model is not None and nbytes(extra) > self._merged_bytes():
             extra = {
-                WEIGHTS + p.module: _layer(self.model, p.module).get_base_layer().weight.detach() for p in self.pairs
+                WEIGHTS + p.module: _layer(self.model, p.module).get_base_layer().weight.detach().cpu()
+                for p in self.pairs
             }
         self.synced[client_id] = self.version
         config["flora_version"] = self.version
