@@ -103,20 +103,7 @@ class LocalTrainer:
                 units += size
                 if dp_opt is not None:
                     dp_opt.pre_step()  # per-example clipping, noise, averaging: sets every .grad
-                if scaler is not None:
-                    scaler.unscale_(opt)  # hooks and clipping see true gradients
-                overflow = scaler is not None and not all(
-                    bool(p.grad.isfinite().all()) for p in params if p.grad is not None
-                )
-                if on_gradients is not None and not overflow:  # (a step the scaler skips feeds no hook)
-                    on_gradients()
-                if self.cfg.max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
-                if scaler is None:
-                    opt.step()
-                else:
-                    scaler.step(opt)
-                    scaler.update()
+                self._step(opt, params, scaler, on_gradients)
                 (opt if dp_opt is None else dp_opt).zero_grad(set_to_none=True)
                 loss_sum += loss.detach()
                 steps += 1
@@ -130,6 +117,28 @@ class LocalTrainer:
             dp_step,
         )
         return result, flatten_optimizer_state(opt) if self.cfg.keep_optimizer_state else None
+
+    def _step(
+        self,
+        opt: torch.optim.Optimizer,
+        params: list[nn.Parameter],
+        scaler: torch.amp.GradScaler | None,
+        on_gradients: Callable[[], None] | None,
+    ) -> None:
+        """Gradient hooks, clipping and the optimiser step (through the fp16 scaler, which unscales first and
+        skips a step whose gradients overflowed: such a step feeds no hook)."""
+        if scaler is not None:
+            scaler.unscale_(opt)  # hooks and clipping see true gradients
+        overflow = scaler is not None and not all(bool(p.grad.isfinite().all()) for p in params if p.grad is not None)
+        if on_gradients is not None and not overflow:
+            on_gradients()
+        if self.cfg.max_grad_norm is not None:
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm)
+        if scaler is None:
+            opt.step()
+        else:
+            scaler.step(opt)
+            scaler.update()
 
     def _backward(self, batch: dict[str, torch.Tensor], size: int, scaler: torch.amp.GradScaler | None) -> torch.Tensor:
         """One forward and backward pass (in the configured precision); returns the batch's loss."""
