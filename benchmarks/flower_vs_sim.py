@@ -47,11 +47,21 @@ WORKLOAD = [
 ]
 
 
-class PeakMemory:
-    """Samples the summed RSS of ``processes()`` every 0.2 s in a thread; ``peak`` in bytes."""
+def rss(p: psutil.Process) -> int:
+    return p.memory_info().rss
 
-    def __init__(self, processes) -> None:
-        self.processes, self.peak, self._stop = processes, 0, threading.Event()
+
+def pss(p: psutil.Process) -> int:
+    """Proportional set size (Linux): pages shared with other processes count once over all of them."""
+    return p.memory_full_info().pss
+
+
+class PeakMemory:
+    """Samples the summed ``measure`` (RSS by default) of ``processes()`` every 0.2 s in a thread; ``peak`` in
+    bytes."""
+
+    def __init__(self, processes, measure=rss) -> None:
+        self.processes, self.measure, self.peak, self._stop = processes, measure, 0, threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
@@ -59,7 +69,7 @@ class PeakMemory:
             total = 0
             for p in self.processes():
                 try:
-                    total += p.memory_info().rss
+                    total += self.measure(p)
                 except psutil.Error:
                     continue
             self.peak = max(self.peak, total)

@@ -18,12 +18,11 @@ import json
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import psutil
-from flower_vs_sim import tree
+from flower_vs_sim import PeakMemory, pss, tree
 from harness import QUICKSTART, latest, parser, reproduce
 
 STORE_BUDGET = 1 << 30  # ClientStateStore's default in-memory budget
@@ -44,33 +43,6 @@ def job(n: int) -> list[str]:
     ]
 
 
-class PeakPSS:
-    """Samples the summed proportional set size of ``processes()`` (shared pages counted once, Linux)."""
-
-    def __init__(self, processes) -> None:
-        self.processes, self.peak, self._stop = processes, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            total = 0
-            for p in self.processes():
-                try:
-                    total += p.memory_full_info().pss
-                except psutil.Error:
-                    continue
-            self.peak = max(self.peak, total)
-            time.sleep(0.2)
-
-    def __enter__(self) -> PeakPSS:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
 def run(n: int, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         overrides = [*job(n), "threads=2", *extra, f"output.dir={tmp}"]
@@ -81,7 +53,7 @@ def run(n: int, extra: list[str]) -> dict:
             stderr=subprocess.STDOUT,
             text=True,
         )
-        with PeakPSS(lambda: tree(psutil.Process(proc.pid))) as mem:
+        with PeakMemory(lambda: tree(psutil.Process(proc.pid)), pss) as mem:
             log, _ = proc.communicate()
         wall = time.perf_counter() - start
         if proc.returncode != 0:

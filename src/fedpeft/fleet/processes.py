@@ -24,13 +24,13 @@ from typing import Any
 
 import torch
 from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
 
 from fedpeft.client.app import FederatedClient
 from fedpeft.client.messages import FitInstruction, FitReply
 from fedpeft.client.state_store import ClientStateStore
 from fedpeft.fleet.base import Delivery, OnReply, Sink, deliver
 from fedpeft.model.state import TensorDict
+from fedpeft.pipeline import codec
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def _tensors(blob: bytes) -> TensorDict:
 
 
 def _blob(tensors: TensorDict | None) -> bytes:
-    return st_save({k: v.contiguous() for k, v in tensors.items()}) if tensors else b""
+    return codec.encode(tensors) if tensors else b""
 
 
 def _die_with_parent() -> None:

@@ -132,7 +132,7 @@ class Simulator:
             if ins.client_id in delivery.consumed:
                 continue
             if ins.client_id in delivery.stragglers and isinstance(delivery.replies.get(ins.client_id), FitReply):
-                if self._received(ins.client_id, delivery, outcome) is not None:
+                if self._check(ins.client_id, delivery.replies[ins.client_id], outcome, delivery) is not None:
                     outcome.dropped[ins.client_id] = delivery.stragglers[ins.client_id]
                 continue
             self._take(ins.client_id, delivery.replies.get(ins.client_id), outcome, fold, taken, delivery)
@@ -246,10 +246,6 @@ class Simulator:
         outcome.bytes_down += len(payload)
         outcome.clients[cid] = {"bytes_down": float(len(payload))}
         return FitInstruction(round_, cid, payload, config)
-
-    def _received(self, cid: str, delivery: Delivery, outcome: RoundOutcome) -> ClientUpdate | None:
-        """A straggler's reply, counted and validated now (its update is used in a later round or not at all)."""
-        return self._check(cid, delivery.replies.get(cid), outcome, delivery)
 
     def _check(
         self, cid: str, reply: FitReply | str | None, outcome: RoundOutcome, delivery: Delivery | None

@@ -257,10 +257,7 @@ class ClientLevelDP(StrategyWrapper):
 class DPSum:
     """Client-level DP's sum, folded as the clipped updates arrive: sum_i k_i delta_i (k_i: the clients an
     update stands for, 1 unless secure aggregation combined them), their count, and the adaptive clip's
-    centred bits; ``finish`` releases the noised mean.
-
-    Example:
-        >>> fold = DPSum(None, 1)  # doctest: +SKIP
+    centred bits; ``finish`` releases the noised mean. ``ClientLevelDP.accumulator`` makes one per round.
     """
 
     def __init__(self, dp: ClientLevelDP, round_: int) -> None:
