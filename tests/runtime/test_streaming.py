@@ -86,3 +86,18 @@ def test_which_strategies_fold_and_which_say_they_need_every_update() -> None:
     assert isinstance(RobustAggregation(fedavg, lambda u, n: {}).accumulator(1), Collect)
     dp = ClientLevelDP(fedavg, clip=1.0, noise_multiplier=0.5, mode="central", num_clients=100, delta=1e-4)
     assert isinstance(dp.accumulator(1), DPSum)
+
+
+def test_clients_that_receive_the_same_bytes_share_one_payload(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    sim, _ = make_sim(tmp_path, per_round=4)
+    seen: list = []
+    fit = sim.fleet.fit
+
+    def spy(round_, instructions, *args, **kwargs):  # type: ignore[no-untyped-def]
+        seen.extend(instructions)
+        return fit(round_, instructions, *args, **kwargs)
+
+    sim.fleet.fit = spy  # type: ignore[method-assign]
+    outcome = sim.run_round(1)
+    assert len(seen) == 4 and all(ins.payload is seen[0].payload for ins in seen)  # one copy held, not four
+    assert outcome.bytes_down == 4 * len(seen[0].payload)  # every client is still counted as receiving it

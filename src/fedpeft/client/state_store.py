@@ -72,7 +72,7 @@ class ClientStateStore:
         self.changed.discard(client_id)
         return state
 
-    def changed_parts(self, part_bytes: int = 256 << 20) -> Iterator[dict[str, TensorDict]]:
+    def changed_parts(self, part_bytes: int = 64 << 20) -> Iterator[dict[str, TensorDict]]:
         """The states of the clients put since the last call, in parts of about ``part_bytes``, so that a
         checkpoint of many clients never holds all their states at once (spilled ones are read part by part)."""
         ids = sorted(self.changed)

@@ -64,6 +64,17 @@ def _blob(tensors: TensorDict | None) -> bytes:
     return codec.encode(tensors) if tensors else b""
 
 
+def _trim_heap() -> None:
+    """glibc: give the heap's free pages back to the OS after a client (its state's many small tensors
+    leave holes that otherwise stay in this worker: 303 against 327 MiB per worker over 200 clients each)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc
+
+
 def _die_with_parent() -> None:
     """Linux: this process gets SIGTERM when its parent dies, even by SIGKILL (no orphaned workers)."""
     try:
@@ -104,6 +115,8 @@ def _serve(conn: Connection, client: FederatedClient, threads: int, siblings: li
         kept = client.store.pop(cid)
         head = {"client_id": cid, "num_examples": reply.num_examples, "metrics": reply.metrics}
         conn.send_bytes(pack(head, reply.payload, _blob(kept)))
+        del reply, kept
+        _trim_heap()
 
 
 class _Worker:

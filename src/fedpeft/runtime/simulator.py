@@ -10,6 +10,7 @@ server sees only their mean); which one follows from the settings and the fleet 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
@@ -118,7 +119,8 @@ class Simulator:
         fold = self.strategy.accumulator(round_)
         if not sampled:  # nobody joined (Poisson sampling): released as it is, or failed
             return self._aggregate(outcome, fold)
-        instructions = [self._instruction(round_, cid, outcome) for cid in sampled]
+        shared: dict[bytes, bytes] = {}
+        instructions = [self._instruction(round_, cid, outcome, shared) for cid in sampled]
         if self.secure_fleet is not None:
             return self._secure_round(instructions, outcome, on_client)
         taken = _Taken()
@@ -238,11 +240,16 @@ class Simulator:
         log.warning("round %d failed: %s", outcome.round, why)
         return outcome
 
-    def _instruction(self, round_: int, cid: str, outcome: RoundOutcome) -> FitInstruction:
-        """What ``cid`` receives this round: the strategy's tensors through the downlink pipeline."""
+    def _instruction(
+        self, round_: int, cid: str, outcome: RoundOutcome, shared: dict[bytes, bytes]
+    ) -> FitInstruction:
+        """What ``cid`` receives this round: the strategy's tensors through the downlink pipeline. Clients
+        that receive the same bytes share one copy (``shared``, by digest), so a round's instructions hold one
+        payload, not one per client."""
         tensors, config = self.strategy.downlink(round_, cid)
         seed = derived_seed(client_seed(self.seed, round_, cid), 0xD0)
         payload, _ = self.downlink.encode(tensors, seed=seed, describe=True)
+        payload = shared.setdefault(hashlib.blake2b(payload, digest_size=16).digest(), payload)
         outcome.bytes_down += len(payload)
         outcome.clients[cid] = {"bytes_down": float(len(payload))}
         return FitInstruction(round_, cid, payload, config)
