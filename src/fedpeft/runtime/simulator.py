@@ -240,9 +240,7 @@ class Simulator:
         log.warning("round %d failed: %s", outcome.round, why)
         return outcome
 
-    def _instruction(
-        self, round_: int, cid: str, outcome: RoundOutcome, shared: dict[bytes, bytes]
-    ) -> FitInstruction:
+    def _instruction(self, round_: int, cid: str, outcome: RoundOutcome, shared: dict[bytes, bytes]) -> FitInstruction:
         """What ``cid`` receives this round: the strategy's tensors through the downlink pipeline. Clients
         that receive the same bytes share one copy (``shared``, by digest), so a round's instructions hold one
         payload, not one per client."""
