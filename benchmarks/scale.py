@@ -33,6 +33,7 @@ def job(n: int) -> list[str]:
         "rounds=1",
         "partition.method=iid",
         f"partition.num_clients={n}",
+        "partition.min_examples_per_client=1",  # 10,000 clients share 11,527 examples (1-2 each)
         f"clients.per_round={n}",
         "clients.local_steps=1",
         "clients.keep_optimizer_state=true",

@@ -7,7 +7,10 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+import fedpeft
+from fedpeft.build import build_setup
 from fedpeft.client.trainer import LocalTrainer
+from fedpeft.config import load_config
 from fedpeft.config.schema import ClientConfig, RunConfig
 from fedpeft.data.batching import CausalLMDataset
 from fedpeft.errors import ConfigError
@@ -90,3 +93,36 @@ def test_mixed_precision_trains_close_to_fp32_and_keeps_fp32_tensors(precision: 
     assert all(t.dtype == torch.float32 for t in mixed.values())
     assert moved > 0 and off < 0.2 * moved  # the same steps, in lower precision
     assert any(not torch.equal(mixed[n], full[n]) for n in start)  # autocast really ran
+
+
+def test_a_half_precision_base_trains_and_evaluates_close_to_fp32(tiny_config: dict) -> None:
+    half = ["precision=bf16", "model.base_dtype=bf16"]
+    setup = build_setup(load_config(tiny_config, half))
+    frozen = [
+        p
+        for m in setup.model.modules()
+        if isinstance(m, torch.nn.Linear)
+        for p in m.parameters()
+        if not p.requires_grad
+    ]
+    assert frozen and all(p.dtype == torch.bfloat16 for p in frozen)  # the base's matrices are halved
+    assert all(p.dtype == torch.float32 for p in setup.trainable.params.values())  # the adapters are not
+    assert all(m.weight.dtype == torch.float32 for m in setup.model.modules() if isinstance(m, torch.nn.LayerNorm))
+    full = fedpeft.run(tiny_config, ["precision=bf16"], progress=False)
+    halved = fedpeft.run(tiny_config, [*half, "output.dir=" + tiny_config["output"]["dir"] + "-half"], progress=False)
+    assert halved["final"]["loss"] == pytest.approx(full["final"]["loss"], rel=0.05)
+    assert halved["final"]["accuracy"] == pytest.approx(full["final"]["accuracy"], abs=0.1)
+
+
+def test_a_half_base_needs_its_precision_and_stays_fp32_where_it_is_unsafe() -> None:
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert devices.base_dtype("auto", "bf16", gpu) == torch.bfloat16  # auto halves it on an accelerator
+    assert devices.base_dtype("auto", "bf16", cpu) == torch.float32  # not on the CPU (no bf16 speed-up here)
+    assert devices.base_dtype("auto", "fp32", gpu) == torch.float32
+    assert devices.base_dtype("auto", "fp16", gpu, refused=True) == torch.float32
+    with pytest.raises(ConfigError, match="set precision=bf16"):
+        load_config({}, ["model.base_dtype=bf16"])
+    dp_sgd = "privacy.dp_sgd.enabled=true privacy.dp_sgd.noise_multiplier=1.0"
+    for bad, why in (("strategy.name=flora", "FLoRA merges"), (dp_sgd, "DP-SGD")):
+        with pytest.raises(ConfigError, match=why):
+            load_config({}, ["precision=bf16", "model.base_dtype=bf16", *bad.split()])

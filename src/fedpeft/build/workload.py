@@ -3,6 +3,7 @@ the evaluator of held-out data."""
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedpeft.config.checks import half_base_refused
 from fedpeft.config.schema import RunConfig
 from fedpeft.data import Partition, TokenizedDataset, load_dataset, local_holdout, partition, tokenize, train_test_split
 from fedpeft.data.batching import CausalLMDataset
@@ -21,10 +23,12 @@ from fedpeft.errors import ConfigError
 from fedpeft.evaluation.evaluator import Evaluator
 from fedpeft.methods.configured import apply_configured
 from fedpeft.model import TrainableState
-from fedpeft.model.device import check_precision, resolve_device
+from fedpeft.model.device import base_dtype, check_precision, is_half, resolve_device, store_frozen_in
 from fedpeft.model.load import infer_task, load_model
 from fedpeft.model.prefix_cache import PrefixCache, frozen_prefix_depth
 from fedpeft.strategy import STRATEGIES
+
+log = logging.getLogger("fedpeft")
 
 Inputs = TokenizedDataset | PixelDataset | CausalLMDataset  # what the model reads, per example
 KINDS = {  # what a dataset holds: (the model task it needs, in words, a packaged model that reads it)
@@ -137,6 +141,7 @@ def build_setup(cfg: RunConfig) -> Setup:
         cfg.eval,
         local_test,
         groups,
+        precision=cfg.precision if is_half(model) else "fp32",
     )
     return Setup(
         cfg,
@@ -169,6 +174,10 @@ def place(model: nn.Module, cfg: RunConfig) -> torch.device:
             )
         inner.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.to(device)
+    half = base_dtype(cfg.model.base_dtype, cfg.precision, device, refused=half_base_refused(cfg) is not None)
+    if half != torch.float32:
+        saved = store_frozen_in(model, half)
+        log.info("frozen base stored in %s: %.0f MB less", half, saved / 1e6)
     return device
 
 

@@ -95,6 +95,27 @@ def _precision(cfg: RunConfig) -> None:
             "precision=fp16 scales the loss, and DP-SGD clips each example's gradient before any unscaling: "
             "use precision=bf16 or fp32 with privacy.dp_sgd"
         )
+    half = cfg.model.base_dtype
+    if half in ("bf16", "fp16"):
+        if cfg.precision != half:
+            raise ValueError(
+                f"model.base_dtype={half}: the half-precision base computes under autocast in the same type; "
+                f"set precision={half} (or model.base_dtype: fp32)"
+            )
+        why = half_base_refused(cfg)
+        if why:
+            raise ValueError(f"model.base_dtype={half}: {why}; set model.base_dtype: fp32")
+
+
+def half_base_refused(cfg: RunConfig) -> str | None:
+    """Why the frozen base must stay in fp32 for this run, or None."""
+    if cfg.strategy.name == "flora":
+        return "FLoRA merges the aggregated factors into the base weights, which half precision would round"
+    if cfg.privacy.dp_sgd.enabled:
+        return "DP-SGD's per-example gradient path is checked and run in fp32"
+    if cfg.model.cache_frozen_prefix:
+        return "model.cache_frozen_prefix computes the frozen blocks outside autocast"
+    return None
 
 
 def _strategy(cfg: RunConfig) -> None:

@@ -88,6 +88,13 @@ class ModelConfig(Section):
         description="recompute each block's activations in the backward pass instead of keeping them "
         "(less memory for long sequences, about a third more compute; Hugging Face models)",
     )
+    base_dtype: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto",
+        description="what the frozen base's matrices (linear, embedding, convolution weights) are stored in: "
+        "bf16/fp16 halve the base's memory and need the same precision; auto stores them in the precision's "
+        "half type on an accelerator when precision is bf16 or fp16 and nothing refuses it, else in fp32. "
+        "Trainable tensors and norms stay fp32",
+    )
 
 
 class ClientConfig(Section):

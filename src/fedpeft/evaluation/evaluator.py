@@ -17,6 +17,7 @@ from fedpeft.data.dataset import Examples, GenerationDataset
 from fedpeft.evaluation.classification import class_report, metrics, per_client_metrics, predict
 from fedpeft.evaluation.generative import exact_match, greedy_answers, perplexity, rouge_l
 from fedpeft.evaluation.personalised import needs_personalisation, personalised_metrics, spread
+from fedpeft.model.device import autocast, model_device
 from fedpeft.model.state import TensorDict, TrainableState
 
 Metrics = dict[str, float]
@@ -47,6 +48,7 @@ class Evaluator:
     local_groups: Sequence[tuple[str, np.ndarray]] = ()
     classes: dict[str, Any] | None = None  # per-class recall and confusion matrix of the latest evaluation
     samples: list[dict[str, str]] | None = None  # a few greedy answers of the latest evaluation (causal LMs)
+    precision: str = "fp32"  # bf16 / fp16: evaluated under autocast (the frozen base is stored in half precision)
 
     @property
     def key(self) -> str:
@@ -55,6 +57,10 @@ class Evaluator:
 
     def __call__(self, state: TensorDict) -> tuple[Metrics, dict[str, Any] | None]:
         """Central test metrics of ``state``, and per-client metrics on local held-out examples if any."""
+        with autocast(model_device(self.model), self.precision):
+            return self._evaluate(state)
+
+    def _evaluate(self, state: TensorDict) -> tuple[Metrics, dict[str, Any] | None]:
         self.trainable.load(state)
         if self.task == "causal_lm":
             central = self._generation()
@@ -114,14 +120,15 @@ class Evaluator:
         steps = self.cfg.finetune_steps
         if self.local_test is None or not needs_personalisation(client, steps):
             return None
-        clients = personalised_metrics(
-            client,
-            state,
-            list(self.local_groups),
-            self.local_test,
-            rank_of=rank_of,
-            finetune_steps=steps,
-            round_=round_,
-            score=self.score,
-        )
+        with autocast(model_device(self.model), self.precision):
+            clients = personalised_metrics(
+                client,
+                state,
+                list(self.local_groups),
+                self.local_test,
+                rank_of=rank_of,
+                finetune_steps=steps,
+                round_=round_,
+                score=self.score,
+            )
         return {**spread(clients, self.key), "finetune_steps": steps, "by_client": clients}

@@ -80,6 +80,52 @@ def check_precision(device: torch.device, precision: str) -> None:
         raise ConfigError(f"precision=bf16: {torch.cuda.get_device_name(device)} has no bfloat16; use fp16 or fp32")
 
 
+HALF_STORED = (nn.Linear, nn.Embedding, nn.modules.conv._ConvNd)
+
+
+def base_dtype(setting: str, precision: str, device: torch.device, refused: bool = False) -> torch.dtype:
+    """What the frozen base's matrices are stored in: ``setting`` (fp32, bf16, fp16), or for ``auto`` the
+    precision's half type on an accelerator (unless ``refused``), else fp32.
+
+    Example:
+        >>> base_dtype("auto", "bf16", torch.device("cpu"))
+        torch.float32
+    """
+    if setting != "auto":
+        return DTYPES[setting]
+    if precision == "fp32" or device.type == "cpu" or refused:
+        return torch.float32
+    return DTYPES[precision]
+
+
+def store_frozen_in(model: nn.Module, dtype: torch.dtype) -> int:
+    """Cast the frozen weights of the model's linear, embedding and convolution layers (and Hugging Face's
+    Conv1D) to ``dtype``; trainable tensors, norms and buffers keep theirs. Returns the bytes saved.
+
+    Example:
+        >>> m = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4))
+        >>> _ = m[0].weight.requires_grad_(False)
+        >>> store_frozen_in(m, torch.bfloat16)
+        32
+        >>> m[0].weight.dtype, m[0].bias.dtype, m[1].weight.dtype
+        (torch.bfloat16, torch.float32, torch.float32)
+    """
+    saved = 0
+    for module in model.modules():
+        if not (isinstance(module, HALF_STORED) or type(module).__name__ == "Conv1D"):
+            continue
+        for p in module.parameters(recurse=False):
+            if not p.requires_grad and p.is_floating_point() and p.dtype != dtype:
+                saved += p.numel() * (p.element_size() - torch.finfo(dtype).bits // 8)
+                p.data = p.data.to(dtype)
+    return saved
+
+
+def is_half(model: nn.Module) -> bool:
+    """Whether some frozen weight of the model is stored in bf16 or fp16 (it must then run under autocast)."""
+    return any(not p.requires_grad and p.dtype in (torch.bfloat16, torch.float16) for p in model.parameters())
+
+
 def describe(device: torch.device) -> str:
     """The device in words, for the run header.
 
