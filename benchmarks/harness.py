@@ -15,6 +15,7 @@ from typing import Any
 import fedpeft
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+RESULTS = Path(__file__).resolve().parent / "results"  # the results saved with the repository
 
 
 def parser(doc: str, results: str, what: str = "config") -> argparse.ArgumentParser:
@@ -37,7 +38,11 @@ def chosen(only: str | None, known: Sequence[str]) -> list[str]:
 
 
 def latest(path: Path, key: Callable[[dict], Hashable]) -> dict[Hashable, dict]:
-    """The last row saved for each key of a JSON-lines results file."""
+    """The last row saved for each key of a JSON-lines results file; without one under ``--out`` (a fresh
+    clone), the results saved with the repository (benchmarks/results/)."""
+    if not path.exists() and (RESULTS / path.name).exists():
+        print(f"({path} not found: reporting the saved {RESULTS / path.name})", file=sys.stderr)
+        path = RESULTS / path.name
     rows: dict[Hashable, dict] = {}
     for line in path.read_text().splitlines():
         r = json.loads(line)
