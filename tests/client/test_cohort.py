@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import BertConfig, BertModel
 
 import fedpeft
 from fedpeft.build import build_client, build_server, build_setup
@@ -37,18 +36,6 @@ METHODS = {
     "hra": ["peft.method=hra"],
     "top_layers": ["peft.method=top_layers"],
 }
-
-
-@pytest.fixture(scope="module")
-def no_dropout_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny BERT with dropout off (so that one pass for all and one pass each must agree)."""
-    folder = tmp_path_factory.mktemp("tiny-bert-no-dropout")
-    for f in tiny_model_dir.iterdir():
-        if not f.name.startswith(("config", "model")):
-            (folder / f.name).write_bytes(f.read_bytes())
-    cfg = BertConfig.from_pretrained(str(tiny_model_dir), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    BertModel.from_pretrained(str(tiny_model_dir), config=cfg).save_pretrained(str(folder))
-    return folder
 
 
 def replies(tiny_config: dict, model: Path, tmp_path: Path, overrides: list[str], cohort: bool) -> dict:

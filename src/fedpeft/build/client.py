@@ -73,6 +73,11 @@ def build_client(
         >>> client = build_client(cfg, setup, strategy, Path("runs/x/client_state"))  # doctest: +SKIP
     """
     ids = list(setup.client_data) if client_ids is None else list(client_ids)
+    if cfg.clients.loss != "cross_entropy" and setup.task == "causal_lm":
+        raise ConfigError(
+            f"clients.loss={cfg.clients.loss} shifts class logits by the client's label counts; a language "
+            "model has no class labels: set clients.loss: cross_entropy"
+        )
     compression = cfg.compression
     store = ClientStateStore(state_dir, max_bytes=0, reopen=True) if reopen else ClientStateStore(state_dir)
     trainer = LocalTrainer(setup.model, setup.trainable, cfg.clients, dp=dp_sgd(setup), precision=cfg.precision)

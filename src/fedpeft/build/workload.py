@@ -71,23 +71,9 @@ class Setup:
 
 
 def configure_torch(cfg: RunConfig) -> None:
-    return_freed_memory()
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
-
-
-def return_freed_memory() -> None:
-    """glibc: serve every allocation above 128 KiB (payloads, tensors, client states) from its own mapping,
-    given back to the OS when freed. glibc's default raises that threshold as big blocks are freed, and then
-    a round of many clients leaves its freed buffers in the heap: 1,000 clients with kept AdamW moments
-    peaked 0.4 GiB higher per 500 clients without this."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD (fixed: no dynamic raising)
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to tune
 
 
 def _check_kind(cfg: RunConfig, dataset: Examples, task: str) -> None:

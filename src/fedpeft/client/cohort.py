@@ -23,6 +23,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from fedpeft.client.costs import batch_units
+from fedpeft.client.objectives import ClientObjective, offset_loss
 from fedpeft.client.trainer import LocalResult, LocalTrainer, flatten_optimizer_state, unflatten_optimizer_state
 from fedpeft.data.batching import ClientDataset
 from fedpeft.errors import ConfigError
@@ -46,6 +47,7 @@ class Member:
     samples: int = 0
     units: int = 0
     loss_sum: float = 0.0
+    objective: ClientObjective | None = None  # the client's loss (label-skew objectives shift its logits)
 
 
 def routing_units(model: nn.Module, names: Sequence[str]) -> dict[str, list[str]]:
@@ -123,6 +125,8 @@ class CohortTrainer:
                 m.optimizer.load_state_dict(unflatten_optimizer_state(m.opt_state, m.optimizer))
             budget = cfg.local_steps if m.local_steps is None else m.local_steps
             m.batches = self.trainer.shuffled(len(m.data), budget, m.rng)
+            m.objective = ClientObjective(cfg.loss, cfg.calibration_tau)
+            m.objective.start(m.data)
         self.model.train()
         with self._routed():
             while True:
@@ -151,8 +155,12 @@ class CohortTrainer:
             labels = stacked.pop("labels")
             logits = self.model(**stacked).logits
             losses = [
-                member_loss(logits[k * rows : k * rows + len(idx)], labels[k * rows : k * rows + len(idx)])
-                for k, (_, idx) in enumerate(step)
+                member_loss(
+                    logits[k * rows : k * rows + len(idx)],
+                    labels[k * rows : k * rows + len(idx)],
+                    None if m.objective is None else m.objective.offsets(logits.shape[-1]),
+                )
+                for k, (m, idx) in enumerate(step)
             ]
             torch.stack(losses).sum().backward()
         for (m, idx), loss, batch in zip(step, losses, batches):
@@ -235,11 +243,12 @@ def stack_batches(batches: Sequence[dict[str, torch.Tensor]], pad_id: int = 0) -
     return {k: torch.cat(v) for k, v in out.items()}, rows
 
 
-def member_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def member_loss(logits: torch.Tensor, labels: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
     """A client's mean loss over its own rows, as the model computes it: cross-entropy per example for
-    classification, per target token (shifted, -100 ignored) for language models."""
+    classification (its logits shifted by the client objective's ``offsets``), per target token (shifted,
+    -100 ignored) for language models."""
     if labels.dim() == 2 and logits.dim() == 3:
         return nn.functional.cross_entropy(
             logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=-100
         )
-    return nn.functional.cross_entropy(logits.float(), labels)
+    return offset_loss(logits, labels, offsets)

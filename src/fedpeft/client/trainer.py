@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from fedpeft.client.costs import FlopCounter, batch_units
+from fedpeft.client.objectives import ClientObjective
 from fedpeft.config.schema import ClientConfig
 from fedpeft.data.batching import ClientDataset, shuffled_batches
 from fedpeft.model.device import autocast, model_device, on_device
@@ -55,6 +56,7 @@ class LocalTrainer:
         self.precision = precision  # autocast dtype of the forward pass (fp16 adds a gradient scaler)
         self.device = model_device(model)
         self.scaler: torch.amp.GradScaler | None = None
+        self.objective = ClientObjective(cfg.loss, cfg.calibration_tau)  # the client's loss (label-skew aware)
         cache = getattr(model, "prefix_cache", None)  # its fills are one-off work, not per-step cost
         self.flops = FlopCounter(None if cache is None else lambda: cache.misses)
 
@@ -83,6 +85,7 @@ class LocalTrainer:
         corrections)."""
         start = time.perf_counter()
         budget = self.cfg.local_steps if local_steps is None else local_steps
+        self.objective.start(data)
         opt = self.make_optimizer()
         if opt_state is not None:
             opt.load_state_dict(unflatten_optimizer_state(opt_state, opt))
@@ -145,9 +148,16 @@ class LocalTrainer:
         with autocast(self.device, self.precision):
             if self.dp is not None:
                 return self.dp.backward(lambda b: self.model(**b).loss, batch, size, self.state.params)
-            loss = self.model(**batch).loss
+            loss = self.loss(batch)
         (loss if scaler is None else scaler.scale(loss)).backward()
         return loss
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The batch's mean loss: the model's own, or the client objective's on the model's logits."""
+        if self.objective.plain:
+            return self.model(**batch).loss
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        return self.objective.loss(self.model(**inputs).logits, batch["labels"])
 
     def _plan(
         self, n: int, budget: int | None, rng: np.random.Generator, opt: torch.optim.Optimizer

@@ -136,6 +136,12 @@ def _strategy(cfg: RunConfig) -> None:
 
 def _privacy(cfg: RunConfig) -> None:
     p, r = cfg.privacy, cfg.robustness
+    if p.dp_sgd.enabled and cfg.clients.loss != "cross_entropy":
+        raise ValueError(
+            f"clients.loss={cfg.clients.loss} shifts every example's logits by the client's label counts, so one "
+            "example changes the others' gradients and DP-SGD's per-example bound no longer holds: set "
+            "clients.loss: cross_entropy (client-level DP, privacy.client_dp, covers the counts)"
+        )
     if p.client_dp != "off" and (r.aggregator != "mean" or r.norm_bound):
         raise ValueError(
             "privacy.client_dp clips and averages updates itself: drop robustness.aggregator and "

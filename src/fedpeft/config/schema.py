@@ -109,6 +109,13 @@ class ClientConfig(Section):
     weight_decay: float = Field(0.0, ge=0.0)
     momentum: float = Field(0.0, ge=0.0, lt=1.0, description="for sgd")
     max_grad_norm: float | None = Field(None, gt=0.0)
+    loss: Literal["cross_entropy", "balanced_softmax", "logit_calibration"] = Field(
+        "cross_entropy",
+        description="classification loss: balanced_softmax adds log n_y to the logits (Ren et al. 2020), "
+        "logit_calibration subtracts calibration_tau * n_y^(-1/4) (FedLC, Zhang et al. 2022), n_y being the "
+        "client's examples of label y: a label-skewed client stops writing its own prior into the shared model",
+    )
+    calibration_tau: float = Field(1.0, gt=0.0, description="FedLC's tau, for loss: logit_calibration")
     keep_optimizer_state: bool = Field(
         False, description="keep each client's optimiser state across the rounds it takes part in"
     )

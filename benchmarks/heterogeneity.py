@@ -1,0 +1,231 @@
+"""Heterogeneous clients: the global model's quality against label skew for each client recipe, beside the
+centralised model trained on the same examples with the same steps.
+
+Tasks (each its shipped config): sentiment (MiniLM + LoRA on Rotten Tomatoes; 50 clients, 10 per round, 5
+local steps of 8 examples, 20 rounds; 500 central test snippets), digits (MobileNetV2 + LoRA on 8x8 digits;
+20 clients, 5 per round, 10 local steps, 20 rounds) and chat (SmolLM2 + LoRA on chatterbot pairs; 20
+clients, 4 per round, 4 local steps, 10 rounds; perplexity). Splits: IID, Dirichlet alpha 1.0 and 0.1 (each
+client's label mix, or chat category mix, drawn from Dir(alpha)) and the natural one (the largest groups: one
+client per movie, per chat category). On the classification tasks 20% of each client's examples are held out
+for per-client accuracy of the global model (mean and the worst 10% of clients). The centralised row trains
+one client on all the examples for clients-per-round x local-steps steps per round, the same rounds. The
+report gives each setting's seed mean and spread (max - min). Results are appended to
+runs/benchmarks/heterogeneity.jsonl as each run finishes.
+
+Run: .venv/bin/python benchmarks/heterogeneity.py [--tasks sentiment,digits] [--only fedavg,fedlc]
+         [--splits iid,dir0.1] [--seeds 0,1] [overrides, e.g. threads=1]
+     .venv/bin/python benchmarks/heterogeneity.py --report   # tables and runs/benchmarks/heterogeneity.png
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness import chosen, latest, parser, reproduce, run_and_append
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+# task: (config, its workload, the centralised run's steps per round = clients per round x local steps)
+TASKS: dict[str, tuple[str, list[str], int]] = {
+    "sentiment": (
+        "quickstart.yaml",
+        [
+            "rounds=20",
+            "partition.num_clients=50",
+            "clients.per_round=10",
+            "clients.local_steps=5",
+            "data.local_test_fraction=0.2",
+            "eval.per_client=true",
+            "data.max_test_examples=500",
+        ],
+        50,
+    ),
+    "digits": (
+        "digits.yaml",
+        [
+            "rounds=20",
+            "partition.num_clients=20",
+            "clients.per_round=5",
+            "clients.local_steps=10",
+            "data.local_test_fraction=0.2",
+            "eval.per_client=true",
+        ],
+        50,
+    ),
+    "chat": (
+        "chat.yaml",
+        ["rounds=10", "partition.num_clients=20", "clients.per_round=4", "clients.local_steps=4"],
+        16,
+    ),
+}
+COMMON = ["eval.every=0", "output.save_adapter=false"]
+SPLITS = {
+    "iid": ["partition.method=iid"],
+    "dir1.0": ["partition.method=dirichlet", "partition.alpha=1.0", "partition.dirichlet_over=clients"],
+    "dir0.1": ["partition.method=dirichlet", "partition.alpha=0.1", "partition.dirichlet_over=clients"],
+    "natural": ["partition.method=natural", "partition.min_examples_per_client=8"],  # the largest groups
+}
+SGD = ["clients.optimizer=sgd", "clients.lr=0.05", "clients.momentum=0.9"]
+# Client recipes: the default (a fresh AdamW each round, lr 1e-3) and what the literature offers for label skew.
+METHODS: dict[str, list[str]] = {
+    "fedavg": [],
+    "fedavg sgd": SGD,
+    "fedlc": ["clients.loss=logit_calibration"],  # Zhang et al., ICML 2022
+    "balanced softmax": ["clients.loss=balanced_softmax"],  # Ren et al., NeurIPS 2020
+    "fedlc sgd": [*SGD, "clients.loss=logit_calibration"],
+    "fedprox": ["strategy.name=fedprox", "strategy.mu=0.01"],
+    "scaffold sgd": [*SGD, "strategy.name=scaffold"],
+    "centralised": [],
+}
+CENTRAL = "centralised"
+LABEL_ONLY = ("fedlc", "balanced softmax", "fedlc sgd")  # class-label objectives: not for language models
+
+
+def row(name: str, s: dict) -> dict:
+    task, method, split, seed = name.split(" / ")
+    pc = s.get("per_client") or {}
+    final = s["final"]
+    return {
+        "task": task,
+        "method": method,
+        "split": split,
+        "seed": int(seed.removeprefix("seed ")),
+        "metric": "accuracy" if "accuracy" in final else "perplexity",
+        "value": final.get("accuracy", final.get("perplexity")),
+        "macro_f1": final.get("macro_f1"),
+        "client_mean": pc.get("mean"),
+        "client_worst_10pct": pc.get("worst_10pct"),
+        "bytes_up": s["ledger"]["bytes_up"],
+        "wall_seconds": s["wall_seconds"],
+    }
+
+
+def overrides(task: str, method: str, split: str, seed: int) -> list[str]:
+    _, workload, central_steps = TASKS[task]
+    if method == CENTRAL:
+        one = ["partition.method=iid", "partition.num_clients=1", "clients.per_round=1"]
+        return [*workload, *COMMON, *one, f"clients.local_steps={central_steps}", f"seed={seed}"]
+    return [*workload, *COMMON, *SPLITS[split], *METHODS[method], f"seed={seed}"]
+
+
+def jobs(tasks: list[str], methods: list[str], splits: list[str], seeds: list[int]) -> list[tuple[str, str, list[str]]]:
+    out = []
+    for task in tasks:
+        for method in methods:
+            if task == "chat" and method in LABEL_ONLY:
+                continue
+            for split in [CENTRAL] if method == CENTRAL else splits:
+                for seed in seeds:
+                    name = f"{task} / {method} / {split} / seed {seed}"
+                    out.append((name, task, overrides(task, method, split, seed)))
+    return out
+
+
+def cells(rows: list[dict]) -> dict[tuple[str, str, str], dict[str, float]]:
+    """Mean and spread (max - min) over seeds of each (task, method, split)."""
+    groups: dict[tuple[str, str, str], list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r.get("task", "sentiment"), r["method"], r["split"]), []).append(r)
+    out = {}
+    for key, rs in groups.items():
+        v = [r["value"] if "value" in r else r["accuracy"] for r in rs]
+        worst = [r["client_worst_10pct"] for r in rs if r.get("client_worst_10pct") is not None]
+        out[key] = {
+            "mean": sum(v) / len(v),
+            "spread": max(v) - min(v),
+            "seeds": len(v),
+            "worst": sum(worst) / len(worst) if worst else float("nan"),
+        }
+    return out
+
+
+def table(rows: list[dict], task: str) -> str:
+    c = {(m, sp): x for (t, m, sp), x in cells(rows).items() if t == task}
+    metric = next((r.get("metric", "accuracy") for r in rows if r.get("task", "sentiment") == task), "accuracy")
+    splits = [s for s in SPLITS if any(k[1] == s for k in c)]
+    lines = [f"{task} ({metric}: seed mean (spread max - min, seeds); worst 10% of clients' held-out accuracy)"]
+    lines.append("| method | " + " | ".join(f"{s} | {s} worst 10%" for s in splits) + " |")
+    lines.append("|---|" + "---:|" * (2 * len(splits)))
+    for method in METHODS:
+        if method == CENTRAL or not any(k[0] == method for k in c):
+            continue
+        parts = []
+        for s in splits:
+            x = c.get((method, s))
+            parts += ["-", "-"] if x is None else [f"{x['mean']:.3f} ({x['spread']:.3f}, {x['seeds']})", _f(x["worst"])]
+        lines.append(f"| {method} | " + " | ".join(parts) + " |")
+    central = c.get((CENTRAL, CENTRAL))
+    if central:
+        lines.append(
+            f"centralised (one client, the same examples and steps): {central['mean']:.3f} "
+            f"(spread {central['spread']:.3f}, {central['seeds']} seeds)"
+        )
+    return "\n".join(lines)
+
+
+def _f(x: float) -> str:
+    return "-" if x != x else f"{x:.3f}"
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    """Per task: the metric against the split, one line per method (seed mean, error bars the seed range),
+    centralised as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    c = cells(rows)
+    tasks = [t for t in TASKS if any(k[0] == t for k in c)]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        splits = [s for s in SPLITS if any(k[0] == task and k[2] == s for k in c)]
+        for method in METHODS:
+            pts = [(i, c[(task, method, s)]) for i, s in enumerate(splits) if (task, method, s) in c]
+            if method == CENTRAL or not pts:
+                continue
+            xs, ys = [i for i, _ in pts], [x["mean"] for _, x in pts]
+            ax.errorbar(xs, ys, yerr=[x["spread"] / 2 for _, x in pts], marker="o", capsize=3, label=method)
+        if (task, CENTRAL, CENTRAL) in c:
+            ax.axhline(c[(task, CENTRAL, CENTRAL)]["mean"], color="black", linestyle="--", label="centralised")
+        metric = next((r.get("metric", "accuracy") for r in rows if r.get("task", "sentiment") == task), "accuracy")
+        ax.set_xticks(range(len(splits)), splits)
+        ax.set_xlabel("split (more label skew to the right of iid)")
+        ax.set_ylabel(f"global test {metric}")
+        ax.set_title(task)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"plot: {path}")
+
+
+def report(out: Path) -> None:
+    key = lambda r: (r.get("task", "sentiment"), r["method"], r["split"], r["seed"])  # noqa: E731
+    rows = list(latest(out / "heterogeneity.jsonl", key).values())
+    for task in TASKS:
+        if any(r.get("task", "sentiment") == task for r in rows):
+            print(table(rows, task), end="\n\n")
+    plot(rows, out / "heterogeneity.png")
+
+
+def main() -> None:
+    p = parser(__doc__ or "", "heterogeneity.jsonl", "method")
+    p.add_argument("--tasks", default="sentiment", help=f"comma-separated tasks of {list(TASKS)}")
+    p.add_argument("--splits", default=",".join(SPLITS), help="comma-separated splits")
+    p.add_argument("--seeds", default="0,1", help="comma-separated seeds")
+    args = p.parse_args()
+    out = Path(args.out)
+    if args.report:
+        report(out)
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    tasks, splits = chosen(args.tasks, list(TASKS)), chosen(args.splits, list(SPLITS))
+    methods = chosen(args.only, list(METHODS))
+    for name, task, extra in jobs(tasks, methods, splits, [int(s) for s in args.seeds.split(",")]):
+        config = CONFIGS / TASKS[task][0]
+        run_and_append(name, [*extra, *args.overrides], out, "heterogeneity.jsonl", "het-", row, config=config)
+    report(out)
+    reproduce("heterogeneity.py")
+
+
+if __name__ == "__main__":
+    main()
