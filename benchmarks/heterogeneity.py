@@ -65,6 +65,9 @@ SPLITS = {
     "natural": ["partition.method=natural", "partition.min_examples_per_client=8"],  # the largest groups
 }
 SGD = ["clients.optimizer=sgd", "clients.lr=0.05", "clients.momentum=0.9"]
+# FedAvgM (Hsu et al. 2019) with momentum 0.9 and server lr 0.1: the long-run step of FedAvg, averaged over
+# about ten rounds, so the last round's clients (one label each, under skew) do not set the model alone.
+SERVER_MOMENTUM = ["strategy.name=fedavgm", "strategy.momentum=0.9", "strategy.server_lr=0.1"]
 # Client recipes: the default (a fresh AdamW each round, lr 1e-3) and what the literature offers for label skew.
 METHODS: dict[str, list[str]] = {
     "fedavg": [],
@@ -72,12 +75,16 @@ METHODS: dict[str, list[str]] = {
     "fedlc": ["clients.loss=logit_calibration"],  # Zhang et al., ICML 2022
     "balanced softmax": ["clients.loss=balanced_softmax"],  # Ren et al., NeurIPS 2020
     "fedlc sgd": [*SGD, "clients.loss=logit_calibration"],
+    "balanced softmax sgd": [*SGD, "clients.loss=balanced_softmax"],
+    "fedavgm sgd": [*SGD, *SERVER_MOMENTUM],
+    "fedavgm balanced softmax sgd": [*SGD, *SERVER_MOMENTUM, "clients.loss=balanced_softmax"],
     "fedprox": ["strategy.name=fedprox", "strategy.mu=0.01"],
     "scaffold sgd": [*SGD, "strategy.name=scaffold"],
     "centralised": [],
 }
 CENTRAL = "centralised"
-LABEL_ONLY = ("fedlc", "balanced softmax", "fedlc sgd")  # class-label objectives: not for language models
+# class-label objectives: not for language models
+LABEL_ONLY = tuple(m for m, o in METHODS.items() if any(x.startswith("clients.loss=") for x in o))
 
 
 def row(name: str, s: dict) -> dict:
