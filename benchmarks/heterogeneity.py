@@ -96,9 +96,11 @@ def row(name: str, s: dict) -> dict:
         "method": method,
         "split": split,
         "seed": int(seed.removeprefix("seed ")),
+        "rounds": s["rounds"],
         "metric": "accuracy" if "accuracy" in final else "perplexity",
         "value": final.get("accuracy", final.get("perplexity")),
         "macro_f1": final.get("macro_f1"),
+        "majority": s.get("data", {}).get("majority_baseline"),
         "client_mean": pc.get("mean"),
         "client_worst_10pct": pc.get("worst_10pct"),
         "bytes_up": s["ledger"]["bytes_up"],
@@ -127,11 +129,19 @@ def jobs(tasks: list[str], methods: list[str], splits: list[str], seeds: list[in
     return out
 
 
+def label(r: dict) -> str:
+    """A row's method, with its number of rounds when that is not the task's own."""
+    task = r.get("task", "sentiment")
+    default = next(int(o.split("=")[1]) for o in TASKS[task][1] if o.startswith("rounds="))
+    rounds = r.get("rounds") or default
+    return r["method"] if rounds == default else f"{r['method']}, {rounds} rounds"
+
+
 def cells(rows: list[dict]) -> dict[tuple[str, str, str], dict[str, float]]:
-    """Mean and spread (max - min) over seeds of each (task, method, split)."""
+    """Mean and spread (max - min) over seeds of each (task, method and rounds, split)."""
     groups: dict[tuple[str, str, str], list[dict]] = {}
     for r in rows:
-        groups.setdefault((r.get("task", "sentiment"), r["method"], r["split"]), []).append(r)
+        groups.setdefault((r.get("task", "sentiment"), label(r), r["split"]), []).append(r)
     out = {}
     for key, rs in groups.items():
         v = [r["value"] if "value" in r else r["accuracy"] for r in rs]
@@ -152,21 +162,26 @@ def table(rows: list[dict], task: str) -> str:
     lines = [f"{task} ({metric}: seed mean (spread max - min, seeds); worst 10% of clients' held-out accuracy)"]
     lines.append("| method | " + " | ".join(f"{s} | {s} worst 10%" for s in splits) + " |")
     lines.append("|---|" + "---:|" * (2 * len(splits)))
-    for method in METHODS:
-        if method == CENTRAL or not any(k[0] == method for k in c):
+    for method in ordered({k[0] for k in c}):
+        if method.startswith(CENTRAL):
             continue
         parts = []
         for s in splits:
             x = c.get((method, s))
             parts += ["-", "-"] if x is None else [f"{x['mean']:.3f} ({x['spread']:.3f}, {x['seeds']})", _f(x["worst"])]
         lines.append(f"| {method} | " + " | ".join(parts) + " |")
-    central = c.get((CENTRAL, CENTRAL))
-    if central:
-        lines.append(
-            f"centralised (one client, the same examples and steps): {central['mean']:.3f} "
-            f"(spread {central['spread']:.3f}, {central['seeds']} seeds)"
-        )
+    for (method, _), central in c.items():
+        if method.startswith(CENTRAL):
+            lines.append(
+                f"{method} (one client, the same examples and steps): {central['mean']:.3f} "
+                f"(spread {central['spread']:.3f}, {central['seeds']} seeds)"
+            )
     return "\n".join(lines)
+
+
+def ordered(labels: set[str]) -> list[str]:
+    """Method labels in the order of METHODS, each method's longer runs after it."""
+    return sorted(labels, key=lambda m: (list(METHODS).index(m.split(",")[0]), m))
 
 
 def _f(x: float) -> str:
@@ -186,15 +201,21 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         splits = [s for s in SPLITS if any(k[0] == task and k[2] == s for k in c)]
-        for method in METHODS:
+        for method in ordered({k[1] for k in c if k[0] == task}):
             pts = [(i, c[(task, method, s)]) for i, s in enumerate(splits) if (task, method, s) in c]
-            if method == CENTRAL or not pts:
+            if method.startswith(CENTRAL) or not pts:
                 continue
             xs, ys = [i for i, _ in pts], [x["mean"] for _, x in pts]
             ax.errorbar(xs, ys, yerr=[x["spread"] / 2 for _, x in pts], marker="o", capsize=3, label=method)
-        if (task, CENTRAL, CENTRAL) in c:
-            ax.axhline(c[(task, CENTRAL, CENTRAL)]["mean"], color="black", linestyle="--", label="centralised")
+        for (t, method, _), central in c.items():
+            if t == task and method.startswith(CENTRAL):
+                ax.axhline(central["mean"], color="black", linestyle="--", linewidth=0.8)
+                ax.annotate(method, (0, central["mean"]), fontsize=7, va="bottom")
         metric = next((r.get("metric", "accuracy") for r in rows if r.get("task", "sentiment") == task), "accuracy")
+        majority = next((r["majority"] for r in rows if r.get("task") == task and r.get("majority")), None)
+        if majority is not None:
+            ax.axhline(majority, color="grey", linestyle=":", linewidth=0.8)
+            ax.annotate("majority class", (0, majority), fontsize=7, va="bottom", color="grey")
         ax.set_xticks(range(len(splits)), splits)
         ax.set_xlabel("split (more label skew to the right of iid)")
         ax.set_ylabel(f"global test {metric}")
@@ -206,7 +227,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def report(out: Path) -> None:
-    key = lambda r: (r.get("task", "sentiment"), r["method"], r["split"], r["seed"])  # noqa: E731
+    key = lambda r: (r.get("task", "sentiment"), label(r), r["split"], r["seed"])  # noqa: E731
     rows = list(latest(out / "heterogeneity.jsonl", key).values())
     for task in TASKS:
         if any(r.get("task", "sentiment") == task for r in rows):
