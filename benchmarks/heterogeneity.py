@@ -198,7 +198,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     c = cells(rows)
     tasks = [t for t in TASKS if any(k[0] == t for k in c)]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(8.5 * len(tasks), 4.5), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         splits = [s for s in SPLITS if any(k[0] == task and k[2] == s for k in c)]
         for method in ordered({k[1] for k in c if k[0] == task}):
@@ -215,12 +215,13 @@ def plot(rows: list[dict], path: Path) -> None:
         majority = next((r["majority"] for r in rows if r.get("task") == task and r.get("majority")), None)
         if majority is not None:
             ax.axhline(majority, color="grey", linestyle=":", linewidth=0.8)
-            ax.annotate("majority class", (0, majority), fontsize=7, va="bottom", color="grey")
+            right = len(splits) - 1
+            ax.annotate("majority class", (right, majority), fontsize=7, va="bottom", ha="right", color="grey")
         ax.set_xticks(range(len(splits)), splits)
         ax.set_xlabel("split (more label skew to the right of iid)")
         ax.set_ylabel(f"global test {metric}")
         ax.set_title(task)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     print(f"plot: {path}")
