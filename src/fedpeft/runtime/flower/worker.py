@@ -130,9 +130,12 @@ def stop_worker(place: NodePlace) -> bool:
     sock = _connect(socket_path(place))
     if sock is None:
         return False
-    with sock:
-        send(sock, {"stop": True})
-        receive(sock)
+    try:
+        with sock:
+            send(sock, {"stop": True})
+            receive(sock)
+    except (ConnectionError, WorkerError):  # it was already leaving (connected just before it closed)
+        return False
     return True
 
 
@@ -199,6 +202,8 @@ def serve(path: Path, idle: float) -> None:
                 conn.settimeout(None)
                 header, payload = receive(conn)
                 if header.get("stop"):
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()  # first: no one connects to a worker that is leaving
                     send(conn, {"stopped": os.getpid()})
                     return
                 try:
