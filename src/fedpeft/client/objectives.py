@@ -82,6 +82,7 @@ class ClientObjective:
     def __init__(self, objective: Objective = "cross_entropy", tau: float = 1.0) -> None:
         self.objective, self.tau = objective, tau
         self.counts: np.ndarray | None = None
+        self._offsets: torch.Tensor | None = None  # this client's, computed at its first batch
 
     @property
     def plain(self) -> bool:
@@ -91,7 +92,7 @@ class ClientObjective:
         """Take the label counts of the client about to train (fails clearly on data without class labels)."""
         if self.plain:
             return
-        self.counts = label_counts(data)
+        self.counts, self._offsets = label_counts(data), None
         if self.counts is None:
             raise ValueError(
                 f"clients.loss={self.objective} needs class labels (a classification task); "
@@ -102,7 +103,9 @@ class ClientObjective:
         if self.plain:
             return None
         assert self.counts is not None, "call start(data) before the first batch"
-        return logit_offsets(self.objective, self.counts, num_classes, self.tau)
+        if self._offsets is None or len(self._offsets) != num_classes:  # once per client, not per step
+            self._offsets = logit_offsets(self.objective, self.counts, num_classes, self.tau)
+        return self._offsets
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return offset_loss(logits, labels, self.offsets(logits.shape[-1]))
