@@ -6,6 +6,8 @@ import os
 
 # Tests never download: set before transformers / datasets / huggingface_hub read them at import.
 os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+# The tests' runs share cores among themselves only, not with whatever else runs on the machine.
+os.environ.setdefault("FEDPEFT_CORES_DIR", __import__("tempfile").mkdtemp(prefix="fedpeft-test-cores-"))
 
 from pathlib import Path  # noqa: E402
 

@@ -139,7 +139,7 @@ def test_all_updates_failing_is_recorded_not_raised(tiny_config: dict, monkeypat
 def test_local_model_path_that_does_not_exist_is_clear(tiny_config: dict) -> None:
     from fedpeft.errors import ModelError
 
-    with pytest.raises(ModelError, match="could not load model '/no/such/model'"):
+    with pytest.raises(ModelError, match="model.name='/no/such/model': no such file or folder"):
         fedpeft.run(tiny_config, ["model.name=/no/such/model"], progress=False)
 
 
@@ -193,3 +193,31 @@ def test_cut_down_model_and_non_text_models_in_run(tiny_config: dict) -> None:
         ConfigError, match="holds labelled texts, but model.name=.smollm2. is a causal lm model: set model.name=minilm"
     ):
         build(load_config(tiny_config, ["model.name=smollm2"]))
+
+
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        (["model.name=nobody/no-such-model"], "not in the Hugging Face cache"),  # refused before the folder
+        (["strategy.name=flora", "clients.workers=2"], "writes to the shared model"),  # refused while building
+    ],
+)
+def test_a_refused_run_leaves_no_folder(tiny_config: dict, bad: list[str], error: str) -> None:
+    from fedpeft.errors import FedPeftError
+
+    out = Path(tiny_config["output"]["dir"])
+    first = fedpeft.run(tiny_config, ["rounds=1"], progress=False)  # an earlier run's folder stays untouched
+    with pytest.raises(FedPeftError, match=error):
+        fedpeft.run(tiny_config, bad, progress=False)
+    with pytest.raises(FedPeftError, match=error):
+        fedpeft.run(tiny_config, [*bad, "output.overwrite=true"], progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["tiny"]
+    assert (Path(first["run_dir"]) / "summary.json").is_file()
+
+
+def test_an_unwritable_output_dir_is_one_clear_error(tiny_config: dict, tmp_path: Path) -> None:
+    from fedpeft.errors import ConfigError
+
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigError, match=r"output.dir='.*a-file/runs': cannot write .* a folder you can write"):
+        fedpeft.run(tiny_config, [f"output.dir={tmp_path / 'a-file' / 'runs'}"], progress=False)

@@ -23,9 +23,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
+    from fedpeft.build import check_sources
     from fedpeft.config import dump_yaml, load_config
 
     cfg = load_config(args.config, args.overrides)
+    check_sources(cfg)  # the model and the data can be found here (local, packaged, cached or on a reachable hub)
     print(f"{args.config}: valid")
     if args.show:
         print(dump_yaml(cfg), end="")

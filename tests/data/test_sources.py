@@ -43,8 +43,19 @@ def test_hf_path_goes_through_the_datasets_library(tmp_path: Path, frame: pd.Dat
 
 
 def test_unknown_hf_id_says_what_to_do() -> None:
-    with pytest.raises(DataError, match="point data.hf_id at a local folder"):
+    with pytest.raises(DataError, match="HF_HUB_OFFLINE is set; use a local dataset folder"):
         load_dataset(DataConfig(dataset="hf", hf_id="no-such-user/no-such-dataset"))
+
+
+@pytest.mark.parametrize("dict_", [False, True])
+def test_a_save_to_disk_folder_loads(tmp_path: Path, frame: pd.DataFrame, dict_: bool) -> None:
+    import datasets
+
+    ds = datasets.Dataset.from_pandas(frame)
+    (datasets.DatasetDict(train=ds) if dict_ else ds).save_to_disk(str(tmp_path / "saved"))
+    cfg = DataConfig(dataset="hf", hf_id=str(tmp_path / "saved"), text_column="review", label_column="stars")
+    loaded = load_dataset(cfg)
+    assert len(loaded) == len(frame) and list(loaded.texts) == list(frame.review)
 
 
 def test_missing_column_lists_the_columns(tmp_path: Path, frame: pd.DataFrame) -> None:

@@ -9,7 +9,8 @@ from fedpeft.client import FederatedClient
 from fedpeft.config.schema import RunConfig
 from fedpeft.errors import ConfigError
 from fedpeft.fleet import ClientProfile, Fleet, InProcessSecAgg, LocalFleet, SecureAggregation, SimulatedParticipation
-from fedpeft.fleet.processes import ProcessFleet, available_cores, default_workers
+from fedpeft.fleet.cores import available_cores
+from fedpeft.fleet.processes import ProcessFleet, default_workers
 
 
 def secure_settings(cfg: RunConfig) -> SecureAggregation | None:

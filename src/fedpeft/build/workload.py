@@ -4,7 +4,6 @@ the evaluator of held-out data."""
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +18,14 @@ from fedpeft.data.batching import CausalLMDataset
 from fedpeft.data.chat import encode_chat, encode_text
 from fedpeft.data.dataset import Examples, GenerationDataset, ImageDataset, TextDataset
 from fedpeft.data.images import PixelDataset, to_pixels
+from fedpeft.data.sources import check_source
 from fedpeft.errors import ConfigError
 from fedpeft.evaluation.evaluator import Evaluator
+from fedpeft.fleet.cores import claim
 from fedpeft.methods.configured import apply_configured
 from fedpeft.model import TrainableState
 from fedpeft.model.device import base_dtype, check_precision, is_half, resolve_device, store_frozen_in
-from fedpeft.model.load import infer_task, load_model
+from fedpeft.model.load import infer_task, load_model, resolve
 from fedpeft.model.prefix_cache import PrefixCache, frozen_prefix_depth
 from fedpeft.strategy import STRATEGIES
 
@@ -71,7 +72,7 @@ class Setup:
 
 
 def configure_torch(cfg: RunConfig) -> None:
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    claim(cfg.threads)  # this run's share of the cores (or its pinned threads)
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed % 2**32)
 
@@ -83,6 +84,12 @@ def _check_kind(cfg: RunConfig, dataset: Examples, task: str) -> None:
             f"data.dataset={cfg.data.dataset} holds {what}, but model.name={cfg.model.name!r} is a "
             f"{task.replace('_', ' ')} model: set model.name={fix} (or a matching model)"
         )
+
+
+def check_sources(cfg: RunConfig) -> None:
+    """Fail at once (before a run folder or any download) when the model or the data cannot be found here."""
+    resolve(cfg.model.name)
+    check_source(cfg.data)
 
 
 def build_setup(cfg: RunConfig) -> Setup:

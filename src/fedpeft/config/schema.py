@@ -131,7 +131,8 @@ class ClientConfig(Section):
         ge=1,
         description="train a round's clients in this many processes forked from the run (sharing the frozen "
         "base's memory), each with threads / workers torch threads; default: one per core the run may use "
-        "(threads, else every core) on the CPU, one on an accelerator. Same results as one process with as many "
+        "(threads, else its affinity mask capped by OMP_NUM_THREADS; as many train at once as its share allows) "
+        "on the CPU, one on an accelerator. Same results as one process with as many "
         "threads per process",
     )
 
@@ -369,7 +370,13 @@ class RunConfig(Section):
     seed: int = 0
     rounds: int = Field(10, ge=1)
     runtime: Literal["simulator"] = "simulator"
-    threads: int | None = Field(None, ge=1, description="torch CPU threads; None uses every core")
+    threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads, pinned; None: this run's share of the cores it may use (its affinity "
+        "mask, capped by OMP_NUM_THREADS), split evenly with the other fedpeft runs on the machine and re-read "
+        "each round, so runs started together never oversubscribe the CPU",
+    )
     device: str = Field(
         "auto",
         pattern=r"^(auto|cpu|mps|cuda(:\d+)?)$",

@@ -11,6 +11,7 @@ import pandas as pd
 
 from fedpeft.config.schema import DataConfig
 from fedpeft.data.dataset import Examples, GenerationDataset, ImageDataset, TextDataset, from_frame
+from fedpeft.data.hub import check_hub_name
 from fedpeft.errors import DataError
 from fedpeft.registry import Registry
 
@@ -72,13 +73,34 @@ def read_table(path: str, kind: str) -> pd.DataFrame:
         raise DataError(f"could not read {path!r} as {kind}: {exc}") from None
 
 
+def saved_to_disk(path: str) -> bool:
+    """A folder written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``."""
+    folder = Path(path).expanduser()
+    return any((folder / f).is_file() for f in ("state.json", "dataset_dict.json"))
+
+
+def check_source(cfg: DataConfig) -> None:
+    """Fail at once when the data cannot be found: a missing file, or a hub id that is neither a local
+    folder nor cached while the hub is offline."""
+    if cfg.dataset == "hf" and cfg.hf_id is not None:
+        fix = "a local dataset folder (load_dataset's or save_to_disk's), or data.dataset: csv/jsonl/parquet"
+        check_hub_name(cfg.hf_id, "dataset", "data.hf_id", fix)
+    elif cfg.dataset in ("csv", "jsonl", "parquet") and cfg.path and not Path(cfg.path).expanduser().is_file():
+        raise DataError(f"data.path {cfg.path!r} does not exist or is not a file")
+
+
 def read_hub(cfg: DataConfig) -> pd.DataFrame:
     """Load a Hugging Face dataset id (or a local dataset folder) through the `datasets` library."""
     import datasets
 
     assert cfg.hf_id is not None
+    check_source(cfg)
     try:
-        ds = datasets.load_dataset(cfg.hf_id, split=cfg.hf_split)
+        if saved_to_disk(cfg.hf_id):
+            ds = datasets.load_from_disk(str(Path(cfg.hf_id).expanduser()))
+            ds = ds[cfg.hf_split] if isinstance(ds, datasets.DatasetDict) else ds
+        else:
+            ds = datasets.load_dataset(cfg.hf_id, split=cfg.hf_split)
     except Exception as exc:  # datasets raises many types: missing id, offline hub, bad split
         raise DataError(
             f"could not load Hugging Face dataset {cfg.hf_id!r} split {cfg.hf_split!r}: {exc}. "

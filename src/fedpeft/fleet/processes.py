@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
-import os
 import signal
 import struct
 import tempfile
@@ -29,6 +28,7 @@ from fedpeft.client.app import FederatedClient
 from fedpeft.client.messages import FitInstruction, FitReply
 from fedpeft.client.state_store import ClientStateStore
 from fedpeft.fleet.base import Delivery, OnReply, Sink, deliver, trim_heap
+from fedpeft.fleet.cores import available_cores, concurrent
 from fedpeft.model.state import TensorDict
 from fedpeft.pipeline import codec
 
@@ -168,7 +168,8 @@ class ProcessFleet:
         while len(self.workers) < min(self.size, len(instructions)):  # forked once the model is built
             self.workers.append(_Worker(self.client, self.threads, self.workers))
         out, pending = Delivery(), list(instructions)
-        idle = list(self.workers)
+        # as many at once as this run's share of the cores allows (each keeps its threads, so its numbers)
+        idle = self.workers[: concurrent(len(self.workers), self.threads)]
         busy: dict[Any, tuple[_Worker, FitInstruction]] = {}
         try:
             while pending or busy:
@@ -226,11 +227,6 @@ class ProcessFleet:
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         return None
-
-
-def available_cores() -> int:
-    """The cores this process may run on (its affinity mask, where the OS has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def default_workers(per_round: int, device: str, threads: int | None) -> int:

@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from fedpeft.data.hub import check_hub_name
 from fedpeft.data.sources import package_dir
 from fedpeft.errors import FedPeftError, ModelError
 from fedpeft.model.heads import MeanPoolingClassifier, uses_mean_pooling
@@ -54,12 +55,15 @@ MODEL_ALIASES.register("mobilenet_v2")(
 
 
 def resolve(name: str) -> str:
-    """Map a packaged alias to its files; pass ids and paths through unchanged."""
+    """Map a packaged alias to its files; pass paths through, and hub ids that can load here (cached, or the
+    hub reachable): an unknown name fails at once, before any download is tried."""
     if name in MODEL_ALIASES:
         try:
             return str(MODEL_ALIASES.get(name).locate())
         except FedPeftError as exc:
             raise ModelError(f"model {name!r}: {exc}") from None
+    aliases = ", ".join(MODEL_ALIASES.names())
+    check_hub_name(name, "model", "model.name", f"a packaged alias ({aliases}) or a local folder", ModelError)
     return name
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from fedpeft.build import build_setup
+from fedpeft.build import build_setup, check_sources
 from fedpeft.build.workload import Setup
 from fedpeft.config.schema import RunConfig
 from fedpeft.errors import ConfigError
@@ -40,20 +41,18 @@ def run_experiment(
     makes what delivers the rounds' work to the clients (Flower's, in a deployment); by default they train
     in this process."""
     started = time.perf_counter()
+    if resume is None:
+        check_sources(cfg)  # an unknown model or data name fails here, before a run folder exists
     run = RunDir(Path(resume)) if resume is not None else RunDir.create(cfg)
     show_bars = sys.stderr.isatty() if progress is None else progress
     say = tqdm.write if show_bars else print
     say(f"fedpeft: run '{cfg.name}' -> {run.path}/" + (" (resuming)" if resume is not None else ""))
-    setup = build_setup(cfg)
-    report_partition(setup, run)
-    say(
-        f"fedpeft: {len(setup.train):,} training examples over {len(setup.client_data)} clients "
-        f"({cfg.partition.method}); {setup.trainable.numel():,} trainable parameters; built in "
-        f"{time.perf_counter() - started:.1f} s"
-    )
-    say(f"fedpeft: training on {describe(setup.device)}, precision {cfg.precision}")
-    sim = make_simulator(setup, run.path / "client_state", fleet)
-    done, state = _start(setup, sim, run, resume is not None)
+    try:
+        setup, sim, done, state = _build(cfg, run, fleet, say, started, resume is not None)
+    except BaseException:
+        if resume is None:
+            run.discard()  # a refused or broken run leaves no folder behind
+        raise
     if resume is not None:
         say(f"fedpeft: resuming after round {done} of {cfg.rounds}")
     rounds = tqdm(
@@ -74,6 +73,23 @@ def run_experiment(
     summary = finish(setup, sim, run, state, started)
     say(summary_text(summary))
     return summary
+
+
+def _build(
+    cfg: RunConfig, run: RunDir, fleet: FleetFactory | None, say: Callable[[str], None], started: float, resuming: bool
+) -> tuple[Setup, Simulation, int, Progress]:
+    """The run's setup and engine, and where the rounds start (after a first evaluation, or a checkpoint)."""
+    setup = build_setup(cfg)
+    report_partition(setup, run)
+    say(
+        f"fedpeft: {len(setup.train):,} training examples over {len(setup.client_data)} clients "
+        f"({cfg.partition.method}); {setup.trainable.numel():,} trainable parameters; built in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
+    say(f"fedpeft: training on {describe(setup.device)}, precision {cfg.precision}")
+    sim = make_simulator(setup, run.path / "client_state", fleet)
+    done, state = _start(setup, sim, run, resuming)
+    return setup, sim, done, state
 
 
 def _start(setup: Setup, sim: Simulation, run: RunDir, resuming: bool) -> tuple[int, Progress]:

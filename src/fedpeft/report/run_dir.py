@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
 from fedpeft.config.load import dump_yaml
 from fedpeft.config.schema import RunConfig
+from fedpeft.errors import ConfigError
 
 
 def _jsonable(value: Any) -> Any:
@@ -32,22 +34,36 @@ class RunDir:
         'demo'
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, fresh: bool = False) -> None:
+        self.path, self.fresh = path, fresh  # fresh: this run made the folder (so may remove it)
 
     @classmethod
     def create(cls, cfg: RunConfig) -> RunDir:
-        root = Path(cfg.output.dir)
+        """``output.dir/name``, or ``name-2``, ``-3``... when that holds an earlier run (unless
+        ``output.overwrite``); a folder that cannot be written is a one-line ConfigError."""
+        root = Path(cfg.output.dir).expanduser()
         path = root / cfg.name
         suffix = 2
-        while not cfg.output.overwrite and path.exists() and any(path.iterdir()):
-            path = root / f"{cfg.name}-{suffix}"
-            suffix += 1
-        path.mkdir(parents=True, exist_ok=True)
-        (path / "metrics.jsonl").write_text("")
-        run = cls(path)
-        run.write_text("config.yaml", dump_yaml(cfg))
+        try:
+            while not cfg.output.overwrite and path.exists() and any(path.iterdir()):
+                path = root / f"{cfg.name}-{suffix}"
+                suffix += 1
+            fresh = not path.exists()
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "metrics.jsonl").write_text("")
+            run = cls(path, fresh)
+            run.write_text("config.yaml", dump_yaml(cfg))
+        except OSError as exc:
+            raise ConfigError(
+                f"output.dir={cfg.output.dir!r}: cannot write the run folder {path} ({exc.strerror or exc}); "
+                "set output.dir to a folder you can write"
+            ) from None
         return run
+
+    def discard(self) -> None:
+        """Remove the folder if this run made it (a run refused before its first round leaves nothing)."""
+        if self.fresh:
+            shutil.rmtree(self.path, ignore_errors=True)
 
     def write_text(self, name: str, text: str) -> Path:
         target = self.path / name

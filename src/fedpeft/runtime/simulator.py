@@ -23,6 +23,7 @@ import numpy as np
 from fedpeft.client.app import FitInstruction, FitReply, client_seed, derived_seed
 from fedpeft.errors import ConfigError, InvalidUpdate, reading
 from fedpeft.fleet.base import Delivery, Fleet, LateReply, SecureFleet, SecureResult
+from fedpeft.fleet.cores import rebalance
 from fedpeft.fleet.secure_round import SecureAggregation
 from fedpeft.model.state import TensorDict
 from fedpeft.pipeline.compression import UpdatePipeline
@@ -112,6 +113,7 @@ class Simulator:
         self.fleet.load_state_dict(state["fleet"])
 
     def run_round(self, round_: int, on_client: Callable[[str], None] | None = None) -> RoundOutcome:
+        rebalance()  # this run's share of the cores, with the runs that started or ended since the last round
         busy = self.fleet.busy()
         available = [c for c in self.client_ids if c not in busy]
         sampled = self.strategy.configure_train(round_, available, self.rng)

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from fedpeft.errors import FedPeftError
+from fedpeft.fleet.cores import rebalance
 from fedpeft.runtime.flower.node import NodePlace, node_client
 
 FRAME = struct.Struct("!IQ")  # header bytes, payload bytes
@@ -71,6 +72,7 @@ def fit_request(header: dict[str, Any], payload: bytes) -> tuple[dict[str, Any],
     start = time.time()
     place = NodePlace(**{**header["place"], "state_dir": Path(header["place"]["state_dir"])})
     client = node_client(header["fedpeft_config"], place)
+    rebalance()  # this node's share of the cores, with the runs that started or ended since
     built = time.time()
     reply = client.fit(FitInstruction(int(header["round"]), str(header["client_id"]), payload, header["config"]))
     body = reply.payload
