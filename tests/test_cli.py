@@ -84,3 +84,30 @@ def test_transforms_lists_every_transform_with_where_it_applies(capsys) -> None:
     assert main(["transforms"]) == 0
     out = capsys.readouterr().out
     assert "  int4       up, down  block=64" in out and "  topk       up        density=0.1" in out
+
+
+def test_version_quiet_and_verbose(tiny_config: dict, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    import fedpeft
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"fedpeft {fedpeft.__version__}"
+    cfg = tmp_path / "tiny.yaml"
+    cfg.write_text(yaml.safe_dump(tiny_config))
+    assert main(["run", str(cfg), "rounds=1", "-q"]) == 0
+    assert capsys.readouterr().out == ""  # quiet: the results are in the run folder and the exit code
+    assert main(["-v", "validate", str(cfg)]) == 0 and logging.getLogger("fedpeft").level == logging.INFO
+    assert main(["validate", str(cfg), "-vv"]) == 0 and logging.getLogger("fedpeft").level == logging.DEBUG
+    main(["validate", str(cfg)])
+    assert logging.getLogger("fedpeft").level == logging.WARNING
+
+
+def test_certs_refuse_to_replace_credentials_without_force(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["flower", "certs", str(tmp_path), "--nodes", "1"]) == 0
+    ca = (tmp_path / "ca.crt").read_bytes()
+    assert main(["flower", "certs", str(tmp_path), "--nodes", "1"]) == 2
+    assert "pass --force" in capsys.readouterr().err and (tmp_path / "ca.crt").read_bytes() == ca
+    assert main(["flower", "certs", str(tmp_path), "--nodes", "1", "--force"]) == 0
+    assert (tmp_path / "ca.crt").read_bytes() != ca

@@ -221,3 +221,19 @@ def test_an_unwritable_output_dir_is_one_clear_error(tiny_config: dict, tmp_path
     (tmp_path / "a-file").write_text("")
     with pytest.raises(ConfigError, match=r"output.dir='.*a-file/runs': cannot write .* a folder you can write"):
         fedpeft.run(tiny_config, [f"output.dir={tmp_path / 'a-file' / 'runs'}"], progress=False)
+
+
+def test_more_clients_per_round_than_clients_is_a_warning(tiny_config: dict, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="fedpeft"):
+        summary = fedpeft.run(tiny_config, ["rounds=1", "clients.per_round=500"], progress=False)
+    assert f"clients.per_round=500 is more than the {summary['clients_per_round']} clients" in caplog.text
+
+
+def test_progress_false_prints_nothing_and_lines_prints_rounds(tiny_config: dict, capsys) -> None:  # type: ignore[no-untyped-def]
+    fedpeft.run(tiny_config, ["rounds=1"], progress=False)
+    out = capsys.readouterr()
+    assert out.out == "" and "round" not in out.err
+    fedpeft.run(tiny_config, ["rounds=1"], progress="lines")
+    assert "round   1:" in capsys.readouterr().out

@@ -2,7 +2,7 @@
 
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from fedpeft.config import RunConfig, load_config
 
@@ -14,9 +14,10 @@ def run(
     config: str | Path | Mapping[str, Any] | RunConfig | None = None,
     overrides: Iterable[str] = (),
     *,
-    progress: bool | None = None,
+    progress: bool | Literal["lines"] | None = None,
 ) -> dict[str, Any]:
-    """Run a federated fine-tuning job and return its summary dict.
+    """Run a federated fine-tuning job and return its summary dict. ``progress``: True shows progress bars,
+    "lines" one line per round, False nothing, None (the default) bars on a terminal and lines elsewhere.
 
     Example:
         >>> import fedpeft
@@ -28,7 +29,9 @@ def run(
     return run_experiment(load_config(config, overrides), progress=progress)
 
 
-def resume(run_dir: str | Path, overrides: Iterable[str] = (), *, progress: bool | None = None) -> dict[str, Any]:
+def resume(
+    run_dir: str | Path, overrides: Iterable[str] = (), *, progress: bool | Literal["lines"] | None = None
+) -> dict[str, Any]:
     """Go on with a run that stopped (killed, crashed) from its last completed round, with the config saved in
     its folder; the results equal an uninterrupted run's. Only ``threads=`` may be overridden.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Literal
 
 from fedpeft.errors import FedPeftError
 
@@ -11,7 +12,7 @@ from fedpeft.errors import FedPeftError
 def _cmd_run(args: argparse.Namespace) -> int:
     import fedpeft
 
-    progress = False if args.no_progress else None
+    progress: bool | Literal["lines"] | None = False if args.quiet else "lines" if args.no_progress else None
     if args.resume is not None:
         overrides = [args.config, *args.overrides] if args.config else args.overrides
         summary = fedpeft.resume(args.resume, overrides, progress=progress)
@@ -156,7 +157,7 @@ def _cmd_flower_certs(args: argparse.Namespace) -> int:
 
     from fedpeft.runtime.flower.certs import make_credentials
 
-    creds = make_credentials(Path(args.folder), args.nodes, args.host or None, days=args.days)
+    creds = make_credentials(Path(args.folder), args.nodes, args.host or None, days=args.days, force=args.force)
     print(f"CA certificate:      {creds.ca_cert}   (to the SuperNodes and to flwr's connection)")
     hosts = ", ".join(args.host or ["127.0.0.1", "localhost"])
     print(f"SuperLink TLS:       {creds.server_cert}, {creds.server_key}   (for {hosts})")
@@ -172,8 +173,31 @@ def _cmd_flower_app(args: argparse.Namespace) -> int:
     return 0
 
 
+def _verbosity(parser: argparse.ArgumentParser, default: object = 0) -> None:
+    """-q / -v, on the main command and on each subcommand (``fedpeft -v run ...`` or ``fedpeft run ... -v``)."""
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", default=default or False, help="print only warnings and errors"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=default, help="log what fedpeft does (-vv: in detail)"
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fedpeft")
+    except PackageNotFoundError:
+        from fedpeft import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fedpeft", description="Federated parameter-efficient fine-tuning.")
+    parser.add_argument("--version", action="version", version=f"fedpeft {_version()}")
+    _verbosity(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a federated fine-tuning job from a YAML config")
     run.add_argument("config", nargs="?", help="YAML config file (e.g. configs/quickstart.yaml)")
@@ -214,11 +238,28 @@ def build_parser() -> argparse.ArgumentParser:
     certs.add_argument("--nodes", type=int, default=2)
     certs.add_argument("--host", action="append", help="an address the SuperLink is reached at (repeatable)")
     certs.add_argument("--days", type=int, default=365)
+    certs.add_argument("--force", action="store_true", help="replace credentials already in the folder")
     certs.set_defaults(func=_cmd_flower_certs)
     fsub.add_parser("app", help="print the folder of fedpeft's Flower app (for flwr run)").set_defaults(
         func=_cmd_flower_app
     )
+    for command in [*sub.choices.values(), *fsub.choices.values()]:
+        if command is not flower:
+            _verbosity(command, argparse.SUPPRESS)
     return parser
+
+
+def _logging(verbose: int, quiet: bool) -> None:
+    """fedpeft's log on stderr: warnings and errors by default and with -q, more with -v and -vv."""
+    import logging
+
+    level = logging.WARNING if quiet or not verbose else logging.INFO if verbose == 1 else logging.DEBUG
+    log = logging.getLogger("fedpeft")
+    log.setLevel(level)
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("fedpeft %(levelname)s: %(message)s"))
+        log.addHandler(handler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         if not hasattr(args, "overrides") or any(a.startswith("-") or "=" not in a for a in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.overrides = [*args.overrides, *extra]
+    _logging(args.verbose, args.quiet)
     try:
         return int(args.func(args))
     except FedPeftError as exc:

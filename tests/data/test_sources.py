@@ -110,3 +110,14 @@ def test_local_holdout_keeps_a_training_example() -> None:
     train, test = local_holdout([np.arange(10), np.arange(10, 11)], 0.3, seed=0)
     assert [len(t) for t in train] == [7, 1] and [len(t) for t in test] == [3, 0]
     assert not set(train[0]) & set(test[0])
+
+
+def test_a_latin1_file_names_the_encoding_option_and_loads_with_it(tmp_path: Path, frame: pd.DataFrame) -> None:
+    path = tmp_path / "latin.csv"
+    frame.assign(review=frame.review + " café").to_csv(path, index=False, encoding="latin-1")
+    cfg = {"dataset": "csv", "path": str(path), "text_column": "review", "label_column": "stars"}
+    with pytest.raises(DataError, match=r"as utf-8 text .* data.encoding=latin-1"):
+        load_dataset(DataConfig(**cfg))
+    assert load_dataset(DataConfig(**cfg, encoding="latin-1")).texts[0].endswith(" café")
+    with pytest.raises(DataError, match="not a known text encoding"):
+        load_dataset(DataConfig(**cfg, encoding="klingon"))

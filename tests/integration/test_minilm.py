@@ -72,3 +72,72 @@ def test_only_trainable_tensors_are_exchanged() -> None:
     frozen = [n for n, p in setup.model.named_parameters() if not p.requires_grad]
     assert any("word_embeddings" in n for n in frozen)
     assert torch.is_tensor(next(iter(setup.trainable.snapshot().values())))
+
+
+FRESH = """
+import json, sys
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+folder, data = sys.argv[1], json.loads(open(sys.argv[2]).read())
+model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained(folder)
+batch = tokenizer(data["texts"], truncation=True, max_length=data["max_length"], padding=True, return_tensors="pt")
+with torch.no_grad():
+    logits = model(**batch).logits
+predicted = logits.argmax(-1).tolist()
+loss = torch.nn.functional.cross_entropy(logits, torch.tensor(data["labels"])).item()
+print(json.dumps({
+    "loss": loss,
+    "accuracy": sum(p == y for p, y in zip(predicted, data["labels"])) / len(predicted),
+    "labels": model.config.id2label,
+    "fedpeft_imported": any(m == "fedpeft" or m.startswith("fedpeft.") for m in sys.modules),
+}))
+"""
+
+
+def hub_cache_with_minilm(root: Path) -> Path:
+    """A Hugging Face cache holding the packaged MiniLM under its hub id, as a user who downloaded it has."""
+    from fedpeft.model.load import resolve
+
+    repo = root / "models--sentence-transformers--all-MiniLM-L6-v2"
+    commit = "0" * 40
+    snapshot = repo / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for file in Path(resolve("minilm")).iterdir():
+        (snapshot / file.name).symlink_to(file)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return root
+
+
+def test_the_adapter_loads_in_transformers_alone_with_the_runs_accuracy(run: dict, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    cfg = load_config(Path(run["run_dir"]) / "config.yaml")
+    setup = build(cfg)
+    adapter = Path(run["run_dir"]) / "adapter"
+    peft_cfg = json.loads((adapter / "adapter_config.json").read_text())
+    assert peft_cfg["base_model_name_or_path"] == "sentence-transformers/all-MiniLM-L6-v2"
+    card = (adapter / "README.md").read_text()
+    assert "base_model: sentence-transformers/all-MiniLM-L6-v2" in card and "site-packages" not in card
+    data = tmp_path / "test.json"
+    test = setup.test
+    data.write_text(json.dumps({"texts": test.texts, "labels": test.labels.tolist(), "max_length": 32}))  # type: ignore[attr-defined]
+    env = {
+        **os.environ,
+        "HF_HUB_CACHE": str(hub_cache_with_minilm(tmp_path / "hub")),
+        "HF_MODULES_CACHE": str(tmp_path / "modules"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", FRESH, str(adapter), str(data)], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert not got["fedpeft_imported"]
+    assert got["labels"] == {"0": "rotten", "1": "fresh"} or got["labels"] == {0: "rotten", 1: "fresh"}
+    assert abs(got["accuracy"] - run["final"]["accuracy"]) < 1e-3
+    assert got["loss"] == pytest.approx(run["final"]["loss"], abs=1e-4)  # the same model, not just the same votes

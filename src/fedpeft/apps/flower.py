@@ -56,7 +56,7 @@ def serve(grid: Grid, context: Context) -> None:
     connect = float(rc.get("connect-timeout", 120))
     run_experiment(
         cfg,
-        progress=False,
+        progress="lines",  # the ServerApp's log
         fleet=lambda client_ids: FlowerFleet.connect(
             grid,
             client_ids,

@@ -26,6 +26,7 @@ class DataConfig(Section):
         "or 'hf' (with hf_id)",
     )
     path: str | None = Field(None, description="local file for csv / jsonl / parquet")
+    encoding: str = Field("utf-8", description="text encoding of a csv / jsonl file (e.g. latin-1, cp1252)")
     hf_id: str | None = Field(None, description="Hugging Face dataset id or local folder, for dataset: hf")
     hf_split: str = "train"
     text_column: str = "text"

@@ -59,16 +59,23 @@ def rotten_tomatoes(cfg: DataConfig) -> TextDataset:
     )
 
 
-def read_table(path: str, kind: str) -> pd.DataFrame:
+def read_table(path: str, kind: str, encoding: str = "utf-8") -> pd.DataFrame:
     file = Path(path).expanduser()
     if not file.is_file():
         raise DataError(f"data.path {path!r} does not exist or is not a file")
     try:
         if kind == "csv":
-            return pd.read_csv(file)
+            return pd.read_csv(file, encoding=encoding)
         if kind == "jsonl":
-            return pd.read_json(file, lines=True)
+            return pd.read_json(file, lines=True, encoding=encoding)
         return pd.read_parquet(file)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"could not read {path!r} as {encoding} text (byte {exc.start}: {exc.reason}); set data.encoding to "
+            "the file's encoding, e.g. data.encoding=latin-1"
+        ) from None
+    except LookupError:
+        raise DataError(f"data.encoding={encoding!r} is not a known text encoding (e.g. utf-8, latin-1)") from None
     except (ValueError, OSError, pd.errors.ParserError) as exc:
         raise DataError(f"could not read {path!r} as {kind}: {exc}") from None
 
@@ -172,7 +179,7 @@ def load_dataset(cfg: DataConfig) -> Examples:
         12808
     """
     if cfg.dataset in ("csv", "jsonl", "parquet", "hf"):
-        frame = read_hub(cfg) if cfg.dataset == "hf" else read_table(cfg.path or "", cfg.dataset)
+        frame = read_hub(cfg) if cfg.dataset == "hf" else read_table(cfg.path or "", cfg.dataset, cfg.encoding)
         name = cfg.hf_id if cfg.dataset == "hf" else Path(cfg.path or "").name
         return from_frame(
             frame,

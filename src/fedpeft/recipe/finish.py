@@ -10,11 +10,13 @@ import numpy as np
 from fedpeft.build.workload import Setup
 from fedpeft.fleet.secure_round import frac_bits_for
 from fedpeft.methods import METHODS
+from fedpeft.model.load import base_model_id
 from fedpeft.privacy.dp_sgd import SampleLevelDP
 from fedpeft.recipe.progress import Progress
 from fedpeft.recipe.simulation import Simulation
 from fedpeft.report import RunDir
 from fedpeft.report.plots import plot_confusion, plot_curves, plot_partition
+from fedpeft.report.portable import make_portable, write_model_card
 from fedpeft.report.run_summary import (
     CompressionSummary,
     DataSummary,
@@ -41,31 +43,36 @@ def report_partition(setup: Setup, run: RunDir) -> None:
         plot_partition(hist, setup.train.label_names, run.path / "partition.png")
 
 
-def save_adapter(setup: Setup, sim: Simulation, run: RunDir) -> None:
-    """The trained adapter in the method's format, the tokenizer, and what fedpeft needs to load it."""
+def save_adapter(setup: Setup, sim: Simulation, run: RunDir) -> bool:
+    """The trained adapter in the method's format, the tokenizer, what fedpeft needs to load it, and what
+    transformers + peft need without fedpeft (the base's hub id, the labels, remote code for the
+    mean-pooling head). True when loading it needs ``trust_remote_code``."""
     cfg = setup.cfg
     folder = run.path / "adapter"
     METHODS.get(cfg.peft.method).save(setup.model, folder, cfg.peft, setup.task)
     sim.strategy.export(folder)
     if setup.tokenizer is not None:
         setup.tokenizer.save_pretrained(str(folder))
+    labels = None if setup.task == "causal_lm" else setup.train.label_names
+    remote = make_portable(folder, setup.model, base_model_id(cfg.model.name), labels)
     run.write_json(
         "adapter/fedpeft.json",
         {
             "method": cfg.peft.method,
             "model": cfg.model.name,
+            "base_model": base_model_id(cfg.model.name),
             "task": setup.task,
             "label_names": setup.train.label_names,
         },
     )
+    return remote
 
 
 def finish(setup: Setup, sim: Simulation, run: RunDir, state: Progress, started: float) -> dict[str, Any]:
     """Load the final global state, save the adapter, write summary.json and the plots; return the summary."""
     cfg = setup.cfg
     setup.trainable.load(sim.strategy.evaluation_state())
-    if cfg.output.save_adapter:
-        save_adapter(setup, sim, run)
+    remote = save_adapter(setup, sim, run) if cfg.output.save_adapter else False
     summary = RunSummary(
         name=cfg.name,
         run_dir=str(run.path),
@@ -110,6 +117,8 @@ def finish(setup: Setup, sim: Simulation, run: RunDir, state: Progress, started:
         plot_confusion(setup.evaluator.classes, run.path / "confusion.png")
         summary["outputs"].insert(1, "confusion.png")
     run.write_json("summary.json", summary)
+    if cfg.output.save_adapter:
+        write_model_card(run.path / "adapter", summary, base_model_id(cfg.model.name), setup.task, remote)
     if cfg.output.plot:
         plot_curves(run.read_metrics(), run.path / "curves.png", summary["data"]["majority_baseline"])
     return summary

@@ -6,11 +6,12 @@ through the engine, record each one, checkpoint, and finish with the adapter, th
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
@@ -29,14 +30,18 @@ from fedpeft.report import Ledger, RunDir, summary_text
 from fedpeft.wrappers.client_dp import ClientLevelDP
 from fedpeft.wrappers.strategy import find_layer
 
+log = logging.getLogger(__name__)
+Display = bool | Literal["lines"] | None  # what a run prints: bars, lines, nothing, or bars on a terminal
+
 
 def run_experiment(
     cfg: RunConfig,
-    progress: bool | None = None,
+    progress: Display = None,
     resume: str | Path | None = None,
     fleet: FleetFactory | None = None,
 ) -> dict[str, Any]:
-    """Run the configured federated job end to end; return (and save) the summary. With ``resume`` (a run
+    """Run the configured federated job end to end; return (and save) the summary. ``progress``: True shows
+    bars, "lines" one line per round, False nothing, None bars on a terminal and lines elsewhere. With ``resume`` (a run
     folder), go on from that run's last checkpoint; ``cfg`` must then be the config saved there. ``fleet``
     makes what delivers the rounds' work to the clients (Flower's, in a deployment); by default they train
     in this process."""
@@ -44,8 +49,8 @@ def run_experiment(
     if resume is None:
         check_sources(cfg)  # an unknown model or data name fails here, before a run folder exists
     run = RunDir(Path(resume)) if resume is not None else RunDir.create(cfg)
-    show_bars = sys.stderr.isatty() if progress is None else progress
-    say = tqdm.write if show_bars else print
+    show_bars = sys.stderr.isatty() if progress is None else progress is True
+    say: Callable[[str], None] = tqdm.write if show_bars else print if progress is not False else _silent
     say(f"fedpeft: run '{cfg.name}' -> {run.path}/" + (" (resuming)" if resume is not None else ""))
     try:
         setup, sim, done, state = _build(cfg, run, fleet, say, started, resume is not None)
@@ -75,12 +80,23 @@ def run_experiment(
     return summary
 
 
+def _silent(line: str) -> None:
+    return None
+
+
 def _build(
     cfg: RunConfig, run: RunDir, fleet: FleetFactory | None, say: Callable[[str], None], started: float, resuming: bool
 ) -> tuple[Setup, Simulation, int, Progress]:
     """The run's setup and engine, and where the rounds start (after a first evaluation, or a checkpoint)."""
     setup = build_setup(cfg)
     report_partition(setup, run)
+    if cfg.clients.per_round > len(setup.client_data):
+        log.warning(
+            "clients.per_round=%d is more than the %d clients the partition made: every round samples all %d",
+            cfg.clients.per_round,
+            len(setup.client_data),
+            len(setup.client_data),
+        )
     say(
         f"fedpeft: {len(setup.train):,} training examples over {len(setup.client_data)} clients "
         f"({cfg.partition.method}); {setup.trainable.numel():,} trainable parameters; built in "

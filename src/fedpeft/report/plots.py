@@ -18,8 +18,18 @@ def _pyplot() -> Any:
 
 
 def plot_curves(records: list[dict[str, Any]], path: Path, baseline: float | None = None) -> Path:
-    """Test accuracy / macro-F1 and loss per round (round 0 is the model before training)."""
+    """Test accuracy / macro-F1 (perplexity for language models) and loss per round (round 0 is the model
+    before training), saved to ``path``."""
+    fig = curves_figure(records, baseline)
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def curves_figure(records: list[dict[str, Any]], baseline: float | None = None) -> Any:
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     rows = [r for r in records if r.get("test")]
     rounds = [r["round"] for r in rows]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8))
@@ -31,10 +41,14 @@ def plot_curves(records: list[dict[str, Any]], path: Path, baseline: float | Non
     ):
         if all(key in r["test"] for r in rows):
             ax1.plot(rounds, [r["test"][key] for r in rows], marker=mark, label=label)
-    if not ax1.lines:  # language modelling: perplexity is the figure
-        ax1.plot(rounds, [r["test"]["perplexity"] for r in rows], marker="o", label="perplexity")
     if baseline is not None:
         ax1.axhline(baseline, ls="--", c="grey", lw=1, label=f"majority class ({baseline:.3f})")
+    if rows and all("perplexity" in r["test"] for r in rows):  # language models: perplexity, on its own axis
+        ppl_ax = ax1.twinx() if ax1.lines else ax1
+        ppl_ax.plot(rounds, [r["test"]["perplexity"] for r in rows], marker="s", c="C3", label="perplexity")
+        ppl_ax.set_ylabel("perplexity")
+        if ppl_ax is not ax1:
+            ppl_ax.legend(loc="upper right")
     ax1.set_xlabel("round")
     ax1.set_title("central test set")
     ax1.legend(loc="lower right")
@@ -52,10 +66,10 @@ def plot_curves(records: list[dict[str, Any]], path: Path, baseline: float | Non
     ax2.set_title("loss")
     ax2.legend()
     ax2.grid(alpha=0.3)
+    for ax in (ax1, ax2):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole numbers
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def plot_partition(histograms: list[list[int]], label_names: list[str], path: Path, max_clients: int = 60) -> Path:
@@ -82,6 +96,13 @@ def plot_partition(histograms: list[list[int]], label_names: list[str], path: Pa
 
 def plot_confusion(report: dict[str, Any], path: Path) -> Path:
     """The confusion matrix as shares of each true class (rows), with each class's recall on the diagonal."""
+    fig = confusion_figure(report)
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def confusion_figure(report: dict[str, Any]) -> Any:
     plt = _pyplot()
     cm = np.asarray(report["confusion"], dtype=np.float64)
     share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
@@ -105,9 +126,7 @@ def plot_confusion(report: dict[str, Any], path: Path) -> Path:
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
-    ax.set_title("test confusion matrix (counts; colour = share of the true class)")
+    ax.set_title("test confusion matrix\n(counts; colour = share of the true class)", fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.046)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig

@@ -3,6 +3,7 @@ from __future__ import annotations
 import ipaddress
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -31,3 +32,14 @@ def test_each_node_gets_its_own_key_pair_in_openssh_format(tmp_path: Path) -> No
         private.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
         == publics[0].strip()
     )
+
+
+def test_existing_credentials_are_kept_unless_forced(tmp_path: Path) -> None:
+    from fedpeft.errors import ConfigError
+
+    first = make_credentials(tmp_path, nodes=1)
+    ca = first.ca_cert.read_bytes()
+    with pytest.raises(ConfigError, match=r"already holds credentials \(ca.crt, node-0.key, server.key\).*--force"):
+        make_credentials(tmp_path, nodes=1)
+    assert first.ca_cert.read_bytes() == ca
+    assert make_credentials(tmp_path, nodes=1, force=True).ca_cert.read_bytes() != ca

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from fedpeft.config.methods import MethodConfig
 from fedpeft.config.plugins import METHOD_CONFIGS
@@ -16,8 +16,13 @@ class LoraMethod(MethodConfig):
 
     method: Literal["lora"] = "lora"
     r: int = Field(8, ge=1)
-    alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r)")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    alpha: int = Field(
+        16,
+        ge=1,
+        validation_alias=AliasChoices("alpha", "lora_alpha"),  # peft's LoraConfig names are accepted too
+        description="LoRA scaling numerator (scale = alpha / r); peft's lora_alpha is accepted",
+    )
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, validation_alias=AliasChoices("dropout", "lora_dropout"))
     target_modules: list[str] | Literal["all-linear"] | None = Field(
         None, description="module names to adapt; None picks peft's default for the architecture"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 
 from fedpeft.config.methods import MethodConfig
 from fedpeft.config.plugins import METHOD_CONFIGS
@@ -17,5 +17,5 @@ class VeraMethod(MethodConfig):
     method: Literal["vera"] = "vera"
     r: int = Field(256, ge=1)
     target_modules: list[str] | None = Field(None, description="layers must share one shape (e.g. query, value)")
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, validation_alias=AliasChoices("dropout", "vera_dropout"))
     d_initial: float = Field(0.1, gt=0.0)

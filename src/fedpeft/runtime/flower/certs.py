@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from fedpeft.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Credentials:
@@ -35,13 +37,30 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path, fmt: serialization.P
     path.chmod(0o600)
 
 
-def make_credentials(folder: Path, nodes: int, hosts: list[str] | None = None, days: int = 365) -> Credentials:
+def refuse_to_replace(folder: Path) -> None:
+    """A ConfigError when ``folder`` already holds credentials (a new CA invalidates the ones handed out)."""
+    existing = sorted(
+        p.name for p in [folder / "ca.crt", folder / "server.key", *folder.glob("node-*.key")] if p.exists()
+    )
+    if existing:
+        raise ConfigError(
+            f"{folder} already holds credentials ({', '.join(existing)}); replacing them invalidates the ones "
+            "handed out: pass --force to replace them, or choose another folder"
+        )
+
+
+def make_credentials(
+    folder: Path, nodes: int, hosts: list[str] | None = None, days: int = 365, force: bool = False
+) -> Credentials:
     """Write ca.crt, server.pem / server.key (valid for ``hosts``, default 127.0.0.1 and localhost) and
-    node-I.key / node-I.pub for I < ``nodes`` into ``folder``.
+    node-I.key / node-I.pub for I < ``nodes`` into ``folder``. Credentials already there are replaced only
+    with ``force`` (a new CA invalidates every certificate and key handed out before).
 
     Example:
         >>> creds = make_credentials(Path("certs"), nodes=2, hosts=["10.0.0.5"])  # doctest: +SKIP
     """
+    if not force:
+        refuse_to_replace(folder)
     folder.mkdir(parents=True, exist_ok=True)
     hosts = hosts or ["127.0.0.1", "localhost"]
     now = datetime.datetime.now(datetime.timezone.utc)

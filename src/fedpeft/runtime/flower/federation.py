@@ -140,7 +140,7 @@ class LocalFederation:
         link = ["flower-superlink", "--port", str(self.port), "--disable-runtime-dependency-installation"]
         connection = f'address = "127.0.0.1:{self.port}"\n'
         if self.secure:
-            self.creds = creds = make_credentials(self.folder / "certs", self.nodes)
+            self.creds = creds = make_credentials(self.folder / "certs", self.nodes, force=True)
             link += [
                 "--ssl-ca-certfile",
                 str(creds.ca_cert),
