@@ -237,3 +237,33 @@ def test_progress_false_prints_nothing_and_lines_prints_rounds(tiny_config: dict
     assert out.out == "" and "round" not in out.err
     fedpeft.run(tiny_config, ["rounds=1"], progress="lines")
     assert "round   1:" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("method", ["lora", "bitfit"])  # peft's format and fedpeft's own
+def test_load_gives_the_runs_model_tokenizer_and_labels(tiny_config: dict, capsys, method: str) -> None:  # type: ignore[no-untyped-def]
+    from fedpeft.cli import main
+
+    summary = fedpeft.run(tiny_config, [f"peft.method={method}", "model.pooling=mean"], progress=False)
+    loaded = fedpeft.load(summary["run_dir"])
+    model, tokenizer, labels = loaded
+    assert labels == ["neg", "pos"] and not model.training and tokenizer is not None
+    test = build(load_config(Path(summary["run_dir"]) / "config.yaml")).test
+    rows = loaded.predict(test.texts)  # type: ignore[attr-defined]
+    accuracy = np.mean([r["label"] == labels[y] for r, y in zip(rows, test.labels)])
+    assert accuracy == pytest.approx(summary["final"]["accuracy"], abs=1e-9)
+    assert all(0.5 <= r["probability"] <= 1.0 for r in rows)
+    assert main(["predict", summary["run_dir"], "good great fun", "awful dull weak"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == [
+        r["label"] for r in loaded.predict(["good great fun", "awful dull weak"])
+    ]
+
+
+def test_load_names_what_is_missing(tiny_config: dict, tmp_path: Path) -> None:
+    from fedpeft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not a fedpeft run folder"):
+        fedpeft.load(tmp_path)
+    summary = fedpeft.run(tiny_config, ["rounds=1", "output.save_adapter=false"], progress=False)
+    with pytest.raises(ConfigError, match="no saved adapter"):
+        fedpeft.load(summary["run_dir"])

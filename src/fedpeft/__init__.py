@@ -7,7 +7,7 @@ from typing import Any, Literal
 from fedpeft.config import RunConfig, load_config
 
 __version__ = "0.1.0"
-__all__ = ["RunConfig", "__version__", "load_config", "resume", "run"]
+__all__ = ["RunConfig", "__version__", "load", "load_config", "resume", "run"]
 
 
 def run(
@@ -48,3 +48,17 @@ def resume(
     if changed:
         raise ConfigError(f"--resume keeps the run's own config; only threads= may change, not {', '.join(changed)}")
     return run_experiment(load_config(folder / "config.yaml", overrides), progress=progress, resume=folder)
+
+
+def load(run_dir: str | Path) -> Any:
+    """A finished run's trained model (its base with the saved adapter, in eval mode), tokenizer and label
+    names; unpacks as ``model, tokenizer, labels`` and has ``.predict(texts)``.
+
+    Example:
+        >>> model, tokenizer, labels = fedpeft.load("runs/quickstart")  # doctest: +SKIP
+        >>> fedpeft.load("runs/quickstart").predict(["a gripping, funny film"])[0]["label"]  # doctest: +SKIP
+        'fresh'
+    """
+    from fedpeft.recipe.loaded import load_run
+
+    return load_run(run_dir)

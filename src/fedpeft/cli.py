@@ -23,6 +23,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary["ledger"]["failed_rounds"] < summary["rounds"] else 1
 
 
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import fedpeft
+
+    run = fedpeft.load(args.run_dir)
+    for row in run.predict(args.texts):
+        if "answer" in row:
+            print(f"{row['text']}\n  -> {row['answer']}")
+        else:
+            print(f"{row['label']}\t{row['probability']:.3f}\t{row['text']}")
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from fedpeft.build import check_sources
     from fedpeft.config import dump_yaml, load_config
@@ -209,6 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="go on with a stopped run (runs/<name>) from its last completed round, with its saved config",
     )
     run.set_defaults(func=_cmd_run)
+    pred = sub.add_parser("predict", help="a finished run's predictions for texts: label and probability, or answer")
+    pred.add_argument("run_dir", help="the run's folder, e.g. runs/quickstart")
+    pred.add_argument("texts", nargs="+", help="texts to classify (or questions, for a language model)")
+    pred.set_defaults(func=_cmd_predict)
     val = sub.add_parser("validate", help="check a config (and overrides) without running it")
     val.add_argument("config")
     val.add_argument("overrides", nargs="*")
