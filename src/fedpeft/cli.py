@@ -35,6 +35,18 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from fedpeft.report.compare import collect, plot, table
+
+    entries = collect(args.runs)
+    print(table(entries))
+    if not args.no_plot:
+        print(f"plots: {plot(entries, Path(args.out), args.metric)}")
+    return 0
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from fedpeft.build import check_sources
     from fedpeft.config import dump_yaml, load_config
@@ -225,6 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("run_dir", help="the run's folder, e.g. runs/quickstart")
     pred.add_argument("texts", nargs="+", help="texts to classify (or questions, for a language model)")
     pred.set_defaults(func=_cmd_predict)
+    cmp = sub.add_parser("compare", help="runs side by side: quality against bytes, epsilon, time; trade-off plots")
+    cmp.add_argument("runs", nargs="+", help="run folders, folders of runs, results .jsonl files, or globs")
+    cmp.add_argument("--out", default="compare.png", help="where to draw the trade-off plots")
+    cmp.add_argument("--metric", help="plot the runs measured in this metric (default: the most common)")
+    cmp.add_argument("--no-plot", action="store_true", help="only print the table")
+    cmp.set_defaults(func=_cmd_compare)
     val = sub.add_parser("validate", help="check a config (and overrides) without running it")
     val.add_argument("config")
     val.add_argument("overrides", nargs="*")
