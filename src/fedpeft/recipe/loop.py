@@ -48,13 +48,14 @@ def run_experiment(
     started = time.perf_counter()
     if resume is None:
         check_sources(cfg)  # an unknown model or data name fails here, before a run folder exists
-    run = RunDir(Path(resume)) if resume is not None else RunDir.create(cfg)
+    run = RunDir.reopen(Path(resume), cfg) if resume is not None else RunDir.create(cfg)
     show_bars = sys.stderr.isatty() if progress is None else progress is True
     say: Callable[[str], None] = tqdm.write if show_bars else print if progress is not False else _silent
     say(f"fedpeft: run '{cfg.name}' -> {run.path}/" + (" (resuming)" if resume is not None else ""))
     try:
         setup, sim, done, state = _build(cfg, run, fleet, say, started, resume is not None)
     except BaseException:
+        run.trackers.close(failed=True)
         if resume is None:
             run.discard()  # a refused or broken run leaves no folder behind
         raise
@@ -72,10 +73,15 @@ def run_experiment(
         for r in rounds:
             say(_one_round(setup, sim, run, state, r, show_bars, started))
             rounds.set_postfix_str(headline(state.last_test))
+    except BaseException:
+        run.trackers.close(failed=True)
+        raise
     finally:
         close(sim.engine.fleet)  # worker processes end with the rounds, even on an error or Ctrl-C
     rounds.close()
     summary = finish(setup, sim, run, state, started)
+    run.trackers.finish(summary)
+    run.trackers.close()
     say(summary_text(summary))
     return summary
 

@@ -12,6 +12,7 @@ from typing import Any
 from fedpeft.config.load import dump_yaml
 from fedpeft.config.schema import RunConfig
 from fedpeft.errors import ConfigError
+from fedpeft.report.trackers import Trackers, open_trackers
 
 
 def _jsonable(value: Any) -> Any:
@@ -34,8 +35,14 @@ class RunDir:
         'demo'
     """
 
-    def __init__(self, path: Path, fresh: bool = False) -> None:
+    def __init__(self, path: Path, fresh: bool = False, trackers: Trackers | None = None) -> None:
         self.path, self.fresh = path, fresh  # fresh: this run made the folder (so may remove it)
+        self.trackers = trackers or Trackers([])  # every metrics record also goes to these
+
+    @classmethod
+    def reopen(cls, path: Path, cfg: RunConfig) -> RunDir:
+        """A stopped run's folder, to go on with (its trackers resume their runs where they can)."""
+        return cls(path, False, open_trackers(cfg, path))
 
     @classmethod
     def create(cls, cfg: RunConfig) -> RunDir:
@@ -51,14 +58,17 @@ class RunDir:
             fresh = not path.exists()
             path.mkdir(parents=True, exist_ok=True)
             (path / "metrics.jsonl").write_text("")
-            run = cls(path, fresh)
-            run.write_text("config.yaml", dump_yaml(cfg))
+            (path / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
         except OSError as exc:
             raise ConfigError(
                 f"output.dir={cfg.output.dir!r}: cannot write the run folder {path} ({exc.strerror or exc}); "
                 "set output.dir to a folder you can write"
             ) from None
-        return run
+        try:
+            return cls(path, fresh, open_trackers(cfg, path))
+        except BaseException:
+            cls(path, fresh).discard()
+            raise
 
     def discard(self) -> None:
         """Remove the folder if this run made it (a run refused before its first round leaves nothing)."""
@@ -80,6 +90,7 @@ class RunDir:
             f.write(json.dumps(_jsonable(record)) + "\n")
             f.flush()
             os.fsync(f.fileno())
+        self.trackers.log_round(record)
 
     def read_metrics(self) -> list[dict[str, Any]]:
         lines = (self.path / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
