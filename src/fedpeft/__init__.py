@@ -1,6 +1,6 @@
 """fedpeft: federated parameter-efficient fine-tuning of foundation models."""
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,6 +15,11 @@ def run(
     overrides: Iterable[str] = (),
     *,
     progress: bool | Literal["lines"] | None = None,
+    model: Any = None,
+    tokenizer: Any = None,
+    data: Any = None,
+    peft_config: Any = None,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Run a federated fine-tuning job and return its summary dict. ``progress``: True shows progress bars,
     "lines" one line per round, False nothing, None (the default) bars on a terminal and lines elsewhere.
@@ -23,10 +28,41 @@ def run(
         >>> import fedpeft
         >>> summary = fedpeft.run("configs/quickstart.yaml", ["rounds=2"])  # doctest: +SKIP
         >>> summary["final"]["accuracy"]  # doctest: +SKIP
+
+    Your own objects go in place of names in the config: ``model`` and ``tokenizer`` (a transformers model,
+    e.g. ``AutoModelForSequenceClassification``, adapted in place), ``data`` (a pandas DataFrame or a
+    ``datasets.Dataset``, read with ``data.text_column`` / ``label_column`` / ``client_column``),
+    ``peft_config`` (a ``peft.LoraConfig`` or another peft config), and ``callbacks`` (functions called with
+    each round's record, or objects with ``on_round_end(record)``, ``on_evaluate(round, metrics)``,
+    ``on_run_end(summary)``).
+
+        >>> fedpeft.run({"rounds": 3}, model=my_model, tokenizer=my_tokenizer, data=frame,
+        ...             peft_config=LoraConfig(r=4, lora_alpha=8), callbacks=[print])  # doctest: +SKIP
     """
+    from fedpeft.build.workload import Provided
     from fedpeft.recipe import run_experiment
 
-    return run_experiment(load_config(config, overrides), progress=progress)
+    cfg = load_config(config, overrides)
+    changes: dict[str, Any] = {}
+    if peft_config is not None:
+        from fedpeft.methods.from_peft import section
+
+        changes["peft"] = section(peft_config)
+    if model is not None:
+        name = str(getattr(model, "name_or_path", "") or getattr(getattr(model, "config", None), "_name_or_path", ""))
+        changes["model"] = {**cfg.model.model_dump(mode="json"), "name": name or type(model).__name__}
+    if data is not None:  # named for the records; the examples come from the object
+        changes["data"] = {**cfg.data.model_dump(mode="json"), "dataset": f"python:{type(data).__name__}"}
+        changes["data"].update(path=None, hf_id=None)
+    if changes:
+        cfg = load_config({**cfg.model_dump(mode="json"), **changes})
+    examples = None
+    if data is not None:
+        from fedpeft.data.sources import examples_from
+
+        examples = examples_from(data, cfg.data)
+    provided = Provided(model, tokenizer, examples)
+    return run_experiment(cfg, progress=progress, provided=provided, callbacks=callbacks)
 
 
 def resume(

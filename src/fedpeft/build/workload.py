@@ -25,7 +25,7 @@ from fedpeft.fleet.cores import claim
 from fedpeft.methods.configured import apply_configured
 from fedpeft.model import TrainableState
 from fedpeft.model.device import base_dtype, check_precision, is_half, resolve_device, store_frozen_in
-from fedpeft.model.load import infer_task, load_model, resolve
+from fedpeft.model.load import Task, infer_task, load_model, resolve
 from fedpeft.model.prefix_cache import PrefixCache, frozen_prefix_depth
 from fedpeft.strategy import STRATEGIES
 
@@ -86,31 +86,72 @@ def _check_kind(cfg: RunConfig, dataset: Examples, task: str) -> None:
         )
 
 
-def check_sources(cfg: RunConfig) -> None:
+@dataclass(frozen=True)
+class Provided:
+    """Objects a Python caller hands in instead of names in the config (``fedpeft.run(..., model=, data=)``):
+    a model (adapted in place) with its tokenizer, and the examples."""
+
+    model: nn.Module | None = None
+    tokenizer: Any = None
+    data: Examples | None = None
+
+    def task(self, cfg: RunConfig) -> Task:
+        if self.model is None:
+            return infer_task(cfg.model.name)
+        return (
+            "causal_lm"
+            if hasattr(self.model, "generate") and "CausalLM" in type(self.model).__name__
+            else ("sequence_classification")
+        )
+
+
+NOTHING = Provided()
+
+
+def check_sources(cfg: RunConfig, provided: Provided = NOTHING) -> None:
     """Fail at once (before a run folder or any download) when the model or the data cannot be found here."""
-    resolve(cfg.model.name)
-    check_source(cfg.data)
+    if provided.model is None:
+        resolve(cfg.model.name)
+    if provided.data is None:
+        check_source(cfg.data)
 
 
-def build_setup(cfg: RunConfig) -> Setup:
-    """Load and split the data, partition it, and build the shared model with the PEFT method applied."""
-    configure_torch(cfg)
-    task = infer_task(cfg.model.name)
-    dataset = load_dataset(cfg.data)
-    _check_kind(cfg, dataset, task)
-    train, test = train_test_split(dataset, cfg.data, cfg.seed)
-    parts = partition(train.labels, train.groups, cfg.partition, cfg.seed)
-    train_idx, local_idx = local_holdout(parts.indices, cfg.data.local_test_fraction, cfg.seed)
+def _base_model(cfg: RunConfig, task: Task, labels: list[str], provided: Provided) -> tuple[nn.Module, Any]:
+    """The caller's model and tokenizer (checked against the data's labels), or the configured one loaded."""
+    if provided.model is not None:
+        if provided.tokenizer is None:
+            raise ConfigError("model= was given without tokenizer=: pass the model's tokenizer too")
+        have = getattr(getattr(provided.model, "config", None), "num_labels", None)
+        if task == "sequence_classification" and have != len(labels):
+            raise ConfigError(
+                f"the given model classifies into {have} labels, the data has {len(labels)} ({', '.join(labels)}): "
+                f"load it with num_labels={len(labels)}"
+            )
+        return provided.model, provided.tokenizer
     m = cfg.model
-    model, tokenizer = load_model(
+    return load_model(
         m.name,
         task,
-        train.label_names,
+        labels,
         seed=cfg.seed,
         pooling=m.pooling,
         trust_remote_code=m.trust_remote_code,
         num_layers=m.num_layers,
     )
+
+
+def build_setup(cfg: RunConfig, provided: Provided = NOTHING) -> Setup:
+    """Load and split the data, partition it, and build the shared model with the PEFT method applied (the
+    caller's own model and examples where ``provided``)."""
+    configure_torch(cfg)
+    task = provided.task(cfg)
+    dataset = provided.data if provided.data is not None else load_dataset(cfg.data)
+    _check_kind(cfg, dataset, task)
+    train, test = train_test_split(dataset, cfg.data, cfg.seed)
+    parts = partition(train.labels, train.groups, cfg.partition, cfg.seed)
+    train_idx, local_idx = local_holdout(parts.indices, cfg.data.local_test_fraction, cfg.seed)
+    m = cfg.model
+    model, tokenizer = _base_model(cfg, task, train.label_names, provided)
     tokens = model_inputs(train, tokenizer, cfg)
     client_data = {cid: tokens.subset(idx) for cid, idx in zip(parts.client_ids, train_idx)}
     model, method_setup = apply_configured(cfg, model, task, client_data)

@@ -96,6 +96,36 @@ def check_source(cfg: DataConfig) -> None:
         raise DataError(f"data.path {cfg.path!r} does not exist or is not a file")
 
 
+def examples_from(data: object, cfg: DataConfig) -> Examples:
+    """A caller's table as examples: a pandas DataFrame, a ``datasets.Dataset`` (or a ``DatasetDict``, whose
+    ``data.hf_split`` is used), read with the config's column names.
+
+    Example:
+        >>> frame = pd.DataFrame({"text": ["good", "bad"], "label": ["pos", "neg"]})
+        >>> examples_from(frame, DataConfig()).label_names
+        ['neg', 'pos']
+    """
+    frame = data
+    if not isinstance(frame, pd.DataFrame):
+        import datasets
+
+        if isinstance(frame, datasets.DatasetDict):
+            if cfg.hf_split not in frame:
+                raise DataError(f"data=: the DatasetDict has splits {list(frame)}, not data.hf_split={cfg.hf_split!r}")
+            frame = frame[cfg.hf_split]
+        if not isinstance(frame, datasets.Dataset):
+            raise DataError(f"data= takes a pandas DataFrame or a datasets.Dataset, not a {type(data).__name__}")
+        frame = frame.to_pandas()
+    assert isinstance(frame, pd.DataFrame)
+    return from_frame(
+        frame,
+        text_column=cfg.text_column,
+        label_column=cfg.label_column,
+        client_column=cfg.client_column,
+        name="data=",
+    )
+
+
 def read_hub(cfg: DataConfig) -> pd.DataFrame:
     """Load a Hugging Face dataset id (or a local dataset folder) through the `datasets` library."""
     import datasets

@@ -9,14 +9,14 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from tqdm.auto import tqdm
 
 from fedpeft.build import build_setup, check_sources
-from fedpeft.build.workload import Setup
+from fedpeft.build.workload import NOTHING, Provided, Setup
 from fedpeft.config.schema import RunConfig
 from fedpeft.errors import ConfigError
 from fedpeft.fleet.base import close
@@ -27,6 +27,7 @@ from fedpeft.recipe.progress import Progress, load_checkpoint, save_checkpoint
 from fedpeft.recipe.records import add_costs, headline, round_line, round_record
 from fedpeft.recipe.simulation import FleetFactory, Simulation, make_simulator
 from fedpeft.report import Ledger, RunDir, summary_text
+from fedpeft.report.trackers import Callbacks
 from fedpeft.wrappers.client_dp import ClientLevelDP
 from fedpeft.wrappers.strategy import find_layer
 
@@ -39,21 +40,24 @@ def run_experiment(
     progress: Display = None,
     resume: str | Path | None = None,
     fleet: FleetFactory | None = None,
+    provided: Provided = NOTHING,
+    callbacks: Sequence[Any] = (),
 ) -> dict[str, Any]:
     """Run the configured federated job end to end; return (and save) the summary. ``progress``: True shows
     bars, "lines" one line per round, False nothing, None bars on a terminal and lines elsewhere. With ``resume`` (a run
     folder), go on from that run's last checkpoint; ``cfg`` must then be the config saved there. ``fleet``
     makes what delivers the rounds' work to the clients (Flower's, in a deployment); by default they train
-    in this process."""
+    in this process. ``provided``: the caller's own model and examples; ``callbacks``: see ``Callbacks``."""
     started = time.perf_counter()
     if resume is None:
-        check_sources(cfg)  # an unknown model or data name fails here, before a run folder exists
-    run = RunDir.reopen(Path(resume), cfg) if resume is not None else RunDir.create(cfg)
+        check_sources(cfg, provided)  # an unknown model or data name fails here, before a run folder exists
+    extra = [Callbacks(callbacks)] if callbacks else []
+    run = RunDir.reopen(Path(resume), cfg, extra) if resume is not None else RunDir.create(cfg, extra)
     show_bars = sys.stderr.isatty() if progress is None else progress is True
     say: Callable[[str], None] = tqdm.write if show_bars else print if progress is not False else _silent
     say(f"fedpeft: run '{cfg.name}' -> {run.path}/" + (" (resuming)" if resume is not None else ""))
     try:
-        setup, sim, done, state = _build(cfg, run, fleet, say, started, resume is not None)
+        setup, sim, done, state = _build(cfg, run, fleet, say, started, resume is not None, provided)
     except BaseException:
         run.trackers.close(failed=True)
         if resume is None:
@@ -91,10 +95,16 @@ def _silent(line: str) -> None:
 
 
 def _build(
-    cfg: RunConfig, run: RunDir, fleet: FleetFactory | None, say: Callable[[str], None], started: float, resuming: bool
+    cfg: RunConfig,
+    run: RunDir,
+    fleet: FleetFactory | None,
+    say: Callable[[str], None],
+    started: float,
+    resuming: bool,
+    provided: Provided,
 ) -> tuple[Setup, Simulation, int, Progress]:
     """The run's setup and engine, and where the rounds start (after a first evaluation, or a checkpoint)."""
-    setup = build_setup(cfg)
+    setup = build_setup(cfg, provided)
     report_partition(setup, run)
     if cfg.clients.per_round > len(setup.client_data):
         log.warning(

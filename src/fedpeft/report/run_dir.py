@@ -6,13 +6,14 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from fedpeft.config.load import dump_yaml
 from fedpeft.config.schema import RunConfig
 from fedpeft.errors import ConfigError
-from fedpeft.report.trackers import Trackers, open_trackers
+from fedpeft.report.trackers import Tracker, Trackers, open_trackers
 
 
 def _jsonable(value: Any) -> Any:
@@ -40,12 +41,12 @@ class RunDir:
         self.trackers = trackers or Trackers([])  # every metrics record also goes to these
 
     @classmethod
-    def reopen(cls, path: Path, cfg: RunConfig) -> RunDir:
+    def reopen(cls, path: Path, cfg: RunConfig, extra: Sequence[Tracker] = ()) -> RunDir:
         """A stopped run's folder, to go on with (its trackers resume their runs where they can)."""
-        return cls(path, False, open_trackers(cfg, path))
+        return cls(path, False, open_trackers(cfg, path, extra))
 
     @classmethod
-    def create(cls, cfg: RunConfig) -> RunDir:
+    def create(cls, cfg: RunConfig, extra: Sequence[Tracker] = ()) -> RunDir:
         """``output.dir/name``, or ``name-2``, ``-3``... when that holds an earlier run (unless
         ``output.overwrite``); a folder that cannot be written is a one-line ConfigError."""
         root = Path(cfg.output.dir).expanduser()
@@ -65,7 +66,7 @@ class RunDir:
                 "set output.dir to a folder you can write"
             ) from None
         try:
-            return cls(path, fresh, open_trackers(cfg, path))
+            return cls(path, fresh, open_trackers(cfg, path, extra))
         except BaseException:
             cls(path, fresh).discard()
             raise

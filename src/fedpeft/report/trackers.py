@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -174,6 +174,40 @@ def _flat_config(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+class Callbacks:
+    """A Python caller's callbacks, as a tracker: a plain function is called with each round's record; an
+    object's ``on_round_end(record)``, ``on_evaluate(round, metrics)`` and ``on_run_end(summary)`` are called
+    when it has them.
+
+    Example:
+        >>> class Stop:
+        ...     def on_evaluate(self, round_, metrics):
+        ...         print(round_, metrics["accuracy"])
+        >>> Callbacks([Stop()]).log_round({"round": 2, "test": {"accuracy": 0.8}})
+        2 0.8
+    """
+
+    def __init__(self, callbacks: Sequence[Any]) -> None:
+        self.callbacks = list(callbacks)
+
+    def log_round(self, record: Mapping[str, Any]) -> None:
+        for cb in self.callbacks:
+            if hasattr(cb, "on_round_end"):
+                cb.on_round_end(record)
+            elif callable(cb) and not hasattr(cb, "on_evaluate"):
+                cb(record)
+            if record.get("test") is not None and hasattr(cb, "on_evaluate"):
+                cb.on_evaluate(int(record["round"]), record["test"])
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        for cb in self.callbacks:
+            if hasattr(cb, "on_run_end"):
+                cb.on_run_end(summary)
+
+    def close(self, failed: bool) -> None:
+        return None
+
+
 class Trackers:
     """The configured trackers, in the order given; each call goes to all of them."""
 
@@ -193,6 +227,6 @@ class Trackers:
             t.close(failed)
 
 
-def open_trackers(cfg: RunConfig, run_dir: Path) -> Trackers:
-    """The trackers ``output.trackers`` names, started for the run in ``run_dir``."""
-    return Trackers([TRACKERS.get(name)(cfg, run_dir) for name in cfg.output.trackers])
+def open_trackers(cfg: RunConfig, run_dir: Path, extra: Sequence[Tracker] = ()) -> Trackers:
+    """The trackers ``output.trackers`` names, started for the run in ``run_dir``, then ``extra``."""
+    return Trackers([*(TRACKERS.get(name)(cfg, run_dir) for name in cfg.output.trackers), *extra])
