@@ -243,10 +243,10 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1", help="comma-separated seeds")
     args = p.parse_args()
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)  # (the report's plot goes there too)
     if args.report:
         report(out)
         return
-    out.mkdir(parents=True, exist_ok=True)
     tasks, splits = chosen(args.tasks, list(TASKS)), chosen(args.splits, list(SPLITS))
     methods = chosen(args.only, list(METHODS))
     for name, task, extra in jobs(tasks, methods, splits, [int(s) for s in args.seeds.split(",")]):

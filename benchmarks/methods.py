@@ -87,26 +87,40 @@ def table(rows: list[dict], lrs: dict[str, str]) -> str:
 
 
 def plot(rows: list[dict], path: Path) -> None:
-    """Accuracy against uplink bytes per client update (log scale), one labelled point per method."""
+    """Left: accuracy against uplink bytes per client update (log scale), each method a numbered point (the
+    numbers keep dense clusters readable). Right: the methods by accuracy, with their numbers and uplink."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     colours = {"additive": "tab:blue", "selective": "tab:green", "reparameterised": "tab:orange", "baseline": "k"}
-    fig, ax = plt.subplots(figsize=(8, 5))
+    ranked = sorted(rows, key=lambda r: r["accuracy"])
+    number = {r["method"]: i + 1 for i, r in enumerate(sorted(rows, key=lambda r: -r["accuracy"]))}
+    fig, (ax, bars) = plt.subplots(1, 2, figsize=(13, max(5, 0.28 * len(rows) + 1)), width_ratios=[3, 2])
     for r in rows:
         x = r["uplink_bytes_per_client_round"] / 1e6
-        ax.scatter(x, r["accuracy"], color=colours.get(r["family"], "grey"))
-        ax.annotate(r["method"], (x, r["accuracy"]), textcoords="offset points", xytext=(4, 3), fontsize=8)
+        colour = colours.get(r["family"], "grey")
+        ax.scatter(x, r["accuracy"], color=colour, s=120, alpha=0.35)
+        ax.annotate(str(number[r["method"]]), (x, r["accuracy"]), ha="center", va="center", fontsize=7)
     for family, colour in colours.items():
         ax.scatter([], [], color=colour, label=family)
     ax.set_xscale("log")
     ax.set_xlabel("uplink per client update (MB, log scale)")
     ax.set_ylabel("final test accuracy")
-    ax.set_title("PEFT methods on the quickstart workload (MiniLM, Rotten Tomatoes by movie)")
+    ax.set_title("PEFT methods on the quickstart workload\n(MiniLM, Rotten Tomatoes by movie)", fontsize=10)
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
+    ys = range(len(ranked))
+    bars.barh(list(ys), [r["accuracy"] for r in ranked], color=[colours.get(r["family"], "grey") for r in ranked])
+    labels = [
+        f"{number[r['method']]}. {r['method']} ({r['uplink_bytes_per_client_round'] / 1e6:.2g} MB)" for r in ranked
+    ]
+    bars.set_yticks(list(ys), labels, fontsize=7)
+    low = min(r["accuracy"] for r in rows)
+    bars.set_xlim(max(0.0, low - 0.05), 1.0 if low > 0.9 else max(r["accuracy"] for r in rows) + 0.02)
+    bars.set_xlabel("final test accuracy")
+    bars.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -124,8 +138,8 @@ def report(out: Path) -> None:
 def main() -> None:
     args = parser(__doc__, "methods.jsonl", "method").parse_args()
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)  # (the report's plot goes there too)
     if not args.report:
-        out.mkdir(parents=True, exist_ok=True)
         for name in chosen(args.only, list(METHODS)):
             run_and_append(name, [*METHODS[name], *args.overrides], out, "methods.jsonl", "methods-", row)
     report(out)

@@ -83,6 +83,7 @@ def row(name: str, split: str, ranks: str, s: dict) -> dict:
         "client_worst10": pc.get("worst_10pct"),
         "personal_mean": own.get("mean"),
         "personal_worst10": own.get("worst_10pct"),
+        "majority": s["data"].get("majority_baseline"),
         "bytes_up": led["bytes_up"],
         "bytes_down": led["bytes_down"],
         "failed_rounds": led["failed_rounds"],
@@ -109,8 +110,12 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# the share of the majority class in the 500 central test snippets (rows saved before they carried it)
+MAJORITY = 0.568
+
+
 def plot(rows: list[dict], path: Path) -> None:
-    """Global and personalised accuracy per strategy, one panel per (split, ranks)."""
+    """Global and personalised accuracy per strategy, one panel per (split, ranks), with the majority class."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -125,6 +130,8 @@ def plot(rows: list[dict], path: Path) -> None:
         ax.bar([x + 0.2 for x in xs], [r["personal_mean"] or 0 for r in sel], 0.4, label="personalised (clients)")
         ax.set_xticks(list(xs), [r["strategy"] for r in sel], rotation=60, ha="right")
         ax.set_ylim(0.4, 1.0)
+        majority = next((r["majority"] for r in sel if r.get("majority")), MAJORITY)
+        ax.axhline(majority, ls="--", c="grey", lw=1, label=f"majority class ({majority:.3f})")
         ax.set_title(f"{split}, LoRA ranks {ranks}")
         ax.grid(axis="y", alpha=0.3)
     axes[0][0].set_ylabel("accuracy")
@@ -153,6 +160,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="extra overrides for every run, e.g. threads=1")
     args = parser.parse_args()
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)  # (the report's plot goes there too)
     if args.report:
         report(out)
         return
