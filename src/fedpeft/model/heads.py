@@ -15,6 +15,8 @@ from torch import nn
 from transformers import PretrainedConfig
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from fedpeft.model.modeling_fedpeft import classify
+
 
 class MeanPoolingClassifier(nn.Module):
     """Encoder -> masked mean of the last hidden states -> dropout -> linear classifier.
@@ -52,19 +54,7 @@ class MeanPoolingClassifier(nn.Module):
     ) -> SequenceClassifierOutput:
         """``inputs_embeds`` (prompt tuning) and ``past_key_values`` (prefix tuning, whose attention mask
         also covers the prefix) pass through to the encoder; pooling covers the hidden states only."""
-        hidden = self.encoder(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            inputs_embeds=inputs_embeds,
-            past_key_values=past_key_values,
-        ).last_hidden_state
-        if attention_mask is None:
-            attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
-        mask = attention_mask[:, -hidden.shape[1] :].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        logits = self.classifier(self.dropout(pooled))
-        loss = None if labels is None else nn.functional.cross_entropy(logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        return classify(self, input_ids, attention_mask, labels, inputs_embeds, past_key_values)
 
 
 def uses_mean_pooling(folder: str) -> bool:

@@ -25,6 +25,31 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 DOWNLOAD_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "proxies")
 
 
+def classify(
+    model: Any,
+    input_ids: torch.Tensor | None,
+    attention_mask: torch.Tensor | None,
+    labels: torch.Tensor | None,
+    inputs_embeds: torch.Tensor | None,
+    past_key_values: Any,
+) -> SequenceClassifierOutput:
+    """``model.encoder`` -> masked mean of the last hidden states -> ``model.dropout`` -> ``model.classifier``
+    (the pooling covers the hidden states only, not a prefix's positions in the attention mask)."""
+    hidden = model.encoder(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        inputs_embeds=inputs_embeds,
+        past_key_values=past_key_values,
+    ).last_hidden_state
+    if attention_mask is None:
+        attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+    mask = attention_mask[:, -hidden.shape[1] :].unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+    logits = model.classifier(model.dropout(pooled))
+    loss = None if labels is None else nn.functional.cross_entropy(logits, labels)
+    return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
 class MeanPoolingForSequenceClassification(PreTrainedModel):
     """Encoder -> masked mean of the last hidden states -> dropout -> linear classifier (fedpeft's
     ``MeanPoolingClassifier``, with the same module names, so its adapters load as they were saved)."""
@@ -48,19 +73,7 @@ class MeanPoolingForSequenceClassification(PreTrainedModel):
         **kwargs: Any,
     ) -> SequenceClassifierOutput:
         """(``inputs_embeds`` and ``past_key_values`` carry prompt and prefix tuning's virtual tokens.)"""
-        hidden = self.encoder(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            inputs_embeds=inputs_embeds,
-            past_key_values=past_key_values,
-        ).last_hidden_state
-        if attention_mask is None:
-            attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
-        mask = attention_mask[:, -hidden.shape[1] :].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        logits = self.classifier(self.dropout(pooled))
-        loss = None if labels is None else nn.functional.cross_entropy(logits, labels)
-        return SequenceClassifierOutput(loss=loss, logits=logits)
+        return classify(self, input_ids, attention_mask, labels, inputs_embeds, past_key_values)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any) -> Any:
