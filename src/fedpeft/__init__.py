@@ -39,10 +39,12 @@ def run(
         >>> fedpeft.run({"rounds": 3}, model=my_model, tokenizer=my_tokenizer, data=frame,
         ...             peft_config=LoraConfig(r=4, lora_alpha=8), callbacks=[print])  # doctest: +SKIP
     """
-    from fedpeft.build.workload import Provided
-    from fedpeft.recipe import run_experiment
+    from fedpeft.config.load import raw_config, validate
+    from fedpeft.config.names import check_raw_names
 
-    cfg = load_config(config, overrides)
+    raw = raw_config(config, overrides)
+    check_raw_names(raw, model is not None, data is not None)  # within a second, before validation's imports
+    cfg = validate(raw)
     changes: dict[str, Any] = {}
     if peft_config is not None:
         from fedpeft.methods.from_peft import section
@@ -56,6 +58,9 @@ def run(
         changes["data"].update(path=None, hf_id=None)
     if changes:
         cfg = load_config({**cfg.model_dump(mode="json"), **changes})
+    from fedpeft.build.workload import Provided
+    from fedpeft.recipe import run_experiment
+
     examples = None
     if data is not None:
         from fedpeft.data.sources import examples_from

@@ -48,11 +48,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from fedpeft.build import check_sources
     from fedpeft.config import dump_yaml, load_config
+    from fedpeft.config.names import check_names
 
     cfg = load_config(args.config, args.overrides)
-    check_sources(cfg)  # the model and the data can be found here (local, packaged, cached or on a reachable hub)
+    check_names(cfg)  # the model and the data can be found here (local, packaged, cached or on a reachable hub)
     print(f"{args.config}: valid")
     if args.show:
         print(dump_yaml(cfg), end="")
@@ -131,7 +131,8 @@ def _cmd_transforms(args: argparse.Namespace) -> int:
 
 def _method_costs(args: argparse.Namespace) -> int:
     from fedpeft.config import load_config
-    from fedpeft.model.load import infer_task, load_model
+    from fedpeft.config.names import infer_task
+    from fedpeft.model.load import load_model
     from fedpeft.report.method_costs import cost_table, method_costs
 
     cfg = load_config(args.config or {}, [*args.overrides, *([f"model.name={args.model}"] if args.model else [])])

@@ -98,7 +98,7 @@ print(json.dumps({
 
 def hub_cache_with_minilm(root: Path) -> Path:
     """A Hugging Face cache holding the packaged MiniLM under its hub id, as a user who downloaded it has."""
-    from fedpeft.model.load import resolve
+    from fedpeft.config.names import resolve
 
     repo = root / "models--sentence-transformers--all-MiniLM-L6-v2"
     commit = "0" * 40

@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from fedpeft.client import ClientStateStore, FederatedClient, LocalTrainer
+from fedpeft.config.names import resolve
 from fedpeft.config.schema import ClientConfig
 from fedpeft.data import ArrayDataset, CausalLMDataset, ClientDataset
 from fedpeft.fleet import LocalFleet
 from fedpeft.methods import METHODS
 from fedpeft.methods.lora import LoraMethod
 from fedpeft.model import TrainableState
-from fedpeft.model.load import load_model, resolve
+from fedpeft.model.load import load_model
 from fedpeft.runtime import Simulator
 from fedpeft.strategy.fedavg import FedAvg
 

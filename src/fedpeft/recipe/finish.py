@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from fedpeft.build.workload import Setup
+from fedpeft.config.names import base_model_id
 from fedpeft.fleet.secure_round import frac_bits_for
 from fedpeft.methods import METHODS
-from fedpeft.model.load import base_model_id
 from fedpeft.privacy.dp_sgd import SampleLevelDP
 from fedpeft.recipe.progress import Progress
 from fedpeft.recipe.simulation import Simulation

@@ -19,9 +19,10 @@ import torch
 from torch import nn
 
 from fedpeft.config import RunConfig, load_config
+from fedpeft.config.names import Task
 from fedpeft.errors import ConfigError
 from fedpeft.methods import METHODS
-from fedpeft.model.load import Task, load_model
+from fedpeft.model.load import load_model
 
 
 @dataclass

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from fedpeft.data import hub
+from fedpeft.config import names as hub
 from fedpeft.errors import DataError, ModelError
 
 
@@ -73,3 +73,21 @@ def test_an_unknown_model_is_refused_before_any_loader_runs(monkeypatch) -> None
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", never)
     with pytest.raises(ModelError, match=r"model.name='minilmm' .*packaged alias \(minilm, mobilenet_v2, smollm2\)"):
         load_model("minilmm", "sequence_classification", ["a", "b"], seed=0)
+
+
+def test_an_unknown_model_fails_before_torch_is_imported(tmp_path: Path) -> None:
+    """What makes the refusal immediate: no plug-in, model or torch import happens before it."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, fedpeft\n"
+        "from fedpeft.errors import FedPeftError\n"
+        "try:\n"
+        f"    fedpeft.run({{'output': {{'dir': {str(tmp_path)!r}}}}}, ['model.name=nobody/no-such-model'])\n"
+        "except FedPeftError as exc:\n"
+        "    print('refused', 'torch' in sys.modules, 'transformers' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["refused", "False", "False"], out.stderr[-2000:]
+    assert not any(tmp_path.iterdir())
