@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness import QUICKSTART, chosen, latest, parser, reproduce, run_and_append
+from harness import QUICKSTART, chosen, latest, parser, reproduce, run_and_append, tradeoffs
 
 import fedpeft
 
@@ -257,6 +257,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     if args.report:
         report(out)
+        tradeoffs("compression", out)
         return
     if args.caching:
         caching(out, args.overrides)
@@ -271,6 +272,7 @@ def main() -> None:
                 row,
             )
         report(out)
+    tradeoffs("compression", out)
     reproduce("compression.py")
 
 

@@ -73,5 +73,24 @@ def run_and_append(
     return summary
 
 
+def tradeoffs(name: str, out: Path) -> None:
+    """This benchmark's saved runs through ``fedpeft compare``: one table of quality against bytes, epsilon
+    and time, and the trade-off plots with the Pareto front (``out/<name>_tradeoffs.png``)."""
+    from fedpeft.errors import FedPeftError
+    from fedpeft.report.compare import collect, plot, table
+
+    path = out / f"{name}.jsonl"
+    if not path.exists():
+        path = RESULTS / path.name
+    try:
+        entries = collect([str(path)])
+    except FedPeftError as exc:
+        print(f"(no trade-offs to show: {exc})")
+        return
+    print(f"\nAll saved runs, quality against cost (fedpeft compare {path}):")
+    print(table(entries))
+    print(f"trade-off plots: {plot(entries, out / f'{name}_tradeoffs.png')}")
+
+
 def reproduce(script: str) -> None:
     print(f"\nReproduce: .venv/bin/python benchmarks/{script} {shlex.join(sys.argv[1:])}".rstrip())

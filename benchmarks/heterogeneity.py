@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import chosen, latest, parser, reproduce, run_and_append
+from harness import chosen, latest, parser, reproduce, run_and_append, tradeoffs
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # task: (config, its workload, the centralised run's steps per round = clients per round x local steps)
@@ -246,6 +246,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)  # (the report's plot goes there too)
     if args.report:
         report(out)
+        tradeoffs("heterogeneity", out)
         return
     tasks, splits = chosen(args.tasks, list(TASKS)), chosen(args.splits, list(SPLITS))
     methods = chosen(args.only, list(METHODS))
@@ -253,6 +254,7 @@ def main() -> None:
         config = CONFIGS / TASKS[task][0]
         run_and_append(name, [*extra, *args.overrides], out, "heterogeneity.jsonl", "het-", row, config=config)
     report(out)
+    tradeoffs("heterogeneity", out)
     reproduce("heterogeneity.py")
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import chosen, latest, parser, reproduce, run_and_append
+from harness import chosen, latest, parser, reproduce, run_and_append, tradeoffs
 
 # name -> overrides on top of the quickstart config (LoRA keeps the quickstart's own settings)
 METHODS: dict[str, list[str]] = {
@@ -143,6 +143,7 @@ def main() -> None:
         for name in chosen(args.only, list(METHODS)):
             run_and_append(name, [*METHODS[name], *args.overrides], out, "methods.jsonl", "methods-", row)
     report(out)
+    tradeoffs("methods", out)
     reproduce("methods.py")
 
 

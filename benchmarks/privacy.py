@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness import QUICKSTART, chosen, latest, parser, reproduce, run_and_append
+from harness import QUICKSTART, chosen, latest, parser, reproduce, run_and_append, tradeoffs
 
 CONFIGS_DIR = Path(__file__).resolve().parents[1] / "configs"
 CLIENTS, SILOS = CONFIGS_DIR / "private_clients.yaml", CONFIGS_DIR / "private_silos.yaml"
@@ -242,6 +242,7 @@ def main() -> None:
                 name, [*overrides, *QUIET, *args.overrides], out, "privacy.jsonl", "privacy-", row, config=config
             )
     report(out)
+    tradeoffs("privacy", out)
     reproduce("privacy.py")
 
 

@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness import QUICKSTART, latest, reproduce
+from harness import QUICKSTART, latest, reproduce, tradeoffs
 
 import fedpeft
 
@@ -163,6 +163,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)  # (the report's plot goes there too)
     if args.report:
         report(out)
+        tradeoffs("strategies", out)
         return
     names = args.only.split(",") if args.only else list(STRATEGIES)
     splits = args.splits.split(",")
@@ -196,6 +197,7 @@ def main() -> None:
             flush=True,
         )
     report(out)
+    tradeoffs("strategies", out)
     reproduce("strategies.py")
 
 

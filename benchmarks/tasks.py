@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import chosen, latest, parser, reproduce, run_and_append
+from harness import chosen, latest, parser, reproduce, run_and_append, tradeoffs
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # task: (config, clients, per_round, steps, extra overrides)
@@ -130,6 +130,7 @@ def main() -> None:
                     config=CONFIGS / TASKS[task][0],
                 )
     report(out)
+    tradeoffs("tasks", out)
     reproduce("tasks.py")
 
 
