@@ -94,3 +94,13 @@ def test_objects_that_do_not_fit_are_refused_by_name(tiny_config: dict, tiny_mod
         fedpeft.run(tiny_config, progress=False, peft_config=LNTuningConfig(target_modules=["LayerNorm"]))
     with pytest.raises(Exception, match="takes a pandas DataFrame or a datasets.Dataset"):
         fedpeft.run(tiny_config, progress=False, data=[1, 2, 3])
+
+
+def test_peft_options_fedpeft_would_drop_are_refused() -> None:
+    from peft import LoraConfig
+
+    from fedpeft.methods.from_peft import section
+
+    with pytest.raises(ConfigError, match="has no bias, init_lora_weights"):
+        section(LoraConfig(r=4, bias="all", init_lora_weights="gaussian"))
+    assert section(LoraConfig(r=4, layers_to_transform=[0, 1]))["layers"] == [0, 1]

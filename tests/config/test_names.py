@@ -91,3 +91,16 @@ def test_an_unknown_model_fails_before_torch_is_imported(tmp_path: Path) -> None
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["refused", "False", "False"], out.stderr[-2000:]
     assert not any(tmp_path.iterdir())
+
+
+def test_behind_a_proxy_the_hub_counts_as_reachable(cache: Path, monkeypatch) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    hub.hub_reachable.cache_clear()
+    try:
+        hub.check_hub_name("me/nothing", "model", "model.name", "x")  # the download will decide
+    finally:
+        hub.hub_reachable.cache_clear()

@@ -118,3 +118,33 @@ def test_a_second_run_slows_the_first_to_its_share_at_its_next_round(folder: Pat
     finally:
         other.kill()
         lease.release()
+
+
+def test_the_registry_reads_and_removes_only_its_own_lease_files(folder: Path) -> None:
+    lease = cores.CoreLease(threads=None)
+    try:
+        mine = folder / "notes.json"
+        mine.write_text("{}")
+        assert lease.cores() == 4 and mine.exists()
+        assert lease.path.name.startswith(cores.PREFIX) and lease.path.suffix == ".json"
+    finally:
+        lease.release()
+
+
+def test_a_folder_that_is_not_private_runs_unshared_with_a_warning(tmp_path: Path, monkeypatch, caplog) -> None:
+    import logging
+
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o777)
+    shared.chmod(0o777)
+    monkeypatch.setenv(cores.REGISTRY_ENV, str(shared))
+    monkeypatch.setattr(cores, "_LEASE", None)
+    before = torch.get_num_threads()
+    try:
+        with caplog.at_level(logging.WARNING, logger="fedpeft"):
+            assert cores.claim(1) == 1
+        assert "not shared" in caplog.text and cores._LEASE is None and torch.get_num_threads() == 1
+        torch.set_num_threads(2)
+        assert cores.rebalance() == 2  # no claim: the caller's own setting stays
+    finally:
+        torch.set_num_threads(before)

@@ -58,3 +58,18 @@ def test_a_missing_tracker_library_is_refused_with_the_install_line(tiny_config:
 def test_flatten_keeps_finite_numbers_under_their_paths() -> None:
     got = flatten({"round": 3, "test": {"accuracy": 0.5, "loss": float("inf")}, "privacy": {"epsilon": 2}, "ok": True})
     assert got == {"test/accuracy": 0.5, "privacy/epsilon": 2.0}
+
+
+def test_a_failing_tracker_is_logged_and_the_run_goes_on(tiny_config: dict, monkeypatch, caplog) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from fedpeft.report.trackers import TensorBoardTracker
+
+    def broken(self, record):  # type: ignore[no-untyped-def]
+        raise ConnectionError("tracking server gone")
+
+    monkeypatch.setattr(TensorBoardTracker, "log_round", broken)
+    with caplog.at_level(logging.WARNING, logger="fedpeft"):
+        summary = fedpeft.run(tiny_config, ["rounds=2", "output.trackers=[tensorboard]"], progress=False)
+    assert summary["rounds"] == 2 and "TensorBoardTracker failed to log a round: tracking server gone" in caplog.text
+    assert len((Path(summary["run_dir"]) / "metrics.jsonl").read_text().splitlines()) == 3

@@ -49,8 +49,12 @@ def hub_reachable(timeout: float = 1.0) -> bool:
 
 
 def hub_offline() -> bool:
-    """The hub cannot be asked: ``HF_HUB_OFFLINE`` is set, or its host does not answer."""
-    return offline_by_setting() or not hub_reachable()
+    """The hub cannot be asked: ``HF_HUB_OFFLINE`` is set, or its host does not answer (behind a proxy the
+    probe cannot tell, so the hub counts as reachable and the download decides)."""
+    if offline_by_setting():
+        return True
+    proxied = any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"))
+    return not proxied and not hub_reachable()
 
 
 def in_cache(repo_id: str, repo_type: RepoType) -> bool:

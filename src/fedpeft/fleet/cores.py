@@ -20,12 +20,15 @@ import atexit
 import contextlib
 import fcntl
 import json
+import logging
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
 REGISTRY_ENV = "FEDPEFT_CORES_DIR"  # where the lock files live (tests point it at a folder of their own)
+PREFIX = "fedpeft-lease-"  # the only files the registry reads or removes
 
 
 def allowed_cpus() -> frozenset[int]:
@@ -49,6 +52,9 @@ def available_cores() -> int:
     return max(1, cores)
 
 
+log = logging.getLogger(__name__)
+
+
 def registry() -> Path:
     return Path(os.environ.get(REGISTRY_ENV) or Path(tempfile.gettempdir()) / f"fedpeft-cores-{os.getuid()}")
 
@@ -67,19 +73,23 @@ class CoreLease:
         self.threads, self.cpus = threads, allowed_cpus()
         self.folder = registry()
         self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        if self.folder.stat().st_uid != os.getuid():
-            raise PermissionError(f"{self.folder} belongs to another user; set {REGISTRY_ENV} to a folder of yours")
+        info = os.lstat(self.folder)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            raise PermissionError(f"{self.folder} is not a private folder of this user's")
         self.owner = os.getpid()
-        fd, name = tempfile.mkstemp(prefix=f"{self.owner}-", suffix=".json", dir=self.folder)
+        # written and locked under a name the neighbours do not read, then renamed: never seen half-made
+        fd, name = tempfile.mkstemp(prefix=f"{PREFIX}{self.owner}-", suffix=".new", dir=self.folder)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, json.dumps({"cpus": sorted(self.cpus), "threads": threads}).encode())
+        os.fsync(fd)
+        self.path = Path(name).with_suffix(".json")
+        os.rename(name, self.path)
         self._fd: int | None = fd
-        self.path = Path(name)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-        os.write(self._fd, json.dumps({"cpus": sorted(self.cpus), "threads": threads}).encode())
 
     def neighbours(self) -> list[dict[str, Any]]:
         """The other live runs whose cores overlap this one's (a file whose owner died is removed)."""
         out = []
-        for path in self.folder.glob("*.json"):
+        for path in self.folder.glob(f"{PREFIX}*.json"):
             if path == self.path:
                 continue
             with contextlib.suppress(OSError, ValueError), open(path, "rb") as f:
@@ -119,12 +129,30 @@ def claim(threads: int | None) -> int:
     """Register this process (once; a later claim changes its pinned ``threads``), set torch's threads to
     its share, and return it."""
     global _LEASE
-    if _LEASE is None or _LEASE.threads != threads:
-        if _LEASE is not None:
-            _LEASE.release()
-        _LEASE = CoreLease(threads)
+    if _LEASE is None or _LEASE.threads != threads or _LEASE._fd is None:
+        release()
+        try:
+            _LEASE = CoreLease(threads)
+        except OSError as exc:  # (a registry folder that is not ours: run unshared rather than not at all)
+            log.warning(
+                "cores are not shared with other fedpeft runs: %s; set %s to a folder of yours", exc, REGISTRY_ENV
+            )
+            _LEASE = None
+            if threads is not None:
+                import torch
+
+                torch.set_num_threads(threads)
+            return threads or available_cores()
         atexit.register(_LEASE.release)
     return rebalance()
+
+
+def release() -> None:
+    """Leave the registry (at the end of a run, so a finished run in a notebook no longer takes a share)."""
+    global _LEASE
+    if _LEASE is not None:
+        _LEASE.release()
+        _LEASE = None
 
 
 def share() -> int:
@@ -141,9 +169,11 @@ def concurrent(workers: int, threads: int) -> int:
 
 
 def rebalance() -> int:
-    """Set torch's CPU threads to this process's current share, and return it."""
+    """Set torch's CPU threads to this process's current share (when it has claimed one), and return them."""
     import torch
 
+    if _LEASE is None:  # nothing claimed: leave the caller's own setting alone
+        return int(torch.get_num_threads())
     n = share()
     if torch.get_num_threads() != n:
         torch.set_num_threads(n)

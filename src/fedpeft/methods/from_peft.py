@@ -32,9 +32,36 @@ def _targets(value: Any) -> list[str] | str | None:
     return sorted(value)
 
 
-def section(config: Any) -> dict[str, Any]:
-    """The ``peft`` section equivalent to ``config``; a ConfigError for a class fedpeft does not map."""
+# the options each mapped class carries over; any other option set away from peft's default is refused
+MAPPED = {
+    "LoraConfig": {"r", "lora_alpha", "lora_dropout", "target_modules", "use_rslora", "use_dora"}
+    | {"layers_to_transform"},
+    "IA3Config": {"target_modules", "feedforward_modules"},
+    "PrefixTuningConfig": {"num_virtual_tokens", "prefix_projection", "encoder_hidden_size"},
+    "PromptTuningConfig": {"num_virtual_tokens"},
+}
+# set by peft itself (from the model, or by its task type), not by the caller
+DERIVED = NOT_OPTIONS | {"modules_to_save", "token_dim", "num_transformer_submodules", "num_attention_heads"}
+DERIVED |= {"num_layers", "tokenizer_name_or_path", "tokenizer_kwargs", "peft_version"}
+
+
+def _refuse_unmapped(config: Any) -> None:
     kind = type(config).__name__
+    default, given = type(config)().to_dict(), config.to_dict()
+    lost = sorted(k for k in given if k not in MAPPED[kind] | DERIVED and given[k] != default.get(k))
+    if lost:
+        raise ConfigError(
+            f"peft_config: fedpeft's {kind} equivalent has no {', '.join(lost)}; leave them at peft's defaults, "
+            "or give the run's peft section instead (`fedpeft validate --show` lists its keys)"
+        )
+
+
+def section(config: Any) -> dict[str, Any]:
+    """The ``peft`` section equivalent to ``config``; a ConfigError for a class fedpeft does not map, or an
+    option it would drop."""
+    kind = type(config).__name__
+    if kind in MAPPED:
+        _refuse_unmapped(config)
     if kind == "LoraConfig":
         out = {
             "method": "lora",

@@ -87,6 +87,7 @@ class MeanPoolingForSequenceClassification(PreTrainedModel):
             config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
         download = {k: kwargs[k] for k in DOWNLOAD_KWARGS if kwargs.get(k) is not None}
         download.pop("revision", None)  # the folder's revision, not the base's
-        encoder = AutoModel.from_pretrained(config.fedpeft_base_model, **download)
+        depth = {"num_hidden_layers": config.num_hidden_layers} if hasattr(config, "num_hidden_layers") else {}
+        encoder = AutoModel.from_pretrained(config.fedpeft_base_model, **depth, **download)  # (a cut-down run)
         model = cls(config, encoder=encoder)
         return PeftModel.from_pretrained(model, folder).eval()

@@ -13,12 +13,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import torch
 from tqdm.auto import tqdm
 
 from fedpeft.build import build_setup, check_sources
 from fedpeft.build.workload import NOTHING, Provided, Setup
 from fedpeft.config.schema import RunConfig
 from fedpeft.errors import ConfigError
+from fedpeft.fleet import cores
 from fedpeft.fleet.base import close
 from fedpeft.model import count_parameters
 from fedpeft.model.device import describe
@@ -59,9 +61,12 @@ def run_experiment(
     try:
         setup, sim, done, state = _build(cfg, run, fleet, say, started, resume is not None, provided)
     except BaseException:
-        run.trackers.close(failed=True)
-        if resume is None:
-            run.discard()  # a refused or broken run leaves no folder behind
+        cores.release()
+        try:
+            run.trackers.close(failed=True)
+        finally:
+            if resume is None:
+                run.discard()  # a refused or broken run leaves no folder behind
         raise
     if resume is not None:
         say(f"fedpeft: resuming after round {done} of {cfg.rounds}")
@@ -82,6 +87,7 @@ def run_experiment(
         raise
     finally:
         close(sim.engine.fleet)  # worker processes end with the rounds, even on an error or Ctrl-C
+        cores.release()  # a finished run no longer takes a share of the machine
     rounds.close()
     summary = finish(setup, sim, run, state, started)
     run.trackers.finish(summary)
@@ -173,6 +179,7 @@ def _one_round(
     state.sample_eps.update({c: v["dp_epsilon"] for c, v in outcome.clients.items() if "dp_epsilon" in v})
     if sim.client.trainer.dp is not None:
         record["dp_sgd"] = {"max_client_epsilon": max(state.sample_eps.values(), default=0.0)}
+    record["threads"] = torch.get_num_threads()  # (this run's share of the cores this round)
     run.append_metrics(record)
     if cfg.output.checkpoint:
         save_checkpoint(run, r, sim, state, time.perf_counter() - started)

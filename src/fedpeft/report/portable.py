@@ -152,6 +152,12 @@ def write_model_card(folder: Path, summary: dict[str, Any], base_id: str, task: 
             "`modeling_fedpeft.py` and loads with `trust_remote_code=True`.",
             "",
         ]
+    if str(model.get("name", "")) == "smollm2" or str(model.get("name", "")).endswith(".gguf"):
+        lines += [
+            "fedpeft trained this adapter on the GGUF file's Q4_1 weights, dequantised; the hub's original "
+            f'weights differ slightly, so `fedpeft.load("{folder.parent}")` reproduces the run exactly.',
+            "",
+        ]
     path = folder / "README.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path

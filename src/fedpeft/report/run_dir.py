@@ -53,11 +53,19 @@ class RunDir:
         path = root / cfg.name
         suffix = 2
         try:
-            while not cfg.output.overwrite and path.exists() and any(path.iterdir()):
+            root.mkdir(parents=True, exist_ok=True)
+            while True:  # mkdir claims a name atomically: two runs started together never share a folder
+                try:
+                    path.mkdir()
+                    fresh = True
+                    break
+                except FileExistsError:
+                    if cfg.output.overwrite or not any(path.iterdir()):
+                        fresh = False
+                        break
                 path = root / f"{cfg.name}-{suffix}"
                 suffix += 1
-            fresh = not path.exists()
-            path.mkdir(parents=True, exist_ok=True)
+            (path / "mlflow_run_id").unlink(missing_ok=True)  # (an overwritten run's MLflow run is not ours)
             (path / "metrics.jsonl").write_text("")
             (path / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
         except OSError as exc:

@@ -24,6 +24,7 @@ from fedpeft.config.schema import RunConfig
 from fedpeft.errors import ConfigError
 from fedpeft.registry import Registry
 
+log = logging.getLogger(__name__)
 SKIP = {"round", "clients", "rejected", "dropped", "late", "status", "by_client"}  # per-client detail stays in files
 
 
@@ -209,24 +210,45 @@ class Callbacks:
 
 
 class Trackers:
-    """The configured trackers, in the order given; each call goes to all of them."""
+    """The configured trackers, in the order given; each call goes to all of them. A tracker that fails
+    (a tracking server gone away) is logged and the run goes on, its own files complete; the caller's
+    callbacks are the caller's code, and their errors stop the run."""
 
     def __init__(self, trackers: list[Tracker]) -> None:
         self.trackers = trackers
 
-    def log_round(self, record: Mapping[str, Any]) -> None:
+    def _each(self, call: Callable[[Tracker], None], what: str) -> None:
         for t in self.trackers:
-            t.log_round(record)
+            if isinstance(t, Callbacks):
+                call(t)
+                continue
+            try:
+                call(t)
+            except Exception as exc:
+                log.warning("tracker %s failed to %s: %s", type(t).__name__, what, exc)
+
+    def log_round(self, record: Mapping[str, Any]) -> None:
+        self._each(lambda t: t.log_round(record), "log a round")
 
     def finish(self, summary: Mapping[str, Any]) -> None:
-        for t in self.trackers:
-            t.finish(summary)
+        self._each(lambda t: t.finish(summary), "log the results")
 
     def close(self, failed: bool = False) -> None:
         for t in self.trackers:
-            t.close(failed)
+            try:
+                t.close(failed)
+            except Exception as exc:
+                log.warning("tracker %s failed to close: %s", type(t).__name__, exc)
 
 
 def open_trackers(cfg: RunConfig, run_dir: Path, extra: Sequence[Tracker] = ()) -> Trackers:
-    """The trackers ``output.trackers`` names, started for the run in ``run_dir``, then ``extra``."""
-    return Trackers([*(TRACKERS.get(name)(cfg, run_dir) for name in cfg.output.trackers), *extra])
+    """The trackers ``output.trackers`` names, started for the run in ``run_dir``, then ``extra`` (if one
+    cannot start, those already started are closed)."""
+    started: list[Tracker] = []
+    try:
+        for name in cfg.output.trackers:
+            started.append(TRACKERS.get(name)(cfg, run_dir))
+    except BaseException:
+        Trackers(started).close(failed=True)
+        raise
+    return Trackers([*started, *extra])
