@@ -9,7 +9,7 @@ runtime (the simulator, Flower's apps and node worker) build through these and n
 from fedpeft.build.client import build_client, client_mods
 from fedpeft.build.fleet import build_fleet, secure_settings
 from fedpeft.build.server import build_server, build_strategy
-from fedpeft.build.workload import KINDS, Inputs, Setup, build_setup, check_sources, configure_torch, model_inputs
+from fedpeft.build.workload import KINDS, Inputs, Setup, build_setup, configure_torch, model_inputs
 
 __all__ = [
     "KINDS",
@@ -21,7 +21,6 @@ __all__ = [
     "build_setup",
     "build_strategy",
     "client_mods",
-    "check_sources",
     "configure_torch",
     "model_inputs",
     "secure_settings",

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from fedpeft.config.checks import half_base_refused
-from fedpeft.config.names import Task, check_names, infer_task
+from fedpeft.config.names import Task, infer_task
 from fedpeft.config.schema import RunConfig
 from fedpeft.data import Partition, TokenizedDataset, load_dataset, local_holdout, partition, tokenize, train_test_split
 from fedpeft.data.batching import CausalLMDataset
@@ -106,11 +106,6 @@ class Provided:
 
 
 NOTHING = Provided()
-
-
-def check_sources(cfg: RunConfig, provided: Provided = NOTHING) -> None:
-    """Fail at once (before a run folder or any download) when the model or the data cannot be found here."""
-    check_names(cfg, provided.model is not None, provided.data is not None)
 
 
 def _base_model(cfg: RunConfig, task: Task, labels: list[str], provided: Provided) -> tuple[nn.Module, Any]:

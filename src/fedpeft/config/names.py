@@ -179,14 +179,19 @@ def infer_task(name: str) -> Task:
     return "sequence_classification"
 
 
-def check_source(cfg: DataConfig) -> None:
+def check_data(dataset: object, hf_id: object, path: object) -> None:
     """Fail at once when the data cannot be found: a missing file, or a hub id that is neither a local
-    folder nor cached while the hub is offline."""
-    if cfg.dataset == "hf" and cfg.hf_id is not None:
+    folder nor cached while the hub is offline (values of the wrong type are left to validation)."""
+    if dataset == "hf" and isinstance(hf_id, str):
         fix = "a local dataset folder (load_dataset's or save_to_disk's), or data.dataset: csv/jsonl/parquet"
-        check_hub_name(cfg.hf_id, "dataset", "data.hf_id", fix)
-    elif cfg.dataset in ("csv", "jsonl", "parquet") and cfg.path and not Path(cfg.path).expanduser().is_file():
-        raise DataError(f"data.path {cfg.path!r} does not exist or is not a file")
+        check_hub_name(hf_id, "dataset", "data.hf_id", fix)
+    elif dataset in ("csv", "jsonl", "parquet") and isinstance(path, str) and not Path(path).expanduser().is_file():
+        raise DataError(f"data.path {path!r} does not exist or is not a file")
+
+
+def check_source(cfg: DataConfig) -> None:
+    """``check_data`` on a validated data section."""
+    check_data(cfg.dataset, cfg.hf_id, cfg.path)
 
 
 def check_names(cfg: RunConfig, model_given: bool = False, data_given: bool = False) -> None:
@@ -202,16 +207,13 @@ def check_raw_names(raw: Mapping[str, Any], model_given: bool = False, data_give
     """``check_names`` on a config not yet validated (validation imports every plug-in: seconds), so that
     a name that cannot load fails within a second of the command starting. Values of the wrong type are
     left to validation."""
-    model = raw.get("model") if isinstance(raw.get("model"), Mapping) else {}
-    name = model.get("name", "minilm") if model is not None else "minilm"
+    from fedpeft.config.schema import ModelConfig
+
+    model = raw.get("model")
+    name = model.get("name") if isinstance(model, Mapping) else None
+    name = ModelConfig.model_fields["name"].default if name is None else name
     if not model_given and isinstance(name, str):
         resolve(name)
     data = raw.get("data") if isinstance(raw.get("data"), Mapping) else None
-    if data_given or data is None:
-        return
-    dataset, hf_id, path = data.get("dataset"), data.get("hf_id"), data.get("path")
-    if dataset == "hf" and isinstance(hf_id, str):
-        fix = "a local dataset folder (load_dataset's or save_to_disk's), or data.dataset: csv/jsonl/parquet"
-        check_hub_name(hf_id, "dataset", "data.hf_id", fix)
-    elif dataset in ("csv", "jsonl", "parquet") and isinstance(path, str) and not Path(path).expanduser().is_file():
-        raise DataError(f"data.path {path!r} does not exist or is not a file")
+    if not data_given and data is not None:
+        check_data(data.get("dataset"), data.get("hf_id"), data.get("path"))

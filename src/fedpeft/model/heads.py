@@ -13,9 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import PretrainedConfig
-from transformers.modeling_outputs import SequenceClassifierOutput
 
-from fedpeft.model.modeling_fedpeft import classify
+from fedpeft.model.modeling_fedpeft import mean_pooling_forward
 
 
 class MeanPoolingClassifier(nn.Module):
@@ -43,18 +42,7 @@ class MeanPoolingClassifier(nn.Module):
     def device(self) -> torch.device:  # peft's prefix tuning places the prefix on the model's device
         return self.classifier.weight.device
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        past_key_values: object = None,
-        **kwargs: object,
-    ) -> SequenceClassifierOutput:
-        """``inputs_embeds`` (prompt tuning) and ``past_key_values`` (prefix tuning, whose attention mask
-        also covers the prefix) pass through to the encoder; pooling covers the hidden states only."""
-        return classify(self, input_ids, attention_mask, labels, inputs_embeds, past_key_values)
+    forward = mean_pooling_forward
 
 
 def uses_mean_pooling(folder: str) -> bool:

@@ -25,16 +25,19 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 DOWNLOAD_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "proxies")
 
 
-def classify(
+def mean_pooling_forward(
     model: Any,
-    input_ids: torch.Tensor | None,
-    attention_mask: torch.Tensor | None,
-    labels: torch.Tensor | None,
-    inputs_embeds: torch.Tensor | None,
-    past_key_values: Any,
+    input_ids: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+    inputs_embeds: torch.Tensor | None = None,
+    past_key_values: Any = None,
+    **kwargs: Any,
 ) -> SequenceClassifierOutput:
-    """``model.encoder`` -> masked mean of the last hidden states -> ``model.dropout`` -> ``model.classifier``
-    (the pooling covers the hidden states only, not a prefix's positions in the attention mask)."""
+    """The forward of both mean-pooling heads: ``model.encoder`` -> masked mean of the last hidden states ->
+    ``model.dropout`` -> ``model.classifier``. ``inputs_embeds`` (prompt tuning) and ``past_key_values``
+    (prefix tuning, whose attention mask also covers the prefix) pass through to the encoder; the pooling
+    covers the hidden states only."""
     hidden = model.encoder(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -63,17 +66,7 @@ class MeanPoolingForSequenceClassification(PreTrainedModel):
         self.dropout = nn.Dropout(float(getattr(config, "fedpeft_head_dropout", 0.1)))
         self.classifier = nn.Linear(int(config.hidden_size), int(config.num_labels or 2))
 
-    def forward(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        past_key_values: Any = None,
-        **kwargs: Any,
-    ) -> SequenceClassifierOutput:
-        """(``inputs_embeds`` and ``past_key_values`` carry prompt and prefix tuning's virtual tokens.)"""
-        return classify(self, input_ids, attention_mask, labels, inputs_embeds, past_key_values)
+    forward = mean_pooling_forward
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: Any, *args: Any, **kwargs: Any) -> Any:

@@ -16,8 +16,9 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
-from fedpeft.build import build_setup, check_sources
+from fedpeft.build import build_setup
 from fedpeft.build.workload import NOTHING, Provided, Setup
+from fedpeft.config.names import check_names
 from fedpeft.config.schema import RunConfig
 from fedpeft.errors import ConfigError
 from fedpeft.fleet import cores
@@ -52,7 +53,7 @@ def run_experiment(
     in this process. ``provided``: the caller's own model and examples; ``callbacks``: see ``Callbacks``."""
     started = time.perf_counter()
     if resume is None:
-        check_sources(cfg, provided)  # an unknown model or data name fails here, before a run folder exists
+        check_names(cfg, provided.model is not None, provided.data is not None)  # before a run folder exists
     extra = [Callbacks(callbacks)] if callbacks else []
     run = RunDir.reopen(Path(resume), cfg, extra) if resume is not None else RunDir.create(cfg, extra)
     show_bars = sys.stderr.isatty() if progress is None else progress is True

@@ -43,7 +43,7 @@ class RunDir:
     @classmethod
     def reopen(cls, path: Path, cfg: RunConfig, extra: Sequence[Tracker] = ()) -> RunDir:
         """A stopped run's folder, to go on with (its trackers resume their runs where they can)."""
-        return cls(path, False, open_trackers(cfg, path, extra))
+        return cls(path, False, open_trackers(cfg, path, extra, resuming=True))
 
     @classmethod
     def create(cls, cfg: RunConfig, extra: Sequence[Tracker] = ()) -> RunDir:
@@ -65,7 +65,6 @@ class RunDir:
                         break
                 path = root / f"{cfg.name}-{suffix}"
                 suffix += 1
-            (path / "mlflow_run_id").unlink(missing_ok=True)  # (an overwritten run's MLflow run is not ours)
             (path / "metrics.jsonl").write_text("")
             (path / "config.yaml").write_text(dump_yaml(cfg), encoding="utf-8")
         except OSError as exc:

@@ -53,7 +53,7 @@ class Tracker(Protocol):
     def close(self, failed: bool) -> None: ...
 
 
-TRACKERS: Registry[Callable[[RunConfig, Path], Tracker]] = Registry("tracker")
+TRACKERS: Registry[Callable[[RunConfig, Path, bool], Tracker]] = Registry("tracker")  # (cfg, run dir, resuming)
 
 
 def _needs(module: str, name: str, package: str) -> Any:
@@ -72,7 +72,7 @@ def _needs(module: str, name: str, package: str) -> Any:
 class TensorBoardTracker:
     """Scalars per round (step = round) and the config and results as text, in ``<run>/tensorboard``."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path) -> None:
+    def __init__(self, cfg: RunConfig, run_dir: Path, resuming: bool = False) -> None:
         _needs("tensorboard", "tensorboard", "tensorboard")
         from torch.utils.tensorboard import SummaryWriter
 
@@ -99,7 +99,7 @@ class MLflowTracker:
     store; the default is a local SQLite file beside the runs (``<output.dir>/mlflow.db``; MLflow 3 no longer
     takes a plain folder store). A resumed run goes on logging into its MLflow run."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path) -> None:
+    def __init__(self, cfg: RunConfig, run_dir: Path, resuming: bool = False) -> None:
         _needs("mlflow", "mlflow", "mlflow-skinny")
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
@@ -108,7 +108,7 @@ class MLflowTracker:
         self.uri = cfg.output.mlflow_uri or default_mlflow_uri(run_dir)
         self.client = MlflowClient(tracking_uri=self.uri)
         self.id_file = run_dir / "mlflow_run_id"
-        if self.id_file.is_file():  # resuming
+        if resuming and self.id_file.is_file():
             self.run_id = self.id_file.read_text().strip()
             self.client.update_run(self.run_id, status="RUNNING")
             return
@@ -146,7 +146,7 @@ class MLflowTracker:
 class WandbTracker:
     """A Weights & Biases run (project ``fedpeft``; ``WANDB_MODE=offline`` keeps it on disk)."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path) -> None:
+    def __init__(self, cfg: RunConfig, run_dir: Path, resuming: bool = False) -> None:
         wandb = _needs("wandb", "wandb", "wandb")
         self.run = wandb.init(project="fedpeft", name=cfg.name, dir=str(run_dir), config=cfg.model_dump(mode="json"))
 
@@ -241,13 +241,13 @@ class Trackers:
                 log.warning("tracker %s failed to close: %s", type(t).__name__, exc)
 
 
-def open_trackers(cfg: RunConfig, run_dir: Path, extra: Sequence[Tracker] = ()) -> Trackers:
+def open_trackers(cfg: RunConfig, run_dir: Path, extra: Sequence[Tracker] = (), resuming: bool = False) -> Trackers:
     """The trackers ``output.trackers`` names, started for the run in ``run_dir``, then ``extra`` (if one
     cannot start, those already started are closed)."""
     started: list[Tracker] = []
     try:
         for name in cfg.output.trackers:
-            started.append(TRACKERS.get(name)(cfg, run_dir))
+            started.append(TRACKERS.get(name)(cfg, run_dir, resuming))
     except BaseException:
         Trackers(started).close(failed=True)
         raise
