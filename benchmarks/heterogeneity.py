@@ -68,6 +68,7 @@ SGD = ["clients.optimizer=sgd", "clients.lr=0.05", "clients.momentum=0.9"]
 # FedAvgM (Hsu et al. 2019) with momentum 0.9 and server lr 0.1: the long-run step of FedAvg, averaged over
 # about ten rounds, so the last round's clients (one label each, under skew) do not set the model alone.
 SERVER_MOMENTUM = ["strategy.name=fedavgm", "strategy.momentum=0.9", "strategy.server_lr=0.1"]
+RIDGE = ["model.head_init=ridge"]
 # Client recipes: the default (a fresh AdamW each round, lr 1e-3) and what the literature offers for label skew.
 METHODS: dict[str, list[str]] = {
     "fedavg": [],
@@ -78,13 +79,20 @@ METHODS: dict[str, list[str]] = {
     "balanced softmax sgd": [*SGD, "clients.loss=balanced_softmax"],
     "fedavgm sgd": [*SGD, *SERVER_MOMENTUM],
     "fedavgm balanced softmax sgd": [*SGD, *SERVER_MOMENTUM, "clients.loss=balanced_softmax"],
+    # the head solved in closed form from sums each client sends once, then fine-tuned (Fed3R+FT, FedNCM+FT)
+    "ridge head": RIDGE,  # Fanì et al., ICML 2024
+    "ridge head balanced softmax": [*RIDGE, "clients.loss=balanced_softmax"],
+    "ridge head balanced softmax sgd": [*RIDGE, *SGD, "clients.loss=balanced_softmax"],
+    "class means head balanced softmax": ["model.head_init=class_means", "clients.loss=balanced_softmax"],
     "fedprox": ["strategy.name=fedprox", "strategy.mu=0.01"],
     "scaffold sgd": [*SGD, "strategy.name=scaffold"],
     "centralised": [],
 }
 CENTRAL = "centralised"
 # class-label objectives: not for language models
-LABEL_ONLY = tuple(m for m, o in METHODS.items() if any(x.startswith("clients.loss=") for x in o))
+LABEL_ONLY = tuple(
+    m for m, o in METHODS.items() if any(x.startswith(("clients.loss=", "model.head_init=")) for x in o)
+)
 
 
 def row(name: str, s: dict) -> dict:
@@ -99,6 +107,7 @@ def row(name: str, s: dict) -> dict:
         "rounds": s["rounds"],
         "metric": "accuracy" if "accuracy" in final else "perplexity",
         "value": final.get("accuracy", final.get("perplexity")),
+        "initial": (s.get("initial") or {}).get("accuracy"),  # round 0: the starting model (a set head's own)
         "macro_f1": final.get("macro_f1"),
         "majority": s.get("data", {}).get("majority_baseline"),
         "client_mean": pc.get("mean"),

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fedpeft.build.head_init import HeadInit, initialize_head
 from fedpeft.config.checks import half_base_refused
 from fedpeft.config.names import Task, infer_task
 from fedpeft.config.schema import RunConfig
@@ -151,6 +152,8 @@ def build_setup(cfg: RunConfig, provided: Provided = NOTHING) -> Setup:
     if prepare is not None:
         prepare(model)
     device = place(model, cfg)
+    if m.head_init != "none":
+        method_setup = {**method_setup, **_head_init(cfg, model, task, train.label_names, client_data, device)}
     trainable = TrainableState(model)
     cache = PrefixCache(model, frozen_prefix_depth(model)) if m.cache_frozen_prefix else None
     local_test, groups = (
@@ -184,6 +187,18 @@ def build_setup(cfg: RunConfig, provided: Provided = NOTHING) -> Setup:
         cache,
         device,
     )
+
+
+def _head_init(
+    cfg: RunConfig, model: nn.Module, task: str, label_names: Any, clients: dict[str, Inputs], device: torch.device
+) -> dict[str, Any]:
+    if task == "causal_lm":
+        raise ConfigError(
+            f"model.head_init={cfg.model.head_init} sets a classification head; a causal language model has "
+            "none: set model.head_init: none"
+        )
+    kind: HeadInit = "ridge" if cfg.model.head_init == "ridge" else "class_means"
+    return initialize_head(model, len(label_names), clients, kind, cfg.model.head_ridge, device)
 
 
 def place(model: nn.Module, cfg: RunConfig) -> torch.device:

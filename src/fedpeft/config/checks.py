@@ -26,7 +26,8 @@ def check_run(cfg: RunConfig) -> None:
         pydantic_core._pydantic_core.ValidationError: 1 validation error for RunConfig
           Value error, strategy.name=flora aggregates LoRA factors: set peft.method: lora ...
     """
-    for check in (_evaluation_and_clock, _precision, _workers, _cohort, _strategy, _privacy, _compression, _ranks):
+    checks = (_evaluation_and_clock, _precision, _workers, _cohort, _strategy, _privacy, _compression, _ranks, _head)
+    for check in checks:
         check(cfg)
     if cfg.privacy.secure_aggregation.enabled:
         _secure_aggregation(cfg)
@@ -161,6 +162,17 @@ def _privacy(cfg: RunConfig) -> None:
         raise ValueError(
             "privacy.dp_sgd: peft.method=sparse picks its mask from clients' raw gradients, outside "
             "DP-SGD; pick lora, ia3, bitfit or another method with a fixed parameter set"
+        )
+
+
+def _head(cfg: RunConfig) -> None:
+    if cfg.model.head_init == "none":
+        return
+    p = cfg.privacy
+    if p.client_dp != "off" or p.dp_sgd.enabled or p.secure_aggregation.enabled:
+        raise ValueError(
+            f"model.head_init={cfg.model.head_init}: each client sends its feature sums once, in the clear, "
+            "outside the privacy settings' accounting and secure aggregation: set model.head_init: none"
         )
 
 

@@ -96,6 +96,13 @@ class ModelConfig(Section):
         "half type on an accelerator when precision is bf16 or fp16 and nothing refuses it, else in fp32. "
         "Trainable tensors and norms stay fp32",
     )
+    head_init: Literal["none", "class_means", "ridge"] = Field(
+        "none",
+        description="set the classification head before round 1 from sums every client sends once: its "
+        "per-class feature means (class_means, FedNCM) or ridge regression on its features (ridge, Fed3R); the "
+        "sums do not depend on how the examples are split, so label skew cannot bias the starting head",
+    )
+    head_ridge: float = Field(1.0, gt=0.0, description="ridge penalty lambda for head_init: ridge")
 
 
 class ClientConfig(Section):
