@@ -133,10 +133,12 @@ def client_statistics(
     stats = HeadStatistics.empty(kind, head.in_features, head.out_features)
     seen: list[torch.Tensor] = []
     hook = head.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0]))
+    tokens = getattr(data, "input_ids", None)  # texts: batch similar lengths together, so little padding
+    order = np.argsort([len(t) for t in tokens], kind="stable") if tokens is not None else np.arange(len(data))
     try:
         with torch.no_grad():
             for start in range(0, len(data), batch_size):
-                batch = data.batch(np.arange(start, min(start + batch_size, len(data))))
+                batch = data.batch(order[start : start + batch_size])
                 seen.clear()
                 model(**{k: v.to(device) for k, v in batch.items() if k != "labels"})
                 stats.add(seen[-1].reshape(len(batch["labels"]), -1), batch["labels"])
