@@ -90,9 +90,7 @@ METHODS: dict[str, list[str]] = {
 }
 CENTRAL = "centralised"
 # class-label objectives: not for language models
-LABEL_ONLY = tuple(
-    m for m, o in METHODS.items() if any(x.startswith(("clients.loss=", "model.head_init=")) for x in o)
-)
+LABEL_ONLY = tuple(m for m, o in METHODS.items() if any(x.startswith(("clients.loss=", "model.head_init=")) for x in o))
 
 
 def row(name: str, s: dict) -> dict:
