@@ -159,6 +159,7 @@ def cells(rows: list[dict]) -> dict[tuple[str, str, str], dict[str, float]]:
             "spread": max(v) - min(v),
             "seeds": len(v),
             "worst": sum(worst) / len(worst) if worst else float("nan"),
+            "start": _mean([r["initial"] for r in rs if r.get("initial") is not None and _sets_head(r)]),
         }
     return out
 
@@ -167,7 +168,10 @@ def table(rows: list[dict], task: str) -> str:
     c = {(m, sp): x for (t, m, sp), x in cells(rows).items() if t == task}
     metric = next((r.get("metric", "accuracy") for r in rows if r.get("task", "sentiment") == task), "accuracy")
     splits = [s for s in SPLITS if any(k[1] == s for k in c)]
-    lines = [f"{task} ({metric}: seed mean (spread max - min, seeds); worst 10% of clients' held-out accuracy)"]
+    lines = [
+        f"{task} ({metric}: seed mean (spread max - min, seeds; the set head's own at round 0); worst 10% of "
+        "clients' held-out accuracy)"
+    ]
     lines.append("| method | " + " | ".join(f"{s} | {s} worst 10%" for s in splits) + " |")
     lines.append("|---|" + "---:|" * (2 * len(splits)))
     for method in ordered({k[0] for k in c}):
@@ -176,7 +180,12 @@ def table(rows: list[dict], task: str) -> str:
         parts = []
         for s in splits:
             x = c.get((method, s))
-            parts += ["-", "-"] if x is None else [f"{x['mean']:.3f} ({x['spread']:.3f}, {x['seeds']})", _f(x["worst"])]
+            start = "" if x is None or x["start"] != x["start"] else f"; set head {x['start']:.3f}"
+            parts += (
+                ["-", "-"]
+                if x is None
+                else [f"{x['mean']:.3f} ({x['spread']:.3f}, {x['seeds']}{start})", _f(x["worst"])]
+            )
         lines.append(f"| {method} | " + " | ".join(parts) + " |")
     for (method, _), central in c.items():
         if method.startswith(CENTRAL):
@@ -190,6 +199,14 @@ def table(rows: list[dict], task: str) -> str:
 def ordered(labels: set[str]) -> list[str]:
     """Method labels in the order of METHODS, each method's longer runs after it."""
     return sorted(labels, key=lambda m: (list(METHODS).index(m.split(",")[0]), m))
+
+
+def _sets_head(r: dict) -> bool:
+    return any(o.startswith("model.head_init=") for o in METHODS.get(r["method"], []))
+
+
+def _mean(v: list[float]) -> float:
+    return sum(v) / len(v) if v else float("nan")
 
 
 def _f(x: float) -> str:
