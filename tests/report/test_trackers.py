@@ -35,6 +35,8 @@ def test_a_two_round_run_is_logged_to_tensorboard_and_mlflow(tiny_config: dict) 
     assert run.data.params["peft.method"] == "lora" and run.data.params["rounds"] == "2"
     assert run.data.metrics["ledger/bytes_up"] == summary["ledger"]["bytes_up"]
     assert run.info.status == "FINISHED" and run.info.run_name == "tiny"
+    artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
+    assert artifacts.is_relative_to(run_dir.parent.resolve()) and (artifacts / "summary.json").is_file()
 
 
 def test_a_missing_tracker_library_is_refused_with_the_install_line(tiny_config: dict, monkeypatch) -> None:

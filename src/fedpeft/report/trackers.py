@@ -97,7 +97,8 @@ class MLflowTracker:
     """An MLflow run in experiment ``fedpeft``: the config as params, metrics per round (step = round), the
     final figures and ledger, summary.json as an artifact. ``output.mlflow_uri`` names the tracking server or
     store; the default is a local SQLite file beside the runs (``<output.dir>/mlflow.db``; MLflow 3 no longer
-    takes a plain folder store). A resumed run goes on logging into its MLflow run."""
+    takes a plain folder store), with its artifacts in ``<output.dir>/mlruns``. A resumed run goes on logging into
+    its MLflow run."""
 
     def __init__(self, cfg: RunConfig, run_dir: Path, resuming: bool = False) -> None:
         _needs("mlflow", "mlflow", "mlflow-skinny")
@@ -113,7 +114,9 @@ class MLflowTracker:
             self.client.update_run(self.run_id, status="RUNNING")
             return
         found = self.client.get_experiment_by_name("fedpeft")
-        experiment = found.experiment_id if found else self.client.create_experiment("fedpeft")
+        # a local store keeps its artifacts beside it too (MLflow's default is ./mlruns under the working folder)
+        beside = None if cfg.output.mlflow_uri else (run_dir.parent / "mlruns").resolve().as_uri()
+        experiment = found.experiment_id if found else self.client.create_experiment("fedpeft", beside)
         self.run_id = self.client.create_run(experiment, run_name=cfg.name).info.run_id
         self.id_file.write_text(self.run_id)
         params = [Param(k, str(v)[:500]) for k, v in _flat_config(cfg.model_dump(mode="json")).items()]
