@@ -42,9 +42,9 @@ def test_sums_over_any_split_give_the_centralised_head(kind: str, cuts: list[int
         part = HeadStatistics.empty(kind, 5, 3)  # type: ignore[arg-type]
         part.add(x[order[a:b]], y[order[a:b]])
         merged.merge(part)
-    for (w1, b1), (w2, b2) in [(whole.solve(0.5), merged.solve(0.5))]:
-        torch.testing.assert_close(w1, w2)
-        torch.testing.assert_close(b1, b2)
+    (w1, b1), (w2, b2) = whole.solve(0.5), merged.solve(0.5)
+    torch.testing.assert_close(w1, w2)
+    torch.testing.assert_close(b1, b2)
 
 
 def test_class_means_head_is_nearest_mean() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -153,7 +153,7 @@ def build_setup(cfg: RunConfig, provided: Provided = NOTHING) -> Setup:
         prepare(model)
     device = place(model, cfg)
     if m.head_init != "none":
-        method_setup = {**method_setup, **_head_init(cfg, model, task, train.label_names, client_data, device)}
+        method_setup = {**method_setup, **_head_init(cfg, model, task, len(train.label_names), client_data, device)}
     trainable = TrainableState(model)
     cache = PrefixCache(model, frozen_prefix_depth(model)) if m.cache_frozen_prefix else None
     local_test, groups = (
@@ -190,15 +190,15 @@ def build_setup(cfg: RunConfig, provided: Provided = NOTHING) -> Setup:
 
 
 def _head_init(
-    cfg: RunConfig, model: nn.Module, task: str, label_names: Any, clients: dict[str, Inputs], device: torch.device
+    cfg: RunConfig, model: nn.Module, task: str, num_labels: int, clients: dict[str, Inputs], device: torch.device
 ) -> dict[str, Any]:
     if task == "causal_lm":
         raise ConfigError(
             f"model.head_init={cfg.model.head_init} sets a classification head; a causal language model has "
             "none: set model.head_init: none"
         )
-    kind: HeadInit = "ridge" if cfg.model.head_init == "ridge" else "class_means"
-    return initialize_head(model, len(label_names), clients, kind, cfg.model.head_ridge, device)
+    kind = cast(HeadInit, cfg.model.head_init)  # (not "none": the caller checked)
+    return initialize_head(model, num_labels, clients, kind, cfg.model.head_ridge, device)
 
 
 def place(model: nn.Module, cfg: RunConfig) -> torch.device:
