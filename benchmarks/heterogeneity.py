@@ -111,7 +111,7 @@ def row(name: str, s: dict) -> dict:
         "client_mean": pc.get("mean"),
         "client_worst_10pct": pc.get("worst_10pct"),
         "bytes_up": s["ledger"]["bytes_up"],
-        "bytes_up_once": (s["model"].get("setup") or {}).get("bytes_up_once"),  # a set head's sums
+        "bytes_up_once": ((s["model"].get("setup") or {}).get("head_init") or {}).get("bytes_up_once"),  # its sums
         "wall_seconds": s["wall_seconds"],
     }
 

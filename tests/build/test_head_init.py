@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 import fedpeft
+from fedpeft.build import build_setup
 from fedpeft.build.head_init import HeadStatistics, client_statistics, find_head
+from fedpeft.config import load_config
 from fedpeft.errors import ConfigError, ModelError
 
 
@@ -129,9 +131,17 @@ def test_a_run_starts_from_the_closed_form_head(tiny_config: dict[str, Any]) -> 
     skew = ["partition.method=dirichlet", "partition.alpha=0.1", "partition.num_clients=6", "rounds=1"]
     plain = fedpeft.run(tiny_config, skew, progress=False)
     ridge = fedpeft.run(tiny_config, [*skew, "model.head_init=ridge"], progress=False)
-    setup = ridge["model"]["setup"]
-    assert setup["head_init"] == "ridge" and setup["clients"] == 6 and setup["bytes_up_once"] > 0
+    head = ridge["model"]["setup"]["head_init"]
+    assert head["kind"] == "ridge" and head["clients"] == 6 and head["bytes_up_once"] > 0
     assert ridge["initial"]["accuracy"] > plain["initial"]["accuracy"]
+
+
+def test_a_fisher_mask_and_a_set_head_report_their_own_clients_and_bytes(tiny_config: dict[str, Any]) -> None:
+    sparse = ["peft.method=sparse", "peft.selection=fisher", "peft.fisher_clients=2", "peft.fisher_examples=8"]
+    both = build_setup(load_config(tiny_config, [*sparse, "partition.num_clients=6", "model.head_init=ridge"]))
+    mask, head = both.method_setup, both.method_setup["head_init"]
+    assert mask["mask_selection"] == "fisher" and mask["clients"] == 2 and head["clients"] == 6
+    assert head["bytes_up_once"] != mask["bytes_up_once"] > 0
 
 
 @pytest.mark.parametrize(

@@ -177,4 +177,4 @@ def initialize_head(
         head.weight.copy_(weight.to(head.weight.dtype))
         if head.bias is not None:
             head.bias.copy_(bias.to(head.bias.dtype))
-    return {"head_init": kind, "head": name, "clients": len(clients), "bytes_up_once": sent}
+    return {"kind": kind, "head": name, "clients": len(clients), "bytes_up_once": sent}

@@ -153,7 +153,9 @@ def build_setup(cfg: RunConfig, provided: Provided = NOTHING) -> Setup:
         prepare(model)
     device = place(model, cfg)
     if m.head_init != "none":
-        method_setup = {**method_setup, **_head_init(cfg, model, task, len(train.label_names), client_data, device)}
+        # its own entry: a Fisher mask reports clients and bytes under the same names
+        head = _head_init(cfg, model, task, len(train.label_names), client_data, device)
+        method_setup = {**method_setup, "head_init": head}
     trainable = TrainableState(model)
     cache = PrefixCache(model, frozen_prefix_depth(model)) if m.cache_frozen_prefix else None
     local_test, groups = (

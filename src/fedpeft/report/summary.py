@@ -45,11 +45,11 @@ def _data_and_model(summary: dict[str, Any]) -> list[str]:
             f" Mask agreed from the Fisher scores of {setup['clients']} clients "
             f"({setup['bytes_up_once'] / 1e6:.2f} MB up, once)."
         )
-    if setup.get("head_init"):
-        how = {"class_means": "class means (FedNCM)", "ridge": "ridge regression (Fed3R)"}[setup["head_init"]]
+    if head := setup.get("head_init"):
+        how = {"class_means": "class means (FedNCM)", "ridge": "ridge regression (Fed3R)"}[head["kind"]]
         lines[-1] += (
-            f" Head set from the {how} of {setup['clients']} clients' features "
-            f"({setup['bytes_up_once'] / 1e6:.2f} MB up, once)."
+            f" Head set from the {how} of {head['clients']} clients' features "
+            f"({head['bytes_up_once'] / 1e6:.2f} MB up, once)."
         )
     return lines
 
