@@ -6,12 +6,16 @@ payloads summed over the run; "x full FT" divides the uplink bytes of full fine-
 real encoded payload of MiniLM's 22.7M parameters, times the same number of client updates) by the row's.
 Results are appended to runs/benchmarks/compression.jsonl as each row finishes.
 
+``--task digits`` runs the same pipelines on configs/digits.yaml (MobileNetV2 + LoRA on scikit-learn's 8x8
+digits, 10 labels, 10 clients with Dirichlet 0.5 label skew, 5 per round, 10 rounds) into
+compression_digits.jsonl: ten labels and little data per client, where what an update loses can show.
+
 ``--caching`` instead times frozen-prefix activation caching: top-k layers (k=2) with and without
 ``model.cache_frozen_prefix``, in the same process, one after the other.
 
-Run: .venv/bin/python benchmarks/compression.py [--only topk+int8,int4] [overrides, e.g. threads=1]
+Run: .venv/bin/python benchmarks/compression.py [--task digits] [--only topk+int8,int4] [overrides, e.g. threads=1]
      .venv/bin/python benchmarks/compression.py --caching threads=1
-     .venv/bin/python benchmarks/compression.py --report    # table and runs/benchmarks/compression.png
+     .venv/bin/python benchmarks/compression.py [--task digits] --report  # table and compression[_digits].png
 """
 
 from __future__ import annotations
@@ -70,14 +74,25 @@ CONFIGS: dict[str, list[str]] = {
 }
 
 
-def full_ft_update_bytes() -> int:
-    """The real payload of one full fine-tuning update of MiniLM (all 22.7M parameters, float32)."""
-    from fedpeft.model import TrainableState
-    from fedpeft.model.load import load_model
+# task: (config, results file, what the plot's title says)
+TASKS: dict[str, tuple[Path, str, str]] = {
+    "sentiment": (QUICKSTART, "compression.jsonl", "the quickstart workload (MiniLM + LoRA r=8, 100 client updates)"),
+    "digits": (
+        QUICKSTART.parent / "digits.yaml",
+        "compression_digits.jsonl",
+        "digits (MobileNetV2 + LoRA r=8, 10 labels, Dirichlet 0.5, 50 client updates)",
+    ),
+}
+
+
+def full_ft_update_bytes(config: Path = QUICKSTART) -> int:
+    """The real payload of one full fine-tuning update of the config's model (every parameter, float32)."""
+    from fedpeft.build import build_setup
+    from fedpeft.config import load_config
     from fedpeft.pipeline import codec
 
-    model, _ = load_model("minilm", "sequence_classification", ["negative", "positive"], seed=0)
-    return len(codec.encode(TrainableState(model).snapshot()))
+    setup = build_setup(load_config(config, ["peft.method=full"]))
+    return len(codec.encode(setup.trainable.snapshot()))
 
 
 def row(name: str, s: dict) -> dict:
@@ -129,7 +144,7 @@ def kind(r: dict) -> str:
     return "precision (cast, quantisation)"
 
 
-def plot(rows: list[dict], full_update: int, path: Path) -> None:
+def plot(rows: list[dict], full_update: int, path: Path, title: str = TASKS["sentiment"][2]) -> None:
     """Final accuracy against total uplink MB (log scale); points numbered, the numbers listed beside."""
     import matplotlib
 
@@ -164,7 +179,7 @@ def plot(rows: list[dict], full_update: int, path: Path) -> None:
     ax.set_xscale("log")
     ax.set_xlabel("total uplink over the run (MB, log scale)")
     ax.set_ylabel("final test accuracy")
-    ax.set_title("Update compression on the quickstart workload (MiniLM + LoRA r=8, 100 client updates)")
+    ax.set_title(f"Update compression on {title}")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -195,15 +210,21 @@ def wire_headers() -> dict[str, int]:
     return out
 
 
-def report(out: Path) -> None:
-    saved = latest(out / "compression.jsonl", lambda r: r["config"])
+def report(out: Path, task: str = "sentiment") -> None:
+    config, results, title = TASKS[task]
+    saved = latest(out / results, lambda r: r["config"])
     rows = [saved[n] for n in CONFIGS if n in saved]
-    full = full_ft_update_bytes()
+    full = full_ft_update_bytes(config)
     print(table(rows, full))
-    headers = wire_headers()
-    print("\nWire header of one LoRA update (76 tensors): " + ", ".join(f"{k} {v:,} bytes" for k, v in headers.items()))
-    plot(rows, full, out / "compression.png")
-    print(f"\nplot: {out / 'compression.png'}")
+    if task == "sentiment":
+        headers = wire_headers()
+        print(
+            "\nWire header of one LoRA update (76 tensors): "
+            + ", ".join(f"{k} {v:,} bytes" for k, v in headers.items())
+        )
+    png = out / results.replace(".jsonl", ".png")
+    plot(rows, full, png, title)
+    print(f"\nplot: {png}")
 
 
 def caching(out: Path, overrides: list[str]) -> None:
@@ -251,13 +272,15 @@ def caching(out: Path, overrides: list[str]) -> None:
 
 def main() -> None:
     p = parser(__doc__, "compression.jsonl")
+    p.add_argument("--task", default="sentiment", choices=list(TASKS), help="the workload (default sentiment)")
     p.add_argument("--caching", action="store_true", help="time frozen-prefix caching instead")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    config, results, _ = TASKS[args.task]
     if args.report:
-        report(out)
-        tradeoffs("compression", out)
+        report(out, args.task)
+        tradeoffs(results.removesuffix(".jsonl"), out)
         return
     if args.caching:
         caching(out, args.overrides)
@@ -267,12 +290,13 @@ def main() -> None:
                 name,
                 [*CONFIGS[name], *args.overrides, "output.save_adapter=false"],
                 out,
-                "compression.jsonl",
-                "compression-",
+                results,
+                f"compression-{args.task}-" if args.task != "sentiment" else "compression-",
                 row,
+                config,
             )
-        report(out)
-    tradeoffs("compression", out)
+        report(out, args.task)
+    tradeoffs(results.removesuffix(".jsonl"), out)
     reproduce("compression.py")
 
 
