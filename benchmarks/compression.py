@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from harness import QUICKSTART, chosen, latest, parser, reproduce, run_and_append, tradeoffs
+from harness import CONFIG_DIR, QUICKSTART, chosen, latest, parser, reproduce, run_and_append, tradeoffs
 
 import fedpeft
 
@@ -78,7 +78,7 @@ CONFIGS: dict[str, list[str]] = {
 TASKS: dict[str, tuple[Path, str, str]] = {
     "sentiment": (QUICKSTART, "compression.jsonl", "the quickstart workload (MiniLM + LoRA r=8, 100 client updates)"),
     "digits": (
-        QUICKSTART.parent / "digits.yaml",
+        CONFIG_DIR / "digits.yaml",
         "compression_digits.jsonl",
         "digits (MobileNetV2 + LoRA r=8, 10 labels, Dirichlet 0.5, 50 client updates)",
     ),
@@ -291,7 +291,7 @@ def main() -> None:
                 [*CONFIGS[name], *args.overrides, "output.save_adapter=false"],
                 out,
                 results,
-                f"compression-{args.task}-" if args.task != "sentiment" else "compression-",
+                f"compression-{args.task}-",
                 row,
                 config,
             )

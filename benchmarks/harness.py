@@ -14,7 +14,8 @@ from typing import Any
 
 import fedpeft
 
-QUICKSTART = Path(__file__).resolve().parents[1] / "configs" / "quickstart.yaml"
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"  # the shipped configs
+QUICKSTART = CONFIG_DIR / "quickstart.yaml"
 RESULTS = Path(__file__).resolve().parent / "results"  # the results saved with the repository
 
 

@@ -21,9 +21,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import chosen, latest, parser, reproduce, run_and_append, tradeoffs
+from harness import CONFIG_DIR, chosen, latest, parser, reproduce, run_and_append, tradeoffs
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # task: (config, its workload, the centralised run's steps per round = clients per round x local steps)
 TASKS: dict[str, tuple[str, list[str], int]] = {
     "sentiment": (
@@ -292,7 +291,7 @@ def main() -> None:
     tasks, splits = chosen(args.tasks, list(TASKS)), chosen(args.splits, list(SPLITS))
     methods = chosen(args.only, list(METHODS))
     for name, task, extra in jobs(tasks, methods, splits, [int(s) for s in args.seeds.split(",")]):
-        config = CONFIGS / TASKS[task][0]
+        config = CONFIG_DIR / TASKS[task][0]
         run_and_append(name, [*extra, *args.overrides], out, "heterogeneity.jsonl", "het-", row, config=config)
     report(out)
     tradeoffs("heterogeneity", out)

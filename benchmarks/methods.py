@@ -18,11 +18,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import chosen, latest, parser, reproduce, run_and_append, tradeoffs
+from harness import CONFIG_DIR, chosen, latest, parser, reproduce, run_and_append, tradeoffs
 
 from fedpeft.errors import FedPeftError
-
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 # name -> overrides on top of the quickstart config (LoRA keeps the quickstart's own settings)
 METHODS: dict[str, list[str]] = {
@@ -164,7 +162,7 @@ def main() -> None:
         for name in chosen(args.only, list(METHODS)):
             overrides = [*METHODS[name], *args.overrides]
             try:
-                run_and_append(name, overrides, out, results, f"methods-{args.task}-", row, CONFIGS / config)
+                run_and_append(name, overrides, out, results, f"methods-{args.task}-", row, CONFIG_DIR / config)
             except FedPeftError as e:  # a method this model refuses: say so and go on with the others
                 print(f"[{name}] refused: {e}", flush=True)
     report(out, args.task)

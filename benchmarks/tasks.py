@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness import chosen, latest, parser, reproduce, run_and_append, tradeoffs
+from harness import CONFIG_DIR, chosen, latest, parser, reproduce, run_and_append, tradeoffs
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 # task: (config, clients, per_round, steps, extra overrides)
 TASKS: dict[str, tuple[str, int, int, int, list[str]]] = {
     "sentiment": ("quickstart.yaml", 50, 10, 8, ["eval.every=0", "output.save_adapter=false"]),
@@ -127,7 +126,7 @@ def main() -> None:
                     "tasks.jsonl",
                     "tasks-",
                     row,
-                    config=CONFIGS / TASKS[task][0],
+                    config=CONFIG_DIR / TASKS[task][0],
                 )
     report(out)
     tradeoffs("tasks", out)
