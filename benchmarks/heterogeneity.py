@@ -7,7 +7,9 @@ local steps of 8 examples, 20 rounds; 500 central test snippets), digits (Mobile
 clients, 4 per round, 4 local steps, 10 rounds; perplexity). Splits: IID, Dirichlet alpha 1.0 and 0.1 (each
 client's label mix, or chat category mix, drawn from Dir(alpha)) and the natural one (the largest groups: one
 client per movie, per chat category). On the classification tasks 20% of each client's examples are held out
-for per-client accuracy of the global model (mean and the worst 10% of clients). The centralised row trains
+for per-client accuracy of the global model (mean and the worst 10% of clients); chat holds out nothing unless
+told (`data.local_test_fraction=0.2 eval.per_client=true`: per-client perplexity, the rows labelled "clients hold
+out 20%", since their clients train on fewer pairs). The centralised row trains
 one client on all the examples for clients-per-round x local-steps steps per round, the same rounds. The
 report gives each setting's seed mean and spread (max - min). Results are appended to
 runs/benchmarks/heterogeneity.jsonl as each run finishes.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
 from harness import CONFIG_DIR, chosen, latest, parser, reproduce, run_and_append, tradeoffs
 
 # task: (config, its workload, the centralised run's steps per round = clients per round x local steps)
@@ -118,6 +121,7 @@ def row(name: str, s: dict) -> dict:
         "split": split,
         "seed": int(seed.removeprefix("seed ")),
         "rounds": s["rounds"],
+        "held_out": held_out(Path(s["run_dir"])),
         "metric": "accuracy" if "accuracy" in final else "perplexity",
         "value": final.get("accuracy", final.get("perplexity")),
         "initial": (s.get("initial") or {}).get("accuracy"),  # round 0: the starting model (a set head's own)
@@ -129,6 +133,11 @@ def row(name: str, s: dict) -> dict:
         "bytes_up_once": ((s["model"].get("setup") or {}).get("head_init") or {}).get("bytes_up_once"),  # its sums
         "wall_seconds": s["wall_seconds"],
     }
+
+
+def held_out(run_dir: Path) -> float:
+    """The fraction of each client's examples the run held out for per-client evaluation (its saved config)."""
+    return float(yaml.safe_load((run_dir / "config.yaml").read_text())["data"]["local_test_fraction"])
 
 
 def overrides(task: str, method: str, split: str, seed: int) -> list[str]:
@@ -154,11 +163,20 @@ def jobs(tasks: list[str], methods: list[str], splits: list[str], seeds: list[in
 
 
 def label(r: dict) -> str:
-    """A row's method, with its number of rounds when that is not the task's own."""
+    """A row's method, with its number of rounds and its clients' held-out share where not the task's own."""
     task = r.get("task", "sentiment")
-    default = next(int(o.split("=")[1]) for o in TASKS[task][1] if o.startswith("rounds="))
-    rounds = r.get("rounds") or default
-    return r["method"] if rounds == default else f"{r['method']}, {rounds} rounds"
+    rounds, held = _workload(task, "rounds", 0), _workload(task, "data.local_test_fraction", 0.0)
+    out = r["method"]
+    if (r.get("rounds") or rounds) != rounds:
+        out += f", {r['rounds']} rounds"
+    if r.get("held_out", held) != held:
+        out += f", clients hold out {r['held_out']:.0%}"
+    return out
+
+
+def _workload(task: str, key: str, default: float) -> float:
+    """The value the task's workload sets for ``key`` (``default`` where it sets none)."""
+    return next((float(o.split("=")[1]) for o in TASKS[task][1] if o.startswith(key + "=")), default)
 
 
 def cells(rows: list[dict]) -> dict[tuple[str, str, str], dict[str, float]]:
