@@ -169,7 +169,7 @@ def label(r: dict) -> str:
     out = r["method"]
     if (r.get("rounds") or rounds) != rounds:
         out += f", {r['rounds']} rounds"
-    if r.get("held_out", held) != held:
+    if r.get("held_out") not in (None, held):
         out += f", clients hold out {r['held_out']:.0%}"
     return out
 

@@ -17,7 +17,7 @@ class FedAvgM(FedAvg):
     """Server momentum: v = beta v + delta, w = w + server_lr v.
 
     Example:
-        >>> s = FedAvgM(per_round=1, momentum=0.5)
+        >>> s = FedAvgM(per_round=1, momentum=0.5, server_lr=1.0)
         >>> w = s.aggregate(1, {"w": torch.zeros(1)}, [ClientUpdate("a", {"w": torch.ones(1)}, 1)])
         >>> s.aggregate(2, w, [ClientUpdate("a", {"w": torch.ones(1)}, 1)])["w"].tolist()  # 1 + (0.5 + 1)
         [2.5]
@@ -25,7 +25,7 @@ class FedAvgM(FedAvg):
 
     STATE = (*FedAvg.STATE, "velocity")
 
-    def __init__(self, per_round: int, momentum: float, server_lr: float = 1.0) -> None:
+    def __init__(self, per_round: int, momentum: float = 0.5, server_lr: float = 2.0) -> None:  # the config's
         super().__init__(per_round, server_lr)
         self.momentum = momentum
         self.velocity: TensorDict = {}
