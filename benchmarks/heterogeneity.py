@@ -98,7 +98,7 @@ METHODS: dict[str, list[str]] = {
     "fedprox": ["strategy.name=fedprox", "strategy.mu=0.01"],
     # server steps larger than the clients' average (FedAvgM): a client's few steps move the model about as far
     # as one large-batch step. 0.3 / 4 is the README's rule for language models (benchmarks/tasks.py); 0.5 / 2
-    # is fedavgm's default, the one setting for every task; 0.9 / 1 was its default before.
+    # is fedavgm's default, the one setting for the transformer tasks (not digits); 0.9 / 1 was its default before.
     "fedavgm 0.3 lr4": ["strategy.name=fedavgm", "strategy.momentum=0.3", "strategy.server_lr=4"],
     "fedavgm 0.4 lr3": ["strategy.name=fedavgm", "strategy.momentum=0.4", "strategy.server_lr=3"],
     "fedavgm 0.5 lr2": ["strategy.name=fedavgm", "strategy.momentum=0.5", "strategy.server_lr=2"],
