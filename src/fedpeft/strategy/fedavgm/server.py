@@ -12,6 +12,8 @@ from fedpeft.strategy.base import STRATEGIES, ClientUpdate, Strategy, StrategySp
 from fedpeft.strategy.fedavg.server import FedAvg
 from fedpeft.strategy.fedavgm.config import FedAvgMStrategy
 
+_DEFAULTS = FedAvgMStrategy()  # the constructor's defaults are the config's, defined once there
+
 
 class FedAvgM(FedAvg):
     """Server momentum: v = beta v + delta, w = w + server_lr v.
@@ -25,7 +27,9 @@ class FedAvgM(FedAvg):
 
     STATE = (*FedAvg.STATE, "velocity")
 
-    def __init__(self, per_round: int, momentum: float = 0.5, server_lr: float = 2.0) -> None:  # the config's
+    def __init__(
+        self, per_round: int, momentum: float = _DEFAULTS.momentum, server_lr: float = _DEFAULTS.server_lr
+    ) -> None:
         super().__init__(per_round, server_lr)
         self.momentum = momentum
         self.velocity: TensorDict = {}
